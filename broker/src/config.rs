@@ -1,0 +1,295 @@
+//! Broker configuration: one struct, filled from defaults, then `shale.toml`, then `SHALE_*`
+//! environment variables and command-line flags (flags win over the environment).
+//!
+//! Every setting is declared once, in [`broker_settings!`], with its type, default, environment
+//! variable, Kafka name and meaning; the TOML struct, the clap overrides and the DescribeConfigs
+//! listing are all generated from that one table so they can never drift apart.
+
+use std::path::{Path, PathBuf};
+
+/// Errors that stop startup. Each names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("setting `{setting}` is invalid: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+macro_rules! broker_settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident : $ty:ty = $default:expr, env = $env:literal, kafka = $kafka:literal;
+    )*) => {
+        /// The broker's settings. Field names are the TOML keys; see `infra/shale.example.toml`.
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct BrokerConfig {
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl Default for BrokerConfig {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        /// Command-line / environment overrides; each is optional and wins over the file.
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct BrokerConfigArgs {
+            $( $(#[doc = $doc])+ #[arg(long, env = $env)] pub $field: Option<$ty>, )*
+        }
+
+        impl BrokerConfigArgs {
+            /// Applies the overrides that were given.
+            pub fn apply(&self, config: &mut BrokerConfig) {
+                $( if let Some(v) = &self.$field { config.$field = v.clone(); } )*
+            }
+        }
+
+        impl BrokerConfig {
+            /// `(kafka name, value, documentation)` for every setting, for DescribeConfigs.
+            pub fn describe(&self) -> Vec<(&'static str, String, &'static str)> {
+                vec![ $( ($kafka, setting_value(&self.$field), concat!($($doc, " ",)+).trim()), )* ]
+            }
+        }
+    };
+}
+
+fn setting_value<T: std::fmt::Debug + serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => format!("{v:?}"),
+    }
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+broker_settings! {
+    /// Directory holding the log, the cluster metadata and producer ids.
+    data_dir: PathBuf = PathBuf::from("./data"), env = "SHALE_DATA_DIR", kafka = "log.dirs";
+    /// Address the Kafka listener binds, `HOST:PORT`.
+    listen: String = "127.0.0.1:9092".to_string(), env = "SHALE_LISTEN", kafka = "listeners";
+    /// `HOST:PORT` that clients are told to connect to; empty means the bound address.
+    advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
+    /// This broker's node id.
+    node_id: i32 = 0, env = "SHALE_NODE_ID", kafka = "node.id";
+    /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
+    num_partitions: i32 = 1, env = "SHALE_NUM_PARTITIONS", kafka = "num.partitions";
+    /// Replication factor used when CreateTopics asks for -1. Only 1 is possible on one node.
+    default_replication_factor: i16 = 1, env = "SHALE_DEFAULT_REPLICATION_FACTOR", kafka = "default.replication.factor";
+    /// Create a topic when a client asks Metadata or Produce for one that does not exist.
+    auto_create_topics_enable: bool = true, env = "SHALE_AUTO_CREATE_TOPICS_ENABLE", kafka = "auto.create.topics.enable";
+    /// Largest record batch accepted (bytes), the default for the topic's `max.message.bytes`.
+    message_max_bytes: i32 = 1_048_588, env = "SHALE_MESSAGE_MAX_BYTES", kafka = "message.max.bytes";
+    /// Largest request frame accepted (bytes); a bigger frame closes the connection.
+    socket_request_max_bytes: i32 = 104_857_600, env = "SHALE_SOCKET_REQUEST_MAX_BYTES", kafka = "socket.request.max.bytes";
+    /// Most client connections open at once; more are accepted and closed immediately.
+    max_connections: u32 = 10_000, env = "SHALE_MAX_CONNECTIONS", kafka = "max.connections";
+    /// Requests read ahead per connection before the broker stops reading from it.
+    max_inflight_requests_per_connection: u32 = 100, env = "SHALE_MAX_INFLIGHT_REQUESTS_PER_CONNECTION", kafka = "queued.max.requests";
+    /// Most array elements in one request; bounds what decoding a request can allocate.
+    request_max_array_elements: u64 = 1_000_000, env = "SHALE_REQUEST_MAX_ARRAY_ELEMENTS", kafka = "shale.request.max.array.elements";
+    /// Largest decompressed size of one batch when the broker must decode records (bytes).
+    decompressed_batch_max_bytes: usize = 256 * 1024 * 1024, env = "SHALE_DECOMPRESSED_BATCH_MAX_BYTES", kafka = "shale.decompressed.batch.max.bytes";
+    /// Segment size at which the log rolls (bytes); default for topic `segment.bytes`.
+    log_segment_bytes: i64 = 1 << 30, env = "SHALE_LOG_SEGMENT_BYTES", kafka = "log.segment.bytes";
+    /// Age at which the active segment rolls (ms); default for topic `segment.ms`.
+    log_roll_ms: i64 = 7 * DAY_MS, env = "SHALE_LOG_ROLL_MS", kafka = "log.roll.ms";
+    /// Time to keep data (ms), -1 forever; default for topic `retention.ms`.
+    log_retention_ms: i64 = 7 * DAY_MS, env = "SHALE_LOG_RETENTION_MS", kafka = "log.retention.ms";
+    /// Size to keep per partition (bytes), -1 unlimited; default for topic `retention.bytes`.
+    log_retention_bytes: i64 = -1, env = "SHALE_LOG_RETENTION_BYTES", kafka = "log.retention.bytes";
+    /// How often retention and time-based flush run (ms).
+    log_retention_check_interval_ms: i64 = 300_000, env = "SHALE_LOG_RETENTION_CHECK_INTERVAL_MS", kafka = "log.retention.check.interval.ms";
+    /// fsync after this many messages; the default leaves flushing to the OS, as Kafka does.
+    log_flush_interval_messages: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MESSAGES", kafka = "log.flush.interval.messages";
+    /// fsync when data is older than this (ms); the default leaves flushing to the OS.
+    log_flush_interval_ms: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MS", kafka = "log.flush.interval.ms";
+    /// Bytes between sparse offset/time index entries.
+    log_index_interval_bytes: i32 = 4096, env = "SHALE_LOG_INDEX_INTERVAL_BYTES", kafka = "log.index.interval.bytes";
+    /// Largest index file (bytes); a full index rolls the segment.
+    log_index_size_max_bytes: i32 = 10 * 1024 * 1024, env = "SHALE_LOG_INDEX_SIZE_MAX_BYTES", kafka = "log.index.size.max.bytes";
+    /// `CreateTime` keeps the producer's timestamps; `LogAppendTime` stamps batches on append.
+    log_message_timestamp_type: String = "CreateTime".to_string(), env = "SHALE_LOG_MESSAGE_TIMESTAMP_TYPE", kafka = "log.message.timestamp.type";
+    /// Default cleanup policy for new topics: `delete` or `compact`.
+    log_cleanup_policy: String = "delete".to_string(), env = "SHALE_LOG_CLEANUP_POLICY", kafka = "log.cleanup.policy";
+    /// Producer ids claimed from the metadata file at a time.
+    producer_id_block_size: i64 = 1000, env = "SHALE_PRODUCER_ID_BLOCK_SIZE", kafka = "shale.producer.id.block.size";
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every setting's range; the error names the first one at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(setting: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.into(),
+            })
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err()
+            && !self.listen.contains(':')
+        {
+            return bad("listen", format!("`{}` is not HOST:PORT", self.listen));
+        }
+        if !self.advertised_listener.is_empty() && parse_host_port(&self.advertised_listener).is_none() {
+            return bad(
+                "advertised_listener",
+                format!("`{}` is not HOST:PORT", self.advertised_listener),
+            );
+        }
+        if self.node_id < 0 {
+            return bad("node_id", "must be >= 0");
+        }
+        if self.num_partitions < 1 {
+            return bad("num_partitions", "must be >= 1");
+        }
+        if self.default_replication_factor != 1 {
+            return bad(
+                "default_replication_factor",
+                "must be 1: this build runs a single broker",
+            );
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return bad("socket_request_max_bytes", "must be >= 1024");
+        }
+        if self.message_max_bytes < 64 {
+            return bad("message_max_bytes", "must be >= 64");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be >= 1");
+        }
+        if self.max_inflight_requests_per_connection == 0 {
+            return bad("max_inflight_requests_per_connection", "must be >= 1");
+        }
+        if self.request_max_array_elements == 0 {
+            return bad("request_max_array_elements", "must be >= 1");
+        }
+        if self.decompressed_batch_max_bytes < 1024 {
+            return bad("decompressed_batch_max_bytes", "must be >= 1024");
+        }
+        if self.log_retention_check_interval_ms < 1 {
+            return bad("log_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.producer_id_block_size < 1 {
+            return bad("producer_id_block_size", "must be >= 1");
+        }
+        // The per-topic defaults are validated by the same rules as topic configs.
+        for (key, setting, value) in self.topic_defaults() {
+            if let Err(reason) = crate::topic_config::validate_value(key, &value) {
+                return bad(setting, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker-level defaults of topic configs: `(topic config name, broker setting, value)`.
+    pub fn topic_defaults(&self) -> Vec<(&'static str, &'static str, String)> {
+        vec![
+            ("cleanup.policy", "log_cleanup_policy", self.log_cleanup_policy.clone()),
+            ("retention.ms", "log_retention_ms", self.log_retention_ms.to_string()),
+            ("retention.bytes", "log_retention_bytes", self.log_retention_bytes.to_string()),
+            ("segment.bytes", "log_segment_bytes", self.log_segment_bytes.to_string()),
+            ("segment.ms", "log_roll_ms", self.log_roll_ms.to_string()),
+            ("max.message.bytes", "message_max_bytes", self.message_max_bytes.to_string()),
+            (
+                "message.timestamp.type",
+                "log_message_timestamp_type",
+                self.log_message_timestamp_type.clone(),
+            ),
+            (
+                "flush.messages",
+                "log_flush_interval_messages",
+                self.log_flush_interval_messages.to_string(),
+            ),
+            ("flush.ms", "log_flush_interval_ms", self.log_flush_interval_ms.to_string()),
+            (
+                "index.interval.bytes",
+                "log_index_interval_bytes",
+                self.log_index_interval_bytes.to_string(),
+            ),
+            (
+                "segment.index.bytes",
+                "log_index_size_max_bytes",
+                self.log_index_size_max_bytes.to_string(),
+            ),
+        ]
+    }
+}
+
+/// Splits `HOST:PORT` (IPv6 in brackets allowed).
+pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        BrokerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn example_config_lists_every_setting_at_its_default() {
+        let text = include_str!("../../infra/shale.example.toml");
+        let parsed: BrokerConfig = toml::from_str(text).unwrap();
+        let listed: toml::Table = toml::from_str(text).unwrap();
+        let defaults = serde_json::to_value(BrokerConfig::default()).unwrap();
+        let fields = defaults.as_object().unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), defaults);
+        for name in fields.keys() {
+            assert!(listed.contains_key(name), "infra/shale.example.toml does not document `{name}`");
+        }
+    }
+
+    #[test]
+    fn unknown_toml_key_names_the_key() {
+        let err = toml::from_str::<BrokerConfig>("num_partitons = 3").unwrap_err();
+        assert!(err.to_string().contains("num_partitons"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_setting() {
+        let config = BrokerConfig {
+            num_partitions: 0,
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("num_partitions"), "{err}");
+        let config = BrokerConfig {
+            log_message_timestamp_type: "Sometime".into(),
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("log_message_timestamp_type"), "{err}");
+    }
+}

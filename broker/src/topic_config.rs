@@ -1,0 +1,255 @@
+//! Topic configs: Kafka's names, types, defaults and validation, and how a topic's overrides
+//! combine with the broker's defaults into the effective settings of its log.
+
+use std::collections::BTreeMap;
+
+use crate::config::BrokerConfig;
+
+/// DescribeConfigs `config_source` values (Kafka `ConfigSource`).
+pub mod source {
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    pub const DEFAULT_CONFIG: i8 = 5;
+}
+
+/// DescribeConfigs `config_type` values (Kafka `ConfigType`).
+pub mod config_type {
+    pub const BOOLEAN: i8 = 1;
+    pub const STRING: i8 = 2;
+    pub const INT: i8 = 3;
+    pub const LONG: i8 = 5;
+    pub const DOUBLE: i8 = 6;
+    pub const LIST: i8 = 7;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Long { min: i64 },
+    Int { min: i64 },
+    Bool,
+    Double { min: f64, max: f64 },
+    Choice(&'static [&'static str]),
+    List(&'static [&'static str]),
+}
+
+/// One topic config: name, type, static default (when the broker has no synonym) and meaning.
+struct ConfigDef {
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    doc: &'static str,
+}
+
+const LONG0: Kind = Kind::Long { min: 0 };
+const LONG_ANY: Kind = Kind::Long { min: -1 };
+
+const DEFS: &[ConfigDef] = &[
+    ConfigDef { name: "cleanup.policy", kind: Kind::List(&["delete", "compact"]), default: "delete", doc: "delete: drop old segments; compact: keep the latest record per key." },
+    ConfigDef { name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "Batches are stored as the producer compressed them; Shale never recompresses." },
+    ConfigDef { name: "delete.retention.ms", kind: LONG0, default: "86400000", doc: "How long tombstones stay readable in a compacted topic (ms)." },
+    ConfigDef { name: "file.delete.delay.ms", kind: LONG0, default: "60000", doc: "Delay before a deleted segment file is removed (ms)." },
+    ConfigDef { name: "flush.messages", kind: Kind::Long { min: 1 }, default: "9223372036854775807", doc: "fsync after this many messages." },
+    ConfigDef { name: "flush.ms", kind: LONG0, default: "9223372036854775807", doc: "fsync when unflushed data is older than this (ms)." },
+    ConfigDef { name: "index.interval.bytes", kind: Kind::Int { min: 0 }, default: "4096", doc: "Bytes between offset index entries." },
+    ConfigDef { name: "local.retention.bytes", kind: Kind::Long { min: -2 }, default: "-2", doc: "Local-tier size limit; -2 means use retention.bytes." },
+    ConfigDef { name: "local.retention.ms", kind: Kind::Long { min: -2 }, default: "-2", doc: "Local-tier age limit (ms); -2 means use retention.ms." },
+    ConfigDef { name: "max.compaction.lag.ms", kind: Kind::Long { min: 1 }, default: "9223372036854775807", doc: "Longest a record stays uncompacted (ms)." },
+    ConfigDef { name: "max.message.bytes", kind: Kind::Int { min: 0 }, default: "1048588", doc: "Largest record batch accepted (bytes)." },
+    ConfigDef { name: "message.timestamp.after.max.ms", kind: LONG0, default: "3600000", doc: "How far in the future a CreateTime timestamp may be (ms)." },
+    ConfigDef { name: "message.timestamp.before.max.ms", kind: LONG0, default: "9223372036854775807", doc: "How far in the past a CreateTime timestamp may be (ms)." },
+    ConfigDef { name: "message.timestamp.type", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]), default: "CreateTime", doc: "Keep producer timestamps or stamp batches on append." },
+    ConfigDef { name: "min.cleanable.dirty.ratio", kind: Kind::Double { min: 0.0, max: 1.0 }, default: "0.5", doc: "Dirty fraction that makes a log eligible for compaction." },
+    ConfigDef { name: "min.compaction.lag.ms", kind: LONG0, default: "0", doc: "Shortest time a record stays uncompacted (ms)." },
+    ConfigDef { name: "min.insync.replicas", kind: Kind::Int { min: 1 }, default: "1", doc: "Replicas that must have a write for acks=all to succeed." },
+    ConfigDef { name: "preallocate", kind: Kind::Bool, default: "false", doc: "Preallocate segment files." },
+    ConfigDef { name: "remote.storage.enable", kind: Kind::Bool, default: "true", doc: "Upload sealed segments to object storage." },
+    ConfigDef { name: "retention.bytes", kind: LONG_ANY, default: "-1", doc: "Size to keep per partition (bytes); -1 unlimited." },
+    ConfigDef { name: "retention.ms", kind: LONG_ANY, default: "604800000", doc: "Time to keep data (ms); -1 forever." },
+    ConfigDef { name: "segment.bytes", kind: Kind::Int { min: 14 }, default: "1073741824", doc: "Segment size at which the log rolls (bytes)." },
+    ConfigDef { name: "segment.index.bytes", kind: Kind::Int { min: 8 }, default: "10485760", doc: "Largest offset index file (bytes)." },
+    ConfigDef { name: "segment.jitter.ms", kind: LONG0, default: "0", doc: "Random jitter subtracted from segment.ms (ms)." },
+    ConfigDef { name: "segment.ms", kind: Kind::Long { min: 1 }, default: "604800000", doc: "Age at which the active segment rolls (ms)." },
+    ConfigDef { name: "unclean.leader.election.enable", kind: Kind::Bool, default: "false", doc: "Allow an out-of-sync replica to become leader." },
+];
+
+fn def(name: &str) -> Option<&'static ConfigDef> {
+    DEFS.iter().find(|d| d.name == name)
+}
+
+/// Checks one topic config value; the error is a sentence naming the key.
+pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
+    let Some(d) = def(name) else {
+        return Err(format!("unknown topic config `{name}`"));
+    };
+    let ok = match d.kind {
+        Kind::Long { min } => value.parse::<i64>().is_ok_and(|v| v >= min),
+        Kind::Int { min } => value.parse::<i32>().is_ok_and(|v| i64::from(v) >= min),
+        Kind::Bool => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
+        Kind::Double { min, max } => value.parse::<f64>().is_ok_and(|v| v >= min && v <= max),
+        Kind::Choice(choices) => choices.contains(&value),
+        Kind::List(choices) => {
+            !value.trim().is_empty()
+                && value.split(',').all(|v| choices.contains(&v.trim()))
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match d.kind {
+        Kind::Long { min } => format!("an integer >= {min}"),
+        Kind::Int { min } => format!("a 32-bit integer >= {min}"),
+        Kind::Bool => "true or false".to_string(),
+        Kind::Double { min, max } => format!("a number in [{min}, {max}]"),
+        Kind::Choice(c) => format!("one of {}", c.join(", ")),
+        Kind::List(c) => format!("a comma-separated list of {}", c.join(", ")),
+    };
+    Err(format!("invalid value `{value}` for topic config `{name}`: expected {expected}"))
+}
+
+/// Validates a whole set of overrides.
+pub fn validate_all<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
+    for (k, v) in configs {
+        validate_value(k, v)?;
+    }
+    Ok(())
+}
+
+/// The broker setting whose value is this topic config's default, if any.
+fn broker_default(broker: &BrokerConfig, name: &str) -> Option<(&'static str, String)> {
+    broker
+        .topic_defaults()
+        .into_iter()
+        .find(|(k, _, _)| *k == name)
+        .map(|(_, setting, v)| (setting, v))
+}
+
+/// One entry of a DescribeConfigs answer.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: i8,
+    pub config_type: i8,
+    pub doc: &'static str,
+    /// `(name, value, source)`, most specific first, as Kafka lists synonyms.
+    pub synonyms: Vec<(String, String, i8)>,
+}
+
+fn kind_type(kind: Kind) -> i8 {
+    match kind {
+        Kind::Long { .. } => config_type::LONG,
+        Kind::Int { .. } => config_type::INT,
+        Kind::Bool => config_type::BOOLEAN,
+        Kind::Double { .. } => config_type::DOUBLE,
+        Kind::Choice(_) => config_type::STRING,
+        Kind::List(_) => config_type::LIST,
+    }
+}
+
+/// Every topic config with its effective value and where it came from.
+pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    let defaults = BrokerConfig::default();
+    DEFS.iter()
+        .map(|d| {
+            let mut synonyms = Vec::new();
+            let topic = overrides.get(d.name);
+            if let Some(v) = topic {
+                synonyms.push((d.name.to_string(), v.clone(), source::DYNAMIC_TOPIC_CONFIG));
+            }
+            let from_broker = broker_default(broker, d.name).map(|(setting, v)| {
+                let default_v = broker_default(&defaults, d.name).map(|(_, v)| v);
+                let src = if default_v.as_deref() == Some(v.as_str()) {
+                    source::DEFAULT_CONFIG
+                } else {
+                    source::STATIC_BROKER_CONFIG
+                };
+                (setting, v, src)
+            });
+            if let Some((setting, v, src)) = &from_broker {
+                synonyms.push((setting.to_string(), v.clone(), *src));
+            }
+            let (value, source) = match (topic, &from_broker) {
+                (Some(v), _) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
+                (None, Some((_, v, src))) => (v.clone(), *src),
+                (None, None) => (d.default.to_string(), source::DEFAULT_CONFIG),
+            };
+            ConfigEntry {
+                name: d.name,
+                value,
+                source,
+                config_type: kind_type(d.kind),
+                doc: d.doc,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// The effective value of one topic config.
+pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, name: &str) -> String {
+    if let Some(v) = overrides.get(name) {
+        return v.clone();
+    }
+    if let Some((_, v)) = broker_default(broker, name) {
+        return v;
+    }
+    def(name).map(|d| d.default.to_string()).unwrap_or_default()
+}
+
+fn effective_i64(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, name: &str) -> i64 {
+    let v = effective(broker, overrides, name);
+    // Values were validated on the way in, so a parse failure is a broken invariant.
+    v.parse()
+        .unwrap_or_else(|_| panic!("topic config {name} holds unvalidated value {v:?}"))
+}
+
+/// The settings of a partition's log, from the topic's overrides over the broker's defaults.
+pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> crate::log::LogConfig {
+    let timestamp_type = if effective(broker, overrides, "message.timestamp.type") == "LogAppendTime" {
+        crate::log::TimestampType::LogAppendTime
+    } else {
+        crate::log::TimestampType::CreateTime
+    };
+    crate::log::LogConfig {
+        segment_bytes: effective_i64(broker, overrides, "segment.bytes").max(1) as u64,
+        segment_ms: effective_i64(broker, overrides, "segment.ms"),
+        index_interval_bytes: effective_i64(broker, overrides, "index.interval.bytes").max(0) as u64,
+        segment_index_bytes: effective_i64(broker, overrides, "segment.index.bytes").max(8) as u64,
+        retention_ms: effective_i64(broker, overrides, "retention.ms"),
+        retention_bytes: effective_i64(broker, overrides, "retention.bytes"),
+        flush_messages: effective_i64(broker, overrides, "flush.messages"),
+        flush_ms: effective_i64(broker, overrides, "flush.ms"),
+        message_timestamp_type: timestamp_type,
+        max_message_bytes: effective_i64(broker, overrides, "max.message.bytes").max(0) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_and_bad_values_with_the_name() {
+        assert!(validate_value("retention.ms", "-1").is_ok());
+        assert!(validate_value("retention.ms", "abc").unwrap_err().contains("retention.ms"));
+        assert!(validate_value("retention.mss", "1").unwrap_err().contains("retention.mss"));
+        assert!(validate_value("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_value("cleanup.policy", "shred").is_err());
+    }
+
+    #[test]
+    fn topic_override_wins_over_broker_default() {
+        let broker = BrokerConfig::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        let entries = describe(&broker, &o);
+        let e = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+        assert_eq!(e.value, "1000");
+        assert_eq!(e.source, source::DYNAMIC_TOPIC_CONFIG);
+        assert_eq!(e.synonyms.len(), 2);
+        let e = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+        assert_eq!(e.source, source::DEFAULT_CONFIG);
+    }
+}

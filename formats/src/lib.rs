@@ -1,0 +1,19 @@
+//! Shale's byte formats: synchronous, no I/O, operating only on byte slices.
+//!
+//! # Layout
+//! - [`varint`]: Kafka's zig-zag varints and unsigned varints.
+//! - [`compression`]: the four Kafka codecs (gzip, snappy incl. xerial framing, lz4 frame, zstd),
+//!   with decompression capped by a caller-supplied maximum.
+//! - [`batch`]: record batch v2 headers: parsing, validation (length, magic, CRC-32C, counts,
+//!   offsets, timestamps) and offset assignment by rewriting the header.
+//! - [`record`]: records inside a batch (varint encoding, headers) and whole-batch encoding.
+//! - [`index`]: local segment index entries (`.index`, `.timeindex`) and their lookups.
+//! - [`wire`]: a bounded structural validator for Kafka request frames, run before any typed
+//!   decoder so that a lying array count can never turn into a huge allocation.
+
+pub mod batch;
+pub mod compression;
+pub mod index;
+pub mod record;
+pub mod varint;
+pub mod wire;
