@@ -303,13 +303,14 @@ impl Broker {
         for partition in self.all_partitions() {
             let mut log = partition.log();
             match log.delete_retention(now) {
-                Ok(r) if r.deleted_segments > 0 => {
-                    tracing::info!(tp = %partition.tp, segments = r.deleted_segments, log_start_offset = log.log_start_offset(), "retention deleted segments");
+                Ok(r) if r.segments_deleted > 0 => {
+                    tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
             }
-            if let Err(e) = log.maybe_flush(now) {
+            log.remove_expired_producers(now, crate::log::PRODUCER_ID_EXPIRATION_MS_DEFAULT);
+            if let Err(e) = log.flush_if_due(now) {
                 tracing::warn!(tp = %partition.tp, error = %e, "flush failed");
             }
         }
@@ -366,7 +367,7 @@ fn open_partition(
 ) -> Result<Arc<Partition>, StartupError> {
     let dir = partition_dir(&config.data_dir, &tp);
     let log_config = topic_config::log_config(config, &topic.configs);
-    let log = Log::open(&dir, log_config).map_err(|source| StartupError::Log {
+    let log = Log::open(&dir, log_config, now_ms()).map_err(|source| StartupError::Log {
         tp: tp.clone(),
         source,
     })?;

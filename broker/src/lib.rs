@@ -1,1 +1,24 @@
-pub fn x(){}
+//! The Shale broker: a Kafka-protocol server over a durable local log.
+//!
+//! # Layout
+//! - [`config`]: broker settings (TOML file, `SHALE_*` environment, flags) and their validation.
+//! - [`topic_config`]: topic configs by Kafka name: types, defaults, validation, effective values.
+//! - [`metadata`]: cluster metadata (topics, ids, configs, producer-id blocks), persisted atomically.
+//! - [`broker`]: shared broker state and the operations that change it; background maintenance.
+//! - [`partition`]: one hosted topic-partition: its log, high watermark and long-poll wakeups.
+//! - [`log`]: the local log: segments, offset/time indexes, recovery, retention, producer state.
+//! - [`server`]: the listener and connection limit; graceful shutdown.
+//! - [`connection`]: one client connection: bounded read-ahead, in-order responses.
+//! - [`frame`]: size-prefixed framing with a maximum frame size.
+//! - [`handlers`]: request validation, decoding, dispatch, and one file per Kafka API.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod frame;
+pub mod handlers;
+pub mod log;
+pub mod metadata;
+pub mod partition;
+pub mod server;
+pub mod topic_config;

@@ -77,7 +77,9 @@ impl Partition {
     /// Reads whole batches from `offset`, never past the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, LogError> {
         let hw = self.high_watermark();
-        self.log().read(offset, max_bytes, hw, min_one_batch)
+        // Snapshot under the lock, read the files outside it so appends are not blocked.
+        let reader = self.log().reader();
+        reader.read(offset, max_bytes, hw, min_one_batch)
     }
 
     /// Called after anything that moves the log's end backwards or forwards outside `append`.

@@ -208,8 +208,8 @@ fn read_u32(buf: &[u8], at: usize) -> u32 {
 impl RecordBatchHeader {
     /// Reads the header at the start of `buf`.
     ///
-    /// Requires at least [`RECORD_BATCH_OVERHEAD`] bytes, `batchLength ≥ 49` and magic 2 (the
-    /// magic byte sits at the same place in every format version, the other fields don't). Does
+    /// Requires at least [`RECORD_BATCH_OVERHEAD`] bytes, magic 2 (the magic byte sits at the same
+    /// place in every format version, the other fields don't) and `batchLength ≥ 49`. Does
     /// not check the CRC or that `buf` holds the whole batch: see [`validate_batch`].
     pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
         let header = buf
@@ -219,16 +219,16 @@ impl RecordBatchHeader {
                 needed: RECORD_BATCH_OVERHEAD,
                 available: buf.len(),
             })?;
+        let magic = i8::from_be_bytes(read_array(header, MAGIC_OFFSET));
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
         let batch_length = read_i32(header, BATCH_LENGTH_OFFSET);
         if batch_length < BATCH_LENGTH_MIN {
             return Err(BatchError::InvalidLength {
                 position: 0,
                 length: batch_length,
             });
-        }
-        let magic = i8::from_be_bytes(read_array(header, MAGIC_OFFSET));
-        if magic != MAGIC_V2 {
-            return Err(BatchError::UnsupportedMagic(magic));
         }
         Ok(Self {
             base_offset: read_i64(header, BASE_OFFSET_OFFSET),
@@ -392,23 +392,32 @@ impl ValidateOptions {
     }
 }
 
+/// The size of the batch starting at `rest` (which starts at `position` of some buffer), or
+/// `None` if `rest` is too short to hold the length field. The magic is checked first when
+/// present, so that an old-format batch is reported as such rather than as a bad length.
+fn batch_size_at(rest: &[u8], position: usize) -> Result<Option<usize>, BatchError> {
+    if rest.len() < LOG_OVERHEAD {
+        return Ok(None);
+    }
+    if let Some(&magic) = rest.get(MAGIC_OFFSET) {
+        if magic as i8 != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic as i8));
+        }
+    }
+    let length = read_i32(rest, BATCH_LENGTH_OFFSET);
+    if length < BATCH_LENGTH_MIN {
+        return Err(BatchError::InvalidLength { position, length });
+    }
+    Ok(Some(LOG_OVERHEAD + length as usize))
+}
+
 /// Reads the header of exactly one batch filling `buf`: length, size and magic, no CRC.
 fn frame_one(buf: &[u8]) -> Result<RecordBatchHeader, BatchError> {
-    if buf.len() < LOG_OVERHEAD {
-        return Err(BatchError::Truncated {
-            position: 0,
-            needed: RECORD_BATCH_OVERHEAD,
-            available: buf.len(),
-        });
-    }
-    let length = read_i32(buf, BATCH_LENGTH_OFFSET);
-    if length < BATCH_LENGTH_MIN {
-        return Err(BatchError::InvalidLength {
-            position: 0,
-            length,
-        });
-    }
-    let size = LOG_OVERHEAD + length as usize;
+    let size = batch_size_at(buf, 0)?.ok_or(BatchError::Truncated {
+        position: 0,
+        needed: RECORD_BATCH_OVERHEAD,
+        available: buf.len(),
+    })?;
     if buf.len() < size {
         return Err(BatchError::Truncated {
             position: 0,
@@ -550,12 +559,17 @@ fn check_client_batch(header: &RecordBatchHeader) -> Result<(), BatchError> {
 
 /// Assigns offsets to one batch in place, as the leader does on append.
 ///
-/// Writes `base_offset` (not covered by the CRC). With `log_append_time_ms`, follows Kafka's
-/// `DefaultRecordBatch.setMaxTimestamp(LOG_APPEND_TIME, now)`: sets the timestamp-type bit and
-/// `max_timestamp` to the append time, leaves `base_timestamp` and the records untouched (readers
-/// of a `LogAppendTime` batch use `max_timestamp` for every record), and rewrites the CRC. The
-/// stored CRC is checked first, so a damaged batch is never re-sealed as valid; the check costs no
-/// extra pass over the records (the records' CRC is computed once and combined).
+/// Writes `base_offset` (not covered by the CRC) and sets the timestamp type the way Kafka's
+/// `LogValidator` does on its in-place path with `DefaultRecordBatch.setMaxTimestamp`:
+/// - `Some(now)` (topic with `message.timestamp.type=LogAppendTime`): sets the timestamp-type bit
+///   and `max_timestamp = now`, leaving `base_timestamp` and the records untouched (readers of a
+///   `LogAppendTime` batch use `max_timestamp` for every record);
+/// - `None` (`CreateTime`): clears the bit if a client set it. Kafka would also recompute
+///   `max_timestamp` from the records; without decompressing we keep the producer's value.
+///
+/// When the CRC-covered part changes, the CRC is rewritten. The stored CRC is checked first, so a
+/// damaged batch is never re-sealed as valid; that check costs no extra pass over the records
+/// (their CRC is computed once and combined with the old and the new header part).
 ///
 /// `batch` must be exactly one batch with magic 2.
 pub fn assign_offsets(
@@ -565,11 +579,14 @@ pub fn assign_offsets(
 ) -> Result<(), BatchError> {
     let header = frame_one(batch)?;
     batch[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET].copy_from_slice(&base_offset.to_be_bytes());
-    let Some(append_time) = log_append_time_ms else {
-        return Ok(());
+    let (attributes, max_timestamp) = match log_append_time_ms {
+        Some(append_time) => (header.attributes | TIMESTAMP_TYPE_MASK, append_time),
+        None => (
+            header.attributes & !TIMESTAMP_TYPE_MASK,
+            header.max_timestamp,
+        ),
     };
-    let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
-    if attributes == header.attributes && header.max_timestamp == append_time {
+    if attributes == header.attributes && max_timestamp == header.max_timestamp {
         return Ok(());
     }
     // The CRC covers [attributes .. producer_id) ++ [producer_id .. end); only the first part
@@ -585,7 +602,7 @@ pub fn assign_offsets(
         });
     }
     batch[ATTRIBUTES_OFFSET..LAST_OFFSET_DELTA_OFFSET].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET].copy_from_slice(&append_time.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET].copy_from_slice(&max_timestamp.to_be_bytes());
     let new_head_crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..PRODUCER_ID_OFFSET]);
     let crc = crc32c::crc32c_combine(new_head_crc, tail_crc, batch.len() - PRODUCER_ID_OFFSET);
     batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
@@ -692,23 +709,14 @@ impl Iterator for BatchIter<'_> {
             self.finished = true;
             return None;
         }
-        if rest.len() < LOG_OVERHEAD {
-            return self.incomplete(RECORD_BATCH_OVERHEAD, rest.len());
-        }
-        let length = read_i32(rest, BATCH_LENGTH_OFFSET);
-        if length < BATCH_LENGTH_MIN {
-            let position = self.position;
-            return self.fail(BatchError::InvalidLength { position, length });
-        }
-        let size = LOG_OVERHEAD + length as usize;
+        // A wrong magic or length is corruption even when the batch is incomplete (Kafka checks
+        // them before the size), so that recovery doesn't mistake garbage for a torn write.
+        let size = match batch_size_at(rest, self.position) {
+            Ok(Some(size)) => size,
+            Ok(None) => return self.incomplete(RECORD_BATCH_OVERHEAD, rest.len()),
+            Err(error) => return self.fail(error),
+        };
         if rest.len() < size {
-            // A wrong magic is corruption even when the batch is incomplete (Kafka checks it
-            // before the size), so that recovery doesn't mistake garbage for a torn write.
-            if let Some(&magic) = rest.get(MAGIC_OFFSET) {
-                if magic as i8 != MAGIC_V2 {
-                    return self.fail(BatchError::UnsupportedMagic(magic as i8));
-                }
-            }
             return self.incomplete(size, rest.len());
         }
         match RecordBatchHeader::parse(&rest[..size]) {
@@ -831,6 +839,21 @@ mod tests {
         assert!(matches!(
             validate_batch(&longer, &stored),
             Err(BatchError::TrailingBytes { .. })
+        ));
+
+        // An old-format batch is reported by its magic even though its length is too short
+        // for v2.
+        let mut legacy = batch[..40].to_vec();
+        legacy[BATCH_LENGTH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET]
+            .copy_from_slice(&28i32.to_be_bytes());
+        legacy[MAGIC_OFFSET] = 1;
+        assert_eq!(
+            validate_batch(&legacy, &stored),
+            Err(BatchError::UnsupportedMagic(1))
+        );
+        assert!(matches!(
+            batches(&legacy).next(),
+            Some(Err(BatchError::UnsupportedMagic(1)))
         ));
 
         let mut short_length = batch.clone();
@@ -967,6 +990,13 @@ mod tests {
         assert_eq!(after.base_timestamp, before.base_timestamp);
         assert_eq!(after.attributes & !TIMESTAMP_TYPE_MASK, before.attributes);
         assert_ne!(after.crc, before.crc);
+
+        // Back on a CreateTime topic the bit is cleared again, max_timestamp kept.
+        let mut cleared = log_append.clone();
+        assign_offsets(&mut cleared, 7, None).unwrap();
+        let after = validate_batch(&cleared, &ValidateOptions::stored()).unwrap();
+        assert_eq!(after.timestamp_type(), TimestampType::CreateTime);
+        assert_eq!(after.max_timestamp, 1_800_000_000_000);
 
         set_partition_leader_epoch(&mut log_append, 42).unwrap();
         let after = validate_batch(&log_append, &ValidateOptions::stored()).unwrap();

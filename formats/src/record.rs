@@ -266,7 +266,9 @@ impl<'a> Reader<'a> {
 ///
 /// Decompresses with the batch's codec, never producing more than `max_decompressed` bytes, then
 /// reads exactly `records_count` records; bytes left over are an error, as in Kafka
-/// (`InvalidRecordException: Incorrect declared batch size`). The CRC is not checked here: call
+/// (`InvalidRecordException: Incorrect declared batch size`). `max_decompressed` bounds the
+/// output of a compressed batch; an uncompressed batch's records are already in memory and are
+/// not limited by it. The CRC is not checked here: call
 /// [`validate_batch`](crate::batch::validate_batch) first. Record offset deltas are returned as
 /// stored; a compacted batch may have gaps.
 pub fn decode_records(batch: &[u8], max_decompressed: usize) -> Result<Vec<Record>, BatchError> {

@@ -140,8 +140,8 @@ fn read_all(targets: &[Target], req: &FetchRequest, response_max: usize) -> (Vec
                     }
                     match partition.read(fp.fetch_offset, partition_max, total == 0) {
                         Ok(read) => {
-                            total += read.bytes.len();
-                            data.with_records(Some(read.bytes))
+                            total += read.records.len();
+                            data.with_records(Some(read.records))
                         }
                         Err(e) => {
                             errored = true;

@@ -46,6 +46,18 @@ pub fn handle(broker: &Broker, _ctx: &RequestContext, req: ListOffsetsRequest) -
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+fn found(
+    result: Result<Option<crate::log::TimestampOffset>, crate::log::LogError>,
+    hw: i64,
+    tp: &crate::partition::TopicPartition,
+) -> Result<(i64, i64, i32), ResponseError> {
+    match result {
+        Ok(Some(t)) if t.offset < hw => Ok((t.offset, t.timestamp, t.leader_epoch.unwrap_or(-1))),
+        Ok(_) => Ok((-1, -1, -1)),
+        Err(e) => Err(super::log_error(tp, e).error),
+    }
+}
+
 /// `(offset, timestamp, leader epoch)`; offset -1 when no record matches.
 fn lookup(broker: &Broker, topic: &str, index: i32, current_epoch: i32, ts: i64) -> Result<(i64, i64, i32), ResponseError> {
     let partition = broker.partition(topic, index).ok_or(ResponseError::UnknownTopicOrPartition)?;
@@ -62,15 +74,8 @@ fn lookup(broker: &Broker, topic: &str, index: i32, current_epoch: i32, ts: i64)
             (start, -1, epoch_at(start))
         }
         LATEST_TIERED => (-1, -1, -1),
-        MAX_TIMESTAMP => match log.max_timestamp_offset() {
-            Some((offset, timestamp)) if offset < hw => (offset, timestamp, epoch_at(offset)),
-            _ => (-1, -1, -1),
-        },
-        ts if ts >= 0 => match log.fetch_offset_by_timestamp(ts) {
-            Ok(Some((offset, timestamp, epoch))) if offset < hw => (offset, timestamp, epoch),
-            Ok(_) => (-1, -1, -1),
-            Err(e) => return Err(super::log_error(&partition.tp, e).error),
-        },
+        MAX_TIMESTAMP => found(log.max_timestamp_offset(), hw, &partition.tp)?,
+        ts if ts >= 0 => found(log.fetch_offset_by_timestamp(ts), hw, &partition.tp)?,
         _ => return Err(ResponseError::InvalidRequest),
     })
 }

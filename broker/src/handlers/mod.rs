@@ -178,6 +178,7 @@ pub(crate) fn log_error(tp: &crate::partition::TopicPartition, e: crate::log::Lo
         L::OutOfOrderSequence { .. } => R::OutOfOrderSequenceNumber,
         L::InvalidProducerEpoch { .. } => R::InvalidProducerEpoch,
         L::InvalidRecord { .. } => R::InvalidRecord,
+        L::RecordTooLarge { limit_name, .. } if *limit_name == "segment.bytes" => R::RecordListTooLarge,
         L::RecordTooLarge { .. } => R::MessageTooLarge,
         L::CorruptRecord { .. } => R::CorruptMessage,
         _ => {

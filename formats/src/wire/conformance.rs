@@ -202,7 +202,12 @@ fn fetch(a: Ask) -> RequestKind {
         r = r.with_cluster_id(a.opt(s("cluster"), true));
     }
     if v >= 15 && a.full {
-        let state = tags!(a, ReplicaState::default().with_replica_id(BrokerId(2)).with_replica_epoch(8));
+        let state = tags!(
+            a,
+            ReplicaState::default()
+                .with_replica_id(BrokerId(2))
+                .with_replica_epoch(8)
+        );
         r = r.with_replica_state(state);
     }
     RequestKind::Fetch(tags!(a, r))
@@ -218,7 +223,12 @@ fn list_offsets(a: Ask) -> RequestKind {
             }
             tags!(a, x)
         });
-        tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partitions(partitions))
+        tags!(
+            a,
+            T::default()
+                .with_name(topic(&format!("t{i}")))
+                .with_partitions(partitions)
+        )
     });
     let mut r = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -238,11 +248,21 @@ fn create_topics(a: Ask) -> RequestKind {
     };
     let topics = some(a, |i| {
         let assignments = some(a, |p| {
-            tags!(a, Assignment::default().with_partition_index(p).with_broker_ids(vec![BrokerId(1), BrokerId(2)]))
+            tags!(
+                a,
+                Assignment::default()
+                    .with_partition_index(p)
+                    .with_broker_ids(vec![BrokerId(1), BrokerId(2)])
+            )
         });
         let configs = some(a, |c| {
             let value = a.opt(s("compact"), true).filter(|_| c != 1);
-            tags!(a, C::default().with_name(s(&format!("config.{c}"))).with_value(value))
+            tags!(
+                a,
+                C::default()
+                    .with_name(s(&format!("config.{c}")))
+                    .with_value(value)
+            )
         });
         tags!(
             a,
@@ -278,7 +298,12 @@ fn delete_topics(a: Ask) -> RequestKind {
 fn create_partitions(a: Ask) -> RequestKind {
     use create_partitions_request::{CreatePartitionsAssignment as A, CreatePartitionsTopic as T};
     let topics = some(a, |i| {
-        let assignments = some(a, |_| tags!(a, A::default().with_broker_ids(vec![BrokerId(1), BrokerId(3)])));
+        let assignments = some(a, |_| {
+            tags!(
+                a,
+                A::default().with_broker_ids(vec![BrokerId(1), BrokerId(3)])
+            )
+        });
         tags!(
             a,
             T::default()
@@ -316,7 +341,8 @@ fn describe_configs(a: Ask) -> RequestKind {
 }
 
 fn describe_cluster(a: Ask) -> RequestKind {
-    let mut r = DescribeClusterRequest::default().with_include_cluster_authorized_operations(a.full);
+    let mut r =
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(a.full);
     if a.v >= 1 {
         r = r.with_endpoint_type(2);
     }
@@ -353,7 +379,12 @@ fn find_coordinator(a: Ask) -> RequestKind {
 fn join_group(a: Ask) -> RequestKind {
     use join_group_request::JoinGroupRequestProtocol as P;
     let protocols = some(a, |i| {
-        tags!(a, P::default().with_name(s(&format!("range{i}"))).with_metadata(Bytes::from_static(b"\x00\x01meta")))
+        tags!(
+            a,
+            P::default()
+                .with_name(s(&format!("range{i}")))
+                .with_metadata(Bytes::from_static(b"\x00\x01meta"))
+        )
     });
     let mut r = JoinGroupRequest::default()
         .with_group_id(group("g"))
@@ -376,7 +407,12 @@ fn join_group(a: Ask) -> RequestKind {
 fn sync_group(a: Ask) -> RequestKind {
     use sync_group_request::SyncGroupRequestAssignment as A;
     let assignments = some(a, |i| {
-        tags!(a, A::default().with_member_id(s(&format!("m{i}"))).with_assignment(Bytes::from_static(b"assignment")))
+        tags!(
+            a,
+            A::default()
+                .with_member_id(s(&format!("m{i}")))
+                .with_assignment(Bytes::from_static(b"assignment"))
+        )
     });
     let mut r = SyncGroupRequest::default()
         .with_group_id(group("g"))
@@ -437,7 +473,12 @@ fn offset_commit(a: Ask) -> RequestKind {
             }
             tags!(a, x)
         });
-        tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partitions(partitions))
+        tags!(
+            a,
+            T::default()
+                .with_name(topic(&format!("t{i}")))
+                .with_partitions(partitions)
+        )
     });
     let mut r = OffsetCommitRequest::default()
         .with_group_id(group("g"))
@@ -460,7 +501,12 @@ fn offset_fetch(a: Ask) -> RequestKind {
     let mut r = OffsetFetchRequest::default();
     if a.v <= 7 {
         let topics = some(a, |i| {
-            tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partition_indexes(vec![0, 1, i]))
+            tags!(
+                a,
+                T::default()
+                    .with_name(topic(&format!("t{i}")))
+                    .with_partition_indexes(vec![0, 1, i])
+            )
         });
         r = r
             .with_group_id(group("g"))
@@ -468,7 +514,12 @@ fn offset_fetch(a: Ask) -> RequestKind {
     } else {
         r = r.with_groups(some(a, |g| {
             let topics = some(a, |i| {
-                tags!(a, Ts::default().with_name(topic(&format!("t{i}"))).with_partition_indexes(vec![0, i]))
+                tags!(
+                    a,
+                    Ts::default()
+                        .with_name(topic(&format!("t{i}")))
+                        .with_partition_indexes(vec![0, i])
+                )
             });
             let mut x = G::default()
                 .with_group_id(group(&format!("g{g}")))
@@ -513,16 +564,27 @@ fn offset_delete(a: Ask) -> RequestKind {
     use offset_delete_request::{OffsetDeleteRequestPartition as P, OffsetDeleteRequestTopic as T};
     let topics = some(a, |i| {
         let partitions = some(a, |p| P::default().with_partition_index(p));
-        T::default().with_name(topic(&format!("t{i}"))).with_partitions(partitions)
+        T::default()
+            .with_name(topic(&format!("t{i}")))
+            .with_partitions(partitions)
     });
-    RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_group_id(group("g")).with_topics(topics))
+    RequestKind::OffsetDelete(
+        OffsetDeleteRequest::default()
+            .with_group_id(group("g"))
+            .with_topics(topics),
+    )
 }
 
 fn alter_configs(a: Ask) -> RequestKind {
     use alter_configs_request::{AlterConfigsResource as R, AlterableConfig as C};
     let resources = some(a, |i| {
         let configs = some(a, |c| {
-            tags!(a, C::default().with_name(s(&format!("config.{c}"))).with_value(a.opt(s("1"), true)))
+            tags!(
+                a,
+                C::default()
+                    .with_name(s(&format!("config.{c}")))
+                    .with_value(a.opt(s("1"), true))
+            )
         });
         tags!(
             a,
@@ -567,8 +629,15 @@ fn incremental_alter_configs(a: Ask) -> RequestKind {
 fn delete_records(a: Ask) -> RequestKind {
     use delete_records_request::{DeleteRecordsPartition as P, DeleteRecordsTopic as T};
     let topics = some(a, |i| {
-        let partitions = some(a, |p| tags!(a, P::default().with_partition_index(p).with_offset(-1)));
-        tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partitions(partitions))
+        let partitions = some(a, |p| {
+            tags!(a, P::default().with_partition_index(p).with_offset(-1))
+        });
+        tags!(
+            a,
+            T::default()
+                .with_name(topic(&format!("t{i}")))
+                .with_partitions(partitions)
+        )
     });
     let r = DeleteRecordsRequest::default()
         .with_topics(topics)
@@ -579,7 +648,12 @@ fn delete_records(a: Ask) -> RequestKind {
 fn describe_log_dirs(a: Ask) -> RequestKind {
     use describe_log_dirs_request::DescribableLogDirTopic as T;
     let topics = some(a, |i| {
-        tags!(a, T::default().with_topic(topic(&format!("t{i}"))).with_partitions(vec![0, 1]))
+        tags!(
+            a,
+            T::default()
+                .with_topic(topic(&format!("t{i}")))
+                .with_partitions(vec![0, 1])
+        )
     });
     let r = DescribeLogDirsRequest::default().with_topics(a.opt(topics, true));
     RequestKind::DescribeLogDirs(tags!(a, r))
@@ -588,9 +662,17 @@ fn describe_log_dirs(a: Ask) -> RequestKind {
 fn describe_producers(a: Ask) -> RequestKind {
     use describe_producers_request::TopicRequest as T;
     let topics = some(a, |i| {
-        tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partition_indexes(vec![0, 2]))
+        tags!(
+            a,
+            T::default()
+                .with_name(topic(&format!("t{i}")))
+                .with_partition_indexes(vec![0, 2])
+        )
     });
-    RequestKind::DescribeProducers(tags!(a, DescribeProducersRequest::default().with_topics(topics)))
+    RequestKind::DescribeProducers(tags!(
+        a,
+        DescribeProducersRequest::default().with_topics(topics)
+    ))
 }
 
 fn sasl_handshake(a: Ask) -> RequestKind {
@@ -599,7 +681,11 @@ fn sasl_handshake(a: Ask) -> RequestKind {
 }
 
 fn sasl_authenticate(a: Ask) -> RequestKind {
-    let bytes = if a.full { &b"\0user\0secret"[..] } else { &b""[..] };
+    let bytes = if a.full {
+        &b"\0user\0secret"[..]
+    } else {
+        &b""[..]
+    };
     let r = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(bytes));
     RequestKind::SaslAuthenticate(tags!(a, r))
 }
@@ -608,7 +694,16 @@ fn add_partitions_to_txn(a: Ask) -> RequestKind {
     use add_partitions_to_txn_request::{
         AddPartitionsToTxnTopic as T, AddPartitionsToTxnTransaction as X,
     };
-    let topics = || some(a, |i| tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partitions(vec![0, i])));
+    let topics = || {
+        some(a, |i| {
+            tags!(
+                a,
+                T::default()
+                    .with_name(topic(&format!("t{i}")))
+                    .with_partitions(vec![0, i])
+            )
+        })
+    };
     let mut r = AddPartitionsToTxnRequest::default();
     if a.v <= 3 {
         r = r
@@ -665,7 +760,12 @@ fn txn_offset_commit(a: Ask) -> RequestKind {
             }
             tags!(a, x)
         });
-        tags!(a, T::default().with_name(topic(&format!("t{i}"))).with_partitions(partitions))
+        tags!(
+            a,
+            T::default()
+                .with_name(topic(&format!("t{i}")))
+                .with_partitions(partitions)
+        )
     });
     let mut r = TxnOffsetCommitRequest::default()
         .with_transactional_id(txn("tx"))
@@ -684,7 +784,14 @@ fn txn_offset_commit(a: Ask) -> RequestKind {
 
 fn consumer_group_heartbeat(a: Ask) -> RequestKind {
     use consumer_group_heartbeat_request::TopicPartitions as T;
-    let owned = some(a, |i| tags!(a, T::default().with_topic_id(id(i as u8)).with_partitions(vec![0, 1])));
+    let owned = some(a, |i| {
+        tags!(
+            a,
+            T::default()
+                .with_topic_id(id(i as u8))
+                .with_partitions(vec![0, 1])
+        )
+    });
     let mut r = ConsumerGroupHeartbeatRequest::default()
         .with_group_id(group("g"))
         .with_member_id(s("m0"))
@@ -710,7 +817,14 @@ fn consumer_group_describe(a: Ask) -> RequestKind {
 
 fn elect_leaders(a: Ask) -> RequestKind {
     use elect_leaders_request::TopicPartitions as T;
-    let topics = some(a, |i| tags!(a, T::default().with_topic(topic(&format!("t{i}"))).with_partitions(vec![0, 1, 2])));
+    let topics = some(a, |i| {
+        tags!(
+            a,
+            T::default()
+                .with_topic(topic(&format!("t{i}")))
+                .with_partitions(vec![0, 1, 2])
+        )
+    });
     let mut r = ElectLeadersRequest::default()
         .with_topic_partitions(a.opt(topics, true))
         .with_timeout_ms(5_000);
@@ -747,7 +861,10 @@ fn create_acls(a: Ask) -> RequestKind {
                 .with_permission_type(3)
         )
     });
-    RequestKind::CreateAcls(tags!(a, CreateAclsRequest::default().with_creations(creations)))
+    RequestKind::CreateAcls(tags!(
+        a,
+        CreateAclsRequest::default().with_creations(creations)
+    ))
 }
 
 fn delete_acls(a: Ask) -> RequestKind {
@@ -773,50 +890,168 @@ type Builder = fn(Ask) -> RequestKind;
 /// Every API we cover, with the versions its kafka-protocol request type encodes and decodes,
 /// and its builder.
 const BUILDERS: &[(ApiKey, VersionRange, Builder)] = &[
-    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS, api_versions),
+    (
+        ApiKey::ApiVersions,
+        ApiVersionsRequest::VERSIONS,
+        api_versions,
+    ),
     (ApiKey::Metadata, MetadataRequest::VERSIONS, metadata),
     (ApiKey::Produce, ProduceRequest::VERSIONS, produce),
     (ApiKey::Fetch, FetchRequest::VERSIONS, fetch),
-    (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS, list_offsets),
-    (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS, create_topics),
-    (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS, delete_topics),
-    (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS, create_partitions),
-    (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS, describe_configs),
-    (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS, describe_cluster),
-    (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS, init_producer_id),
-    (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS, find_coordinator),
+    (
+        ApiKey::ListOffsets,
+        ListOffsetsRequest::VERSIONS,
+        list_offsets,
+    ),
+    (
+        ApiKey::CreateTopics,
+        CreateTopicsRequest::VERSIONS,
+        create_topics,
+    ),
+    (
+        ApiKey::DeleteTopics,
+        DeleteTopicsRequest::VERSIONS,
+        delete_topics,
+    ),
+    (
+        ApiKey::CreatePartitions,
+        CreatePartitionsRequest::VERSIONS,
+        create_partitions,
+    ),
+    (
+        ApiKey::DescribeConfigs,
+        DescribeConfigsRequest::VERSIONS,
+        describe_configs,
+    ),
+    (
+        ApiKey::DescribeCluster,
+        DescribeClusterRequest::VERSIONS,
+        describe_cluster,
+    ),
+    (
+        ApiKey::InitProducerId,
+        InitProducerIdRequest::VERSIONS,
+        init_producer_id,
+    ),
+    (
+        ApiKey::FindCoordinator,
+        FindCoordinatorRequest::VERSIONS,
+        find_coordinator,
+    ),
     (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS, join_group),
     (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS, sync_group),
     (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS, heartbeat),
     (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS, leave_group),
-    (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS, offset_commit),
-    (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS, offset_fetch),
-    (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS, describe_groups),
+    (
+        ApiKey::OffsetCommit,
+        OffsetCommitRequest::VERSIONS,
+        offset_commit,
+    ),
+    (
+        ApiKey::OffsetFetch,
+        OffsetFetchRequest::VERSIONS,
+        offset_fetch,
+    ),
+    (
+        ApiKey::DescribeGroups,
+        DescribeGroupsRequest::VERSIONS,
+        describe_groups,
+    ),
     (ApiKey::ListGroups, ListGroupsRequest::VERSIONS, list_groups),
-    (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS, delete_groups),
-    (ApiKey::OffsetDelete, OffsetDeleteRequest::VERSIONS, offset_delete),
-    (ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS, alter_configs),
-    (ApiKey::IncrementalAlterConfigs, IncrementalAlterConfigsRequest::VERSIONS, incremental_alter_configs),
-    (ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS, delete_records),
-    (ApiKey::DescribeLogDirs, DescribeLogDirsRequest::VERSIONS, describe_log_dirs),
-    (ApiKey::DescribeProducers, DescribeProducersRequest::VERSIONS, describe_producers),
-    (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS, sasl_handshake),
-    (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS, sasl_authenticate),
-    (ApiKey::AddPartitionsToTxn, AddPartitionsToTxnRequest::VERSIONS, add_partitions_to_txn),
-    (ApiKey::AddOffsetsToTxn, AddOffsetsToTxnRequest::VERSIONS, add_offsets_to_txn),
+    (
+        ApiKey::DeleteGroups,
+        DeleteGroupsRequest::VERSIONS,
+        delete_groups,
+    ),
+    (
+        ApiKey::OffsetDelete,
+        OffsetDeleteRequest::VERSIONS,
+        offset_delete,
+    ),
+    (
+        ApiKey::AlterConfigs,
+        AlterConfigsRequest::VERSIONS,
+        alter_configs,
+    ),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        IncrementalAlterConfigsRequest::VERSIONS,
+        incremental_alter_configs,
+    ),
+    (
+        ApiKey::DeleteRecords,
+        DeleteRecordsRequest::VERSIONS,
+        delete_records,
+    ),
+    (
+        ApiKey::DescribeLogDirs,
+        DescribeLogDirsRequest::VERSIONS,
+        describe_log_dirs,
+    ),
+    (
+        ApiKey::DescribeProducers,
+        DescribeProducersRequest::VERSIONS,
+        describe_producers,
+    ),
+    (
+        ApiKey::SaslHandshake,
+        SaslHandshakeRequest::VERSIONS,
+        sasl_handshake,
+    ),
+    (
+        ApiKey::SaslAuthenticate,
+        SaslAuthenticateRequest::VERSIONS,
+        sasl_authenticate,
+    ),
+    (
+        ApiKey::AddPartitionsToTxn,
+        AddPartitionsToTxnRequest::VERSIONS,
+        add_partitions_to_txn,
+    ),
+    (
+        ApiKey::AddOffsetsToTxn,
+        AddOffsetsToTxnRequest::VERSIONS,
+        add_offsets_to_txn,
+    ),
     (ApiKey::EndTxn, EndTxnRequest::VERSIONS, end_txn),
-    (ApiKey::TxnOffsetCommit, TxnOffsetCommitRequest::VERSIONS, txn_offset_commit),
-    (ApiKey::ConsumerGroupHeartbeat, ConsumerGroupHeartbeatRequest::VERSIONS, consumer_group_heartbeat),
-    (ApiKey::ConsumerGroupDescribe, ConsumerGroupDescribeRequest::VERSIONS, consumer_group_describe),
-    (ApiKey::ElectLeaders, ElectLeadersRequest::VERSIONS, elect_leaders),
-    (ApiKey::DescribeAcls, DescribeAclsRequest::VERSIONS, describe_acls),
+    (
+        ApiKey::TxnOffsetCommit,
+        TxnOffsetCommitRequest::VERSIONS,
+        txn_offset_commit,
+    ),
+    (
+        ApiKey::ConsumerGroupHeartbeat,
+        ConsumerGroupHeartbeatRequest::VERSIONS,
+        consumer_group_heartbeat,
+    ),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        ConsumerGroupDescribeRequest::VERSIONS,
+        consumer_group_describe,
+    ),
+    (
+        ApiKey::ElectLeaders,
+        ElectLeadersRequest::VERSIONS,
+        elect_leaders,
+    ),
+    (
+        ApiKey::DescribeAcls,
+        DescribeAclsRequest::VERSIONS,
+        describe_acls,
+    ),
     (ApiKey::CreateAcls, CreateAclsRequest::VERSIONS, create_acls),
     (ApiKey::DeleteAcls, DeleteAclsRequest::VERSIONS, delete_acls),
 ];
 
 /// Encodes `request` as a full frame (header + body) the way a client would, with
 /// `kafka-protocol` choosing the header version.
-fn encode(api_key: ApiKey, api_version: i16, correlation_id: i32, client_id: Option<&str>, request: &RequestKind) -> (Bytes, usize) {
+fn encode(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+    request: &RequestKind,
+) -> (Bytes, usize) {
     let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(api_version)
@@ -860,7 +1095,9 @@ pub(super) fn corpus() -> Vec<Sample> {
 
 /// Decodes a frame with `kafka-protocol` the way the broker will, returning the request and
 /// how many body bytes were left over.
-pub(super) fn decode_with_kafka_protocol(frame: &[u8]) -> Result<(RequestHeader, RequestKind, usize), String> {
+pub(super) fn decode_with_kafka_protocol(
+    frame: &[u8],
+) -> Result<(RequestHeader, RequestKind, usize), String> {
     let mut bytes = Bytes::copy_from_slice(frame);
     let header = kafka_protocol::protocol::decode_request_header_from_buffer(&mut bytes)
         .map_err(|e| format!("header: {e:#}"))?;
@@ -895,7 +1132,11 @@ fn wire_versions_match_kafka_protocol() {
             (range.min, range.max + i16::from(overclaimed)),
             "{api_key:?}"
         );
-        assert_eq!(supported_versions(key), Some((range.min, range.max)), "{api_key:?}");
+        assert_eq!(
+            supported_versions(key),
+            Some((range.min, range.max)),
+            "{api_key:?}"
+        );
         for v in range.min..=range.max {
             assert_eq!(
                 request_header_version(key, v),
@@ -997,7 +1238,10 @@ fn wire_counts_nested_elements_against_the_limit() {
         },
     )
     .unwrap_err();
-    assert!(matches!(err, WireError::TooManyElements { limit: 23, .. }), "{err}");
+    assert!(
+        matches!(err, WireError::TooManyElements { limit: 23, .. }),
+        "{err}"
+    );
     let err = validate_request(
         &frame,
         &WireLimits {
@@ -1006,7 +1250,10 @@ fn wire_counts_nested_elements_against_the_limit() {
         },
     )
     .unwrap_err();
-    assert!(matches!(err, WireError::TooManyTaggedFields { limit: 32, .. }), "{err}");
+    assert!(
+        matches!(err, WireError::TooManyTaggedFields { limit: 32, .. }),
+        "{err}"
+    );
 }
 
 /// Known tagged fields: one outside its versions, one whose declared size disagrees with its
@@ -1030,12 +1277,31 @@ fn wire_checks_known_and_ordered_tags() {
         f
     };
     // Tag 1 (ReplicaState) in v14.
-    let err = validate_request(&with_tags(&[1, 1, 13, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0]), &WireLimits::default()).unwrap_err();
-    assert!(matches!(err, WireError::TagNotValidForVersion { tag: 1, .. }), "{err}");
-    // Tag 0 (ClusterId, compact nullable string "ab") declaring 4 bytes but taking 3.
-    let err = validate_request(&with_tags(&[1, 0, 4, 3, b'a', b'b', 0]), &WireLimits::default()).unwrap_err();
+    let err = validate_request(
+        &with_tags(&[1, 1, 13, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0]),
+        &WireLimits::default(),
+    )
+    .unwrap_err();
     assert!(
-        matches!(err, WireError::TaggedFieldSizeMismatch { tag: 0, declared: 4, actual: 3, .. }),
+        matches!(err, WireError::TagNotValidForVersion { tag: 1, .. }),
+        "{err}"
+    );
+    // Tag 0 (ClusterId, compact nullable string "ab") declaring 4 bytes but taking 3.
+    let err = validate_request(
+        &with_tags(&[1, 0, 4, 3, b'a', b'b', 0]),
+        &WireLimits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::TaggedFieldSizeMismatch {
+                tag: 0,
+                declared: 4,
+                actual: 3,
+                ..
+            }
+        ),
         "{err}"
     );
     // The same value with the right size is fine, and decodes.
@@ -1044,7 +1310,17 @@ fn wire_checks_known_and_ordered_tags() {
     assert_eq!(decode_with_kafka_protocol(&good).unwrap().2, 0);
     // Unknown tags 5 then 4.
     let err = validate_request(&with_tags(&[2, 5, 0, 4, 0]), &WireLimits::default()).unwrap_err();
-    assert!(matches!(err, WireError::TagOutOfOrder { tag: 4, previous: 5, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            WireError::TagOutOfOrder {
+                tag: 4,
+                previous: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// Null where the version does not allow it is refused, even where kafka-protocol's types would

@@ -1,13 +1,14 @@
 //! The request schemas: one module per API, each with its request struct first and the structs
 //! it nests below it, in wire order.
 //!
-//! Transcribed from Kafka's request definitions (`clients/src/main/resources/common/message/
-//! *Request.json`) at the versions `kafka-protocol` 0.18 implements (Kafka 4.1), cross-checked
-//! against the field order, version conditions and tagged fields of that crate's generated
-//! decoders, which are what the broker runs after this validator. Field and struct names are
-//! Kafka's. Nullable versions follow Kafka's `nullableVersions`; where they are narrower than the
-//! field's versions that is deliberate (Metadata `Topics` is non-nullable in v0, a topic `Name`
-//! before v10, OffsetFetch `Topics` in v0–1).
+//! Field order, version ranges, flexible versions and known tagged fields are those of Kafka 4.1's
+//! request definitions (`clients/src/main/resources/common/message/*Request.json`) as
+//! `kafka-protocol` 0.18 implements them, transcribed from that crate's generated decoders, which
+//! are what the broker runs after this validator; the version ranges are exactly the ones its
+//! request types decode. Field and struct names are Kafka's. Nullable versions follow Kafka's
+//! `nullableVersions`; where they are narrower than the field's versions that is deliberate
+//! (Metadata `Topics` is non-nullable in v0, a Metadata topic `Name` before v10, OffsetFetch
+//! `Topics` in v1), even though kafka-protocol's types would take the null.
 //!
 //! Version ranges are written relative to what the message supports: `ALL` means every version of
 //! the message, `since(n)` runs to its newest version, `until(n)` starts at its oldest.

@@ -2,7 +2,7 @@
 //!
 //! The broker decodes requests with `kafka-protocol` 0.18, whose array decoders reserve
 //! `Vec::with_capacity(count)` straight from the count on the wire: a 6-byte Metadata body with
-//! count `0x7fffffff` asks for tens of gigabytes and aborts the process. [`validate_request`]
+//! count `0x7fffffff` asks for about 150 GB and aborts the process. [`validate_request`]
 //! walks the frame first, against a schema of every request we read ([`supported_versions`]),
 //! without allocating, and only a frame it accepts may reach the typed decoder.
 //!
@@ -32,8 +32,8 @@
 //! `max_array_elements` × the largest element type.**
 //!
 //! Why: in `kafka-protocol` 0.18 the only reservations sized from the wire are the array
-//! decoders (`Array`, `CompactArray`). Strings and bytes are sliced out of the frame's `Bytes`
-//! after a remaining-length check; unknown tagged fields go into a `BTreeMap` one entry at a time
+//! decoders (`Array`, `CompactArray`). Strings and bytes (request types use `StrBytes` and
+//! `Bytes` throughout) are sliced out of the frame's `Bytes` after a remaining-length check; unknown tagged fields go into a `BTreeMap` one entry at a time
 //! (bounded here by `max_tagged_fields`). The schema here follows the same grammar as the
 //! generated decoders — same fields, same version conditions, same length encodings, the same
 //! known tags — so on an accepted frame the decoder visits the same positions and reads the same
@@ -43,6 +43,14 @@
 //! readers end at the same byte. The property tests check the consequence end to end: every
 //! accepted frame, including random and mutated ones, decodes with `kafka-protocol` without
 //! error and consumes the body exactly.
+//!
+//! # Use
+//!
+//! Run [`validate_request`] on every frame before `kafka-protocol` sees it (its
+//! `decode_request_header_from_buffer` even panics on a frame under 4 bytes). On an error, use
+//! [`peek_header`] to answer with an error response when the 8-byte prefix is there (an
+//! ApiVersions request of a version we do not read must be answered, not dropped); otherwise
+//! close the connection.
 //!
 //! # Layout
 //! - `schema`: the schema language (versions, field types, structs, messages).
@@ -66,9 +74,11 @@ pub use error::{FieldPath, WireError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireLimits {
     /// The most array elements, summed over every array in the request (nested ones included).
-    /// With the largest request element type below 200 bytes, the default bounds what the typed
-    /// decoder can reserve for arrays at about 200 MB; a real client's largest request (a Fetch
-    /// or Produce over every partition it has) is far below it.
+    /// The largest array element type in kafka-protocol 0.18's requests is 120 bytes (a test
+    /// keeps it at most 200), so the default bounds what the typed decoder reserves for one
+    /// request's arrays at about 120 MB, and the frame-size limit bounds it further, since every
+    /// element takes at least one byte of frame. A real client's largest request (a Fetch or
+    /// Produce over every partition it has) is far below it.
     pub max_array_elements: u64,
     /// The most tagged fields, summed over every tagged-field section in the request. Unknown
     /// tags become one map entry (and possibly one map node) each in the decoded message; real
@@ -243,6 +253,7 @@ mod tests {
         assert_eq!(err, WireError::UnsupportedApi { api_key: 0x7f00 });
     }
 
+    /// The version queries agree with the tables, and say `None` outside them.
     #[test]
     fn wire_version_queries() {
         assert_eq!(supported_versions(18), Some((0, 4)));

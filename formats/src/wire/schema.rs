@@ -70,20 +70,6 @@ pub(crate) enum Ty {
     Struct(&'static Struct),
 }
 
-impl Ty {
-    /// The encoded width of fixed-size types.
-    pub(crate) const fn fixed_width(self) -> Option<usize> {
-        match self {
-            Ty::Bool | Ty::Int8 => Some(1),
-            Ty::Int16 => Some(2),
-            Ty::Int32 => Some(4),
-            Ty::Int64 => Some(8),
-            Ty::Uuid => Some(16),
-            _ => None,
-        }
-    }
-}
-
 /// One field of a struct, in wire order.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Field {
@@ -192,7 +178,7 @@ mod tests {
     use super::super::messages::MESSAGES;
     use super::*;
 
-    /// Visits every struct reachable from `s` with the field path that reaches it.
+    /// Visits every struct reachable from `s`.
     fn walk(s: &'static Struct, visit: &mut dyn FnMut(&'static Struct)) {
         visit(s);
         let fields = s.fields.iter().chain(s.tagged.iter().map(|t| &t.field));
@@ -203,13 +189,35 @@ mod tests {
         }
     }
 
+    /// How many structs deep `s` nests, itself included.
+    fn depth(s: &Struct) -> usize {
+        let fields = s.fields.iter().chain(s.tagged.iter().map(|t| &t.field));
+        let inner = fields.filter_map(|f| match f.ty {
+            Ty::StructArray(inner) | Ty::Struct(inner) => Some(depth(inner)),
+            _ => None,
+        });
+        1 + inner.max().unwrap_or(0)
+    }
+
+    /// The encoded width of fixed-size types.
+    fn fixed_width(ty: Ty) -> Option<usize> {
+        match ty {
+            Ty::Bool | Ty::Int8 => Some(1),
+            Ty::Int16 => Some(2),
+            Ty::Int32 => Some(4),
+            Ty::Int64 => Some(8),
+            Ty::Uuid => Some(16),
+            _ => None,
+        }
+    }
+
     /// The fewest bytes an element of `s` can occupy in `version`.
     fn min_encoded_len(s: &Struct, version: i16, flexible: bool) -> usize {
         let fields: usize = s
             .fields
             .iter()
             .filter(|f| f.versions.contains(version))
-            .map(|f| match f.ty.fixed_width() {
+            .map(|f| match fixed_width(f.ty) {
                 Some(w) => w,
                 None if flexible => 1,
                 None if matches!(f.ty, Ty::String) => 2,
@@ -220,7 +228,8 @@ mod tests {
     }
 
     /// The tables are well formed: keys unique, version ranges non-empty and inside the
-    /// message's, tags ascending and unique, nullability only on types that have a null.
+    /// message's, tags ascending and unique, nullability only on types that have a null, and
+    /// nesting shallow (it bounds the validator's recursion).
     #[test]
     fn wire_schema_tables_are_well_formed() {
         for (i, m) in MESSAGES.iter().enumerate() {
@@ -230,6 +239,12 @@ mod tests {
                 m.api_key
             );
             assert!(m.versions.min <= m.versions.max, "{} versions", m.name);
+            assert!(
+                depth(m.body) <= 3,
+                "{} nests {} deep",
+                m.name,
+                depth(m.body)
+            );
             walk(m.body, &mut |s| {
                 for f in s.fields.iter().chain(s.tagged.iter().map(|t| &t.field)) {
                     let lo = f.versions.min.max(m.versions.min);
@@ -237,7 +252,7 @@ mod tests {
                     assert!(lo <= hi, "{}.{} is never present", s.name, f.name);
                     if f.nullable.min <= f.nullable.max {
                         assert!(
-                            f.ty.fixed_width().is_none() && !matches!(f.ty, Ty::Struct(_)),
+                            fixed_width(f.ty).is_none() && !matches!(f.ty, Ty::Struct(_)),
                             "{}.{} cannot be null",
                             s.name,
                             f.name
