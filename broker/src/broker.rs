@@ -77,7 +77,10 @@ fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
 
 impl Broker {
     /// Loads the metadata and opens (recovering) every partition's log.
-    pub fn open(config: BrokerConfig, advertised: (String, u16)) -> Result<Arc<Self>, StartupError> {
+    pub fn open(
+        config: BrokerConfig,
+        advertised: (String, u16),
+    ) -> Result<Arc<Self>, StartupError> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
             path: data_dir.clone(),
@@ -122,7 +125,11 @@ impl Broker {
             topic: topic.to_string(),
             partition,
         };
-        self.partitions.read().expect("partitions lock").get(&tp).cloned()
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(&tp)
+            .cloned()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -159,7 +166,8 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicMetadata, ApiError> {
-        validate_topic_name(name).map_err(|m| ApiError::new(ResponseError::InvalidTopicException, m))?;
+        validate_topic_name(name)
+            .map_err(|m| ApiError::new(ResponseError::InvalidTopicException, m))?;
         let num_partitions = if num_partitions == -1 {
             self.config.num_partitions
         } else {
@@ -214,7 +222,10 @@ impl Broker {
                 tracing::error!(error = %e, "cannot create partition log");
                 ApiError::new(ResponseError::KafkaStorageError, e.to_string())
             })?;
-            self.partitions.write().expect("partitions lock").insert(tp, partition);
+            self.partitions
+                .write()
+                .expect("partitions lock")
+                .insert(tp, partition);
         }
         Ok(())
     }
@@ -250,7 +261,12 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         let topic = self.update_metadata(|meta| {
             let Some(topic) = meta.topics.get_mut(name) else {
                 return Err(ApiError::new(
@@ -317,15 +333,22 @@ impl Broker {
     }
 
     /// Background loop for [`Self::run_log_maintenance`] until shutdown.
-    pub async fn maintenance_loop(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let period = Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
+    pub async fn maintenance_loop(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let period =
+            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = shutdown.changed() => return,
             }
             let broker = self.clone();
-            if tokio::task::spawn_blocking(move || broker.run_log_maintenance()).await.is_err() {
+            if tokio::task::spawn_blocking(move || broker.run_log_maintenance())
+                .await
+                .is_err()
+            {
                 tracing::error!("log maintenance panicked");
             }
         }
@@ -351,7 +374,11 @@ fn check_new_topic_name(meta: &ClusterMetadata, name: &str) -> Result<(), ApiErr
         ));
     }
     let normalized = name.replace('.', "_");
-    if let Some(other) = meta.topics.keys().find(|t| t.replace('.', "_") == normalized) {
+    if let Some(other) = meta
+        .topics
+        .keys()
+        .find(|t| t.replace('.', "_") == normalized)
+    {
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
             format!("topic `{name}` collides with existing topic `{other}`"),

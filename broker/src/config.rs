@@ -148,12 +148,12 @@ impl BrokerConfig {
                 reason: reason.into(),
             })
         }
-        if self.listen.parse::<std::net::SocketAddr>().is_err()
-            && !self.listen.contains(':')
-        {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return bad("listen", format!("`{}` is not HOST:PORT", self.listen));
         }
-        if !self.advertised_listener.is_empty() && parse_host_port(&self.advertised_listener).is_none() {
+        if !self.advertised_listener.is_empty()
+            && parse_host_port(&self.advertised_listener).is_none()
+        {
             return bad(
                 "advertised_listener",
                 format!("`{}` is not HOST:PORT", self.advertised_listener),
@@ -207,12 +207,32 @@ impl BrokerConfig {
     /// The broker-level defaults of topic configs: `(topic config name, broker setting, value)`.
     pub fn topic_defaults(&self) -> Vec<(&'static str, &'static str, String)> {
         vec![
-            ("cleanup.policy", "log_cleanup_policy", self.log_cleanup_policy.clone()),
-            ("retention.ms", "log_retention_ms", self.log_retention_ms.to_string()),
-            ("retention.bytes", "log_retention_bytes", self.log_retention_bytes.to_string()),
-            ("segment.bytes", "log_segment_bytes", self.log_segment_bytes.to_string()),
+            (
+                "cleanup.policy",
+                "log_cleanup_policy",
+                self.log_cleanup_policy.clone(),
+            ),
+            (
+                "retention.ms",
+                "log_retention_ms",
+                self.log_retention_ms.to_string(),
+            ),
+            (
+                "retention.bytes",
+                "log_retention_bytes",
+                self.log_retention_bytes.to_string(),
+            ),
+            (
+                "segment.bytes",
+                "log_segment_bytes",
+                self.log_segment_bytes.to_string(),
+            ),
             ("segment.ms", "log_roll_ms", self.log_roll_ms.to_string()),
-            ("max.message.bytes", "message_max_bytes", self.message_max_bytes.to_string()),
+            (
+                "max.message.bytes",
+                "message_max_bytes",
+                self.message_max_bytes.to_string(),
+            ),
             (
                 "message.timestamp.type",
                 "log_message_timestamp_type",
@@ -223,7 +243,11 @@ impl BrokerConfig {
                 "log_flush_interval_messages",
                 self.log_flush_interval_messages.to_string(),
             ),
-            ("flush.ms", "log_flush_interval_ms", self.log_flush_interval_ms.to_string()),
+            (
+                "flush.ms",
+                "log_flush_interval_ms",
+                self.log_flush_interval_ms.to_string(),
+            ),
             (
                 "index.interval.bytes",
                 "log_index_interval_bytes",
@@ -267,7 +291,10 @@ mod tests {
         let fields = defaults.as_object().unwrap();
         assert_eq!(serde_json::to_value(&parsed).unwrap(), defaults);
         for name in fields.keys() {
-            assert!(listed.contains_key(name), "infra/shale.example.toml does not document `{name}`");
+            assert!(
+                listed.contains_key(name),
+                "infra/shale.example.toml does not document `{name}`"
+            );
         }
     }
 

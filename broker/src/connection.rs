@@ -14,11 +14,17 @@ use crate::broker::Broker;
 use crate::frame::{read_frame, FrameError};
 use crate::handlers::{handle_frame, Reply};
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let max_frame = broker.config.socket_request_max_bytes as usize;
-    let (tx, mut rx) = mpsc::channel::<Bytes>(broker.config.max_inflight_requests_per_connection as usize);
+    let (tx, mut rx) =
+        mpsc::channel::<Bytes>(broker.config.max_inflight_requests_per_connection as usize);
     let reader_task = tokio::spawn(async move {
         loop {
             match read_frame(&mut reader, max_frame).await {

@@ -11,7 +11,9 @@ pub enum FrameError {
     TooLarge { size: i64, max: usize },
     #[error("frame size {size} is negative")]
     Negative { size: i32 },
-    #[error("connection closed in the middle of a frame ({received} of {expected} bytes received)")]
+    #[error(
+        "connection closed in the middle of a frame ({received} of {expected} bytes received)"
+    )]
     Truncated { received: usize, expected: usize },
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -75,14 +77,26 @@ mod tests {
     #[tokio::test]
     async fn reads_frames_and_rejects_bad_sizes() {
         let mut data: &[u8] = &[0, 0, 0, 3, b'a', b'b', b'c'];
-        assert_eq!(read_frame(&mut data, 10).await.unwrap().unwrap(), &b"abc"[..]);
+        assert_eq!(
+            read_frame(&mut data, 10).await.unwrap().unwrap(),
+            &b"abc"[..]
+        );
         assert!(read_frame(&mut data, 10).await.unwrap().is_none());
 
         let mut big: &[u8] = &[0, 0, 1, 0];
-        assert!(matches!(read_frame(&mut big, 10).await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut big, 10).await,
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut neg: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut neg, 10).await, Err(FrameError::Negative { .. })));
+        assert!(matches!(
+            read_frame(&mut neg, 10).await,
+            Err(FrameError::Negative { .. })
+        ));
         let mut short: &[u8] = &[0, 0, 0, 5, 1, 2];
-        assert!(matches!(read_frame(&mut short, 10).await, Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            read_frame(&mut short, 10).await,
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

@@ -108,7 +108,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name `{name}` is not allowed"));
     }
     if name.len() > 249 {
-        return Err(format!("topic name is {} characters; the limit is 249", name.len()));
+        return Err(format!(
+            "topic name is {} characters; the limit is 249",
+            name.len()
+        ));
     }
     if let Some(c) = name
         .chars()

@@ -75,7 +75,12 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, never past the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadResult, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
         let hw = self.high_watermark();
         // Snapshot under the lock, read the files outside it so appends are not blocked.
         let reader = self.log().reader();

@@ -45,9 +45,15 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
     }
-    tracing::info!(open_connections = connections.len(), "shutting down: draining connections");
+    tracing::info!(
+        open_connections = connections.len(),
+        "shutting down: draining connections"
+    );
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!("connections did not finish in time; closing them");
         connections.abort_all();

@@ -44,32 +44,162 @@ const LONG0: Kind = Kind::Long { min: 0 };
 const LONG_ANY: Kind = Kind::Long { min: -1 };
 
 const DEFS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", kind: Kind::List(&["delete", "compact"]), default: "delete", doc: "delete: drop old segments; compact: keep the latest record per key." },
-    ConfigDef { name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "Batches are stored as the producer compressed them; Shale never recompresses." },
-    ConfigDef { name: "delete.retention.ms", kind: LONG0, default: "86400000", doc: "How long tombstones stay readable in a compacted topic (ms)." },
-    ConfigDef { name: "file.delete.delay.ms", kind: LONG0, default: "60000", doc: "Delay before a deleted segment file is removed (ms)." },
-    ConfigDef { name: "flush.messages", kind: Kind::Long { min: 1 }, default: "9223372036854775807", doc: "fsync after this many messages." },
-    ConfigDef { name: "flush.ms", kind: LONG0, default: "9223372036854775807", doc: "fsync when unflushed data is older than this (ms)." },
-    ConfigDef { name: "index.interval.bytes", kind: Kind::Int { min: 0 }, default: "4096", doc: "Bytes between offset index entries." },
-    ConfigDef { name: "local.retention.bytes", kind: Kind::Long { min: -2 }, default: "-2", doc: "Local-tier size limit; -2 means use retention.bytes." },
-    ConfigDef { name: "local.retention.ms", kind: Kind::Long { min: -2 }, default: "-2", doc: "Local-tier age limit (ms); -2 means use retention.ms." },
-    ConfigDef { name: "max.compaction.lag.ms", kind: Kind::Long { min: 1 }, default: "9223372036854775807", doc: "Longest a record stays uncompacted (ms)." },
-    ConfigDef { name: "max.message.bytes", kind: Kind::Int { min: 0 }, default: "1048588", doc: "Largest record batch accepted (bytes)." },
-    ConfigDef { name: "message.timestamp.after.max.ms", kind: LONG0, default: "3600000", doc: "How far in the future a CreateTime timestamp may be (ms)." },
-    ConfigDef { name: "message.timestamp.before.max.ms", kind: LONG0, default: "9223372036854775807", doc: "How far in the past a CreateTime timestamp may be (ms)." },
-    ConfigDef { name: "message.timestamp.type", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]), default: "CreateTime", doc: "Keep producer timestamps or stamp batches on append." },
-    ConfigDef { name: "min.cleanable.dirty.ratio", kind: Kind::Double { min: 0.0, max: 1.0 }, default: "0.5", doc: "Dirty fraction that makes a log eligible for compaction." },
-    ConfigDef { name: "min.compaction.lag.ms", kind: LONG0, default: "0", doc: "Shortest time a record stays uncompacted (ms)." },
-    ConfigDef { name: "min.insync.replicas", kind: Kind::Int { min: 1 }, default: "1", doc: "Replicas that must have a write for acks=all to succeed." },
-    ConfigDef { name: "preallocate", kind: Kind::Bool, default: "false", doc: "Preallocate segment files." },
-    ConfigDef { name: "remote.storage.enable", kind: Kind::Bool, default: "true", doc: "Upload sealed segments to object storage." },
-    ConfigDef { name: "retention.bytes", kind: LONG_ANY, default: "-1", doc: "Size to keep per partition (bytes); -1 unlimited." },
-    ConfigDef { name: "retention.ms", kind: LONG_ANY, default: "604800000", doc: "Time to keep data (ms); -1 forever." },
-    ConfigDef { name: "segment.bytes", kind: Kind::Int { min: 14 }, default: "1073741824", doc: "Segment size at which the log rolls (bytes)." },
-    ConfigDef { name: "segment.index.bytes", kind: Kind::Int { min: 8 }, default: "10485760", doc: "Largest offset index file (bytes)." },
-    ConfigDef { name: "segment.jitter.ms", kind: LONG0, default: "0", doc: "Random jitter subtracted from segment.ms (ms)." },
-    ConfigDef { name: "segment.ms", kind: Kind::Long { min: 1 }, default: "604800000", doc: "Age at which the active segment rolls (ms)." },
-    ConfigDef { name: "unclean.leader.election.enable", kind: Kind::Bool, default: "false", doc: "Allow an out-of-sync replica to become leader." },
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: Kind::List(&["delete", "compact"]),
+        default: "delete",
+        doc: "delete: drop old segments; compact: keep the latest record per key.",
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: Kind::Choice(&["producer"]),
+        default: "producer",
+        doc: "Batches are stored as the producer compressed them; Shale never recompresses.",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        kind: LONG0,
+        default: "86400000",
+        doc: "How long tombstones stay readable in a compacted topic (ms).",
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        kind: LONG0,
+        default: "60000",
+        doc: "Delay before a deleted segment file is removed (ms).",
+    },
+    ConfigDef {
+        name: "flush.messages",
+        kind: Kind::Long { min: 1 },
+        default: "9223372036854775807",
+        doc: "fsync after this many messages.",
+    },
+    ConfigDef {
+        name: "flush.ms",
+        kind: LONG0,
+        default: "9223372036854775807",
+        doc: "fsync when unflushed data is older than this (ms).",
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        kind: Kind::Int { min: 0 },
+        default: "4096",
+        doc: "Bytes between offset index entries.",
+    },
+    ConfigDef {
+        name: "local.retention.bytes",
+        kind: Kind::Long { min: -2 },
+        default: "-2",
+        doc: "Local-tier size limit; -2 means use retention.bytes.",
+    },
+    ConfigDef {
+        name: "local.retention.ms",
+        kind: Kind::Long { min: -2 },
+        default: "-2",
+        doc: "Local-tier age limit (ms); -2 means use retention.ms.",
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        kind: Kind::Long { min: 1 },
+        default: "9223372036854775807",
+        doc: "Longest a record stays uncompacted (ms).",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: Kind::Int { min: 0 },
+        default: "1048588",
+        doc: "Largest record batch accepted (bytes).",
+    },
+    ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        kind: LONG0,
+        default: "3600000",
+        doc: "How far in the future a CreateTime timestamp may be (ms).",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        kind: LONG0,
+        default: "9223372036854775807",
+        doc: "How far in the past a CreateTime timestamp may be (ms).",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+        default: "CreateTime",
+        doc: "Keep producer timestamps or stamp batches on append.",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::Double { min: 0.0, max: 1.0 },
+        default: "0.5",
+        doc: "Dirty fraction that makes a log eligible for compaction.",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        kind: LONG0,
+        default: "0",
+        doc: "Shortest time a record stays uncompacted (ms).",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: Kind::Int { min: 1 },
+        default: "1",
+        doc: "Replicas that must have a write for acks=all to succeed.",
+    },
+    ConfigDef {
+        name: "preallocate",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "Preallocate segment files.",
+    },
+    ConfigDef {
+        name: "remote.storage.enable",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Upload sealed segments to object storage.",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: LONG_ANY,
+        default: "-1",
+        doc: "Size to keep per partition (bytes); -1 unlimited.",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: LONG_ANY,
+        default: "604800000",
+        doc: "Time to keep data (ms); -1 forever.",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: Kind::Int { min: 14 },
+        default: "1073741824",
+        doc: "Segment size at which the log rolls (bytes).",
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        kind: Kind::Int { min: 8 },
+        default: "10485760",
+        doc: "Largest offset index file (bytes).",
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        kind: LONG0,
+        default: "0",
+        doc: "Random jitter subtracted from segment.ms (ms).",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: Kind::Long { min: 1 },
+        default: "604800000",
+        doc: "Age at which the active segment rolls (ms).",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "Allow an out-of-sync replica to become leader.",
+    },
 ];
 
 fn def(name: &str) -> Option<&'static ConfigDef> {
@@ -88,8 +218,7 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         Kind::Double { min, max } => value.parse::<f64>().is_ok_and(|v| v >= min && v <= max),
         Kind::Choice(choices) => choices.contains(&value),
         Kind::List(choices) => {
-            !value.trim().is_empty()
-                && value.split(',').all(|v| choices.contains(&v.trim()))
+            !value.trim().is_empty() && value.split(',').all(|v| choices.contains(&v.trim()))
         }
     };
     if ok {
@@ -103,7 +232,9 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         Kind::Choice(c) => format!("one of {}", c.join(", ")),
         Kind::List(c) => format!("a comma-separated list of {}", c.join(", ")),
     };
-    Err(format!("invalid value `{value}` for topic config `{name}`: expected {expected}"))
+    Err(format!(
+        "invalid value `{value}` for topic config `{name}`: expected {expected}"
+    ))
 }
 
 /// Validates a whole set of overrides.
@@ -188,7 +319,11 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
 }
 
 /// The effective value of one topic config.
-pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, name: &str) -> String {
+pub fn effective(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    name: &str,
+) -> String {
     if let Some(v) = overrides.get(name) {
         return v.clone();
     }
@@ -206,16 +341,21 @@ fn effective_i64(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, na
 }
 
 /// The settings of a partition's log, from the topic's overrides over the broker's defaults.
-pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> crate::log::LogConfig {
-    let timestamp_type = if effective(broker, overrides, "message.timestamp.type") == "LogAppendTime" {
-        crate::log::TimestampType::LogAppendTime
-    } else {
-        crate::log::TimestampType::CreateTime
-    };
+pub fn log_config(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> crate::log::LogConfig {
+    let timestamp_type =
+        if effective(broker, overrides, "message.timestamp.type") == "LogAppendTime" {
+            crate::log::TimestampType::LogAppendTime
+        } else {
+            crate::log::TimestampType::CreateTime
+        };
     crate::log::LogConfig {
         segment_bytes: effective_i64(broker, overrides, "segment.bytes").max(1) as u64,
         segment_ms: effective_i64(broker, overrides, "segment.ms"),
-        index_interval_bytes: effective_i64(broker, overrides, "index.interval.bytes").max(0) as u64,
+        index_interval_bytes: effective_i64(broker, overrides, "index.interval.bytes").max(0)
+            as u64,
         segment_index_bytes: effective_i64(broker, overrides, "segment.index.bytes").max(8) as u64,
         retention_ms: effective_i64(broker, overrides, "retention.ms"),
         retention_bytes: effective_i64(broker, overrides, "retention.bytes"),
@@ -233,8 +373,12 @@ mod tests {
     #[test]
     fn rejects_unknown_and_bad_values_with_the_name() {
         assert!(validate_value("retention.ms", "-1").is_ok());
-        assert!(validate_value("retention.ms", "abc").unwrap_err().contains("retention.ms"));
-        assert!(validate_value("retention.mss", "1").unwrap_err().contains("retention.mss"));
+        assert!(validate_value("retention.ms", "abc")
+            .unwrap_err()
+            .contains("retention.ms"));
+        assert!(validate_value("retention.mss", "1")
+            .unwrap_err()
+            .contains("retention.mss"));
         assert!(validate_value("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_value("cleanup.policy", "shred").is_err());
     }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    fetch_request, metadata_request, produce_request, ApiKey, ApiVersionsRequest, CreateTopicsRequest,
-    FetchRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName,
+    fetch_request, metadata_request, produce_request, ApiKey, ApiVersionsRequest,
+    CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -58,16 +58,23 @@ fn seeds() -> Vec<Bytes> {
     let metadata = MetadataRequest::default().with_topics(Some(vec![
         metadata_request::MetadataRequestTopic::default().with_name(Some(topic.clone())),
     ]));
-    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
-        produce_request::TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![
-            produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from_static(&[0u8; 70]))),
-        ]),
-    ]);
-    let fetch = FetchRequest::default().with_max_wait_ms(10).with_topics(vec![fetch_request::FetchTopic::default()
-        .with_topic(topic)
-        .with_partitions(vec![fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)])]);
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(topic.clone())
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from_static(&[0u8; 70]))),
+            ])]);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(topic)
+            .with_partitions(vec![
+                fetch_request::FetchPartition::default().with_partition_max_bytes(1 << 20)
+            ])]);
     let mut out = vec![
         frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
         frame(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()),
@@ -87,20 +94,30 @@ fn seeds() -> Vec<Bytes> {
 
 fn check(bytes: Vec<u8>) {
     let _ = decode_request(Bytes::from(bytes), 1_000_000);
-    assert_eq!(LARGEST_REFUSED.load(Ordering::Relaxed), 0, "an allocation above {LIMIT} bytes was attempted");
+    assert_eq!(
+        LARGEST_REFUSED.load(Ordering::Relaxed),
+        0,
+        "an allocation above {LIMIT} bytes was attempted"
+    );
 }
 
 #[test]
 fn seeds_decode() {
     for s in seeds() {
-        decode_request(s.clone(), 1_000_000).unwrap_or_else(|e| panic!("valid frame rejected: {e}"));
+        decode_request(s.clone(), 1_000_000)
+            .unwrap_or_else(|e| panic!("valid frame rejected: {e}"));
     }
 }
 
 #[test]
 fn known_killer_is_rejected() {
     // Metadata v1 whose topic array claims 0x7fffffff entries: kafka-protocol alone reserves ~150 GB.
-    let mut bytes = frame(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(Some(vec![]))).to_vec();
+    let mut bytes = frame(
+        ApiKey::Metadata,
+        1,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    )
+    .to_vec();
     let n = bytes.len();
     bytes[n - 4..].copy_from_slice(&0x7fff_ffffi32.to_be_bytes());
     assert!(decode_request(Bytes::from(bytes), 1_000_000).is_err());

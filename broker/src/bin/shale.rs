@@ -9,7 +9,11 @@ use shale_broker::broker::Broker;
 use shale_broker::config::{parse_host_port, BrokerConfig, BrokerConfigArgs};
 
 #[derive(Parser)]
-#[command(name = "shale", version, about = "A Kafka-compatible broker with tiered storage")]
+#[command(
+    name = "shale",
+    version,
+    about = "A Kafka-compatible broker with tiered storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,9 +37,11 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let args = match cli.command {
@@ -75,9 +81,11 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let advertised = if config.advertised_listener.is_empty() {
         (bound.ip().to_string(), bound.port())
     } else {
-        parse_host_port(&config.advertised_listener).context("setting `advertised_listener` is not HOST:PORT")?
+        parse_host_port(&config.advertised_listener)
+            .context("setting `advertised_listener` is not HOST:PORT")?
     };
-    let broker = Broker::open(config, advertised.clone()).context("cannot open the broker's data")?;
+    let broker =
+        Broker::open(config, advertised.clone()).context("cannot open the broker's data")?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

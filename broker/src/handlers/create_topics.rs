@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
@@ -14,7 +16,11 @@ use crate::topic_config;
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 7;
 
-pub fn handle(broker: &Broker, ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = req
         .topics
@@ -31,7 +37,13 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: CreateTopicsRequest) -
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
             let created = if duplicates.contains(t.name.as_str()) {
-                Err(ApiError::new(ResponseError::InvalidRequest, format!("topic `{}` appears more than once in the request", t.name.as_str())))
+                Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "topic `{}` appears more than once in the request",
+                        t.name.as_str()
+                    ),
+                ))
             } else {
                 create_one(broker, &t, req.validate_only)
             };
@@ -55,7 +67,9 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: CreateTopicsRequest) -
                     }
                     result
                 }
-                Err(e) => result.with_error_code(e.code()).with_error_message(Some(sb(e.message))),
+                Err(e) => result
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(e.message))),
             }
         })
         .collect();
@@ -78,12 +92,22 @@ fn create_one(
         (t.num_partitions, t.replication_factor)
     } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
-            return Err(ApiError::new(ResponseError::InvalidRequest, "both partition assignments and a partition count or replication factor were given"));
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "both partition assignments and a partition count or replication factor were given",
+            ));
         }
         let node = broker.config.node_id;
         for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.len() != 1 || a.broker_ids[0].0 != node {
-                return Err(ApiError::new(ResponseError::InvalidReplicaAssignment, format!("assignment for partition {} must be [{node}], the only broker", a.partition_index)));
+            if a.partition_index != i as i32 || a.broker_ids.len() != 1 || a.broker_ids[0].0 != node
+            {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "assignment for partition {} must be [{node}], the only broker",
+                        a.partition_index
+                    ),
+                ));
             }
         }
         (t.assignments.len() as i32, 1)

@@ -10,11 +10,21 @@ use crate::broker::Broker;
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 6;
 
-pub fn handle(broker: &Broker, ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let requests: Vec<(Option<TopicName>, uuid::Uuid)> = if ctx.api_version >= 6 {
-        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n), uuid::Uuid::nil()))
+            .collect()
     };
     let responses = requests
         .into_iter()
@@ -31,7 +41,9 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: DeleteTopicsRequest) -
             };
             match broker.delete_topic(&name) {
                 Ok(id) => result.with_topic_id(id),
-                Err(e) => result.with_error_code(e.code()).with_error_message(Some(sb(e.message))),
+                Err(e) => result
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(e.message))),
             }
         })
         .collect();

@@ -13,7 +13,11 @@ pub const MAX_VERSION: i16 = 1;
 /// `endpoint_type` values (v1+).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Broker, _ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Broker,
+    _ctx: &RequestContext,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let meta = broker.metadata();
     let node = broker.config.node_id;
     let mut resp = DescribeClusterResponse::default()

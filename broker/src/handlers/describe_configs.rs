@@ -16,7 +16,11 @@ pub const MAX_VERSION: i16 = 4;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
-pub fn handle(broker: &Broker, _ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn handle(
+    broker: &Broker,
+    _ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -30,7 +34,10 @@ pub fn handle(broker: &Broker, _ctx: &RequestContext, req: DescribeConfigsReques
                     None => {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(sb(format!("topic `{}` does not exist", r.resource_name.as_str()))))
+                            .with_error_message(Some(sb(format!(
+                                "topic `{}` does not exist",
+                                r.resource_name.as_str()
+                            ))))
                     }
                 },
                 RESOURCE_BROKER => {
@@ -38,20 +45,36 @@ pub fn handle(broker: &Broker, _ctx: &RequestContext, req: DescribeConfigsReques
                     if !name.is_empty() && name != broker.config.node_id.to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(sb(format!("broker `{name}` is not this broker ({})", broker.config.node_id))));
+                            .with_error_message(Some(sb(format!(
+                                "broker `{name}` is not this broker ({})",
+                                broker.config.node_id
+                            ))));
                     }
                     broker_entries(broker)
                 }
                 other => {
                     return result
                         .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(sb(format!("resource type {other} is not supported"))))
+                        .with_error_message(Some(sb(format!(
+                            "resource type {other} is not supported"
+                        ))))
                 }
             };
             let configs = entries
                 .into_iter()
-                .filter(|e| r.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
-                .map(|e| to_result(e, req.include_synonyms, req.include_documentation, r.resource_type == RESOURCE_BROKER))
+                .filter(|e| {
+                    r.configuration_keys
+                        .as_ref()
+                        .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                })
+                .map(|e| {
+                    to_result(
+                        e,
+                        req.include_synonyms,
+                        req.include_documentation,
+                        r.resource_type == RESOURCE_BROKER,
+                    )
+                })
                 .collect();
             result.with_configs(configs)
         })
@@ -67,7 +90,11 @@ fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
         .into_iter()
         .map(|(name, value, doc)| {
             let is_default = defaults.iter().any(|(n, v, _)| *n == name && *v == value);
-            let src = if is_default { source::DEFAULT_CONFIG } else { source::STATIC_BROKER_CONFIG };
+            let src = if is_default {
+                source::DEFAULT_CONFIG
+            } else {
+                source::STATIC_BROKER_CONFIG
+            };
             let ty = if value == "true" || value == "false" {
                 config_type::BOOLEAN
             } else if value.parse::<i64>().is_ok() {
@@ -88,7 +115,12 @@ fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
 }
 
 /// Broker settings are static (file, flags, environment), so they are read-only here.
-fn to_result(e: ConfigEntry, synonyms: bool, documentation: bool, read_only: bool) -> DescribeConfigsResourceResult {
+fn to_result(
+    e: ConfigEntry,
+    synonyms: bool,
+    documentation: bool,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(sb(e.name))
         .with_value(Some(sb(e.value)))
@@ -99,7 +131,12 @@ fn to_result(e: ConfigEntry, synonyms: bool, documentation: bool, read_only: boo
         r.synonyms = e
             .synonyms
             .into_iter()
-            .map(|(n, v, s)| DescribeConfigsSynonym::default().with_name(sb(n)).with_value(Some(sb(v))).with_source(s))
+            .map(|(n, v, s)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(sb(n))
+                    .with_value(Some(sb(v)))
+                    .with_source(s)
+            })
             .collect();
     }
     if documentation {

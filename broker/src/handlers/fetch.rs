@@ -27,7 +27,11 @@ pub const MAX_VERSION: i16 = 16;
 /// `isolation_level` READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FetchRequest,
+) -> FetchResponse {
     if req.session_id != 0 || req.session_epoch > 0 {
         // We never hand out sessions, so an incremental fetch names one we do not have.
         return FetchResponse::default()
@@ -35,8 +39,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             .with_session_id(0);
     }
     let targets = resolve(broker, ctx.api_version, &req.topics);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let response_max = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let response_max = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
     let min_bytes = req.min_bytes.max(0) as usize;
     loop {
         // Subscribe before reading so an append between the read and the wait still wakes us.
@@ -52,7 +61,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
                 .with_session_id(0)
                 .with_responses(responses);
         }
-        let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        let changed =
+            futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         let _ = tokio::time::timeout_at(deadline, changed).await;
     }
 }
@@ -63,7 +73,10 @@ struct Target {
     topic_id: uuid::Uuid,
     /// Set when the whole topic is unknown.
     topic_error: Option<ResponseError>,
-    partitions: Vec<(kafka_protocol::messages::fetch_request::FetchPartition, Option<Arc<Partition>>)>,
+    partitions: Vec<(
+        kafka_protocol::messages::fetch_request::FetchPartition,
+        Option<Arc<Partition>>,
+    )>,
 }
 
 fn resolve(broker: &Broker, version: i16, topics: &[FetchTopic]) -> Vec<Target> {
@@ -79,18 +92,29 @@ fn resolve(broker: &Broker, version: i16, topics: &[FetchTopic]) -> Vec<Target> 
             } else if meta.topics.contains_key(t.topic.as_str()) {
                 (t.topic.to_string(), None)
             } else {
-                (t.topic.to_string(), Some(ResponseError::UnknownTopicOrPartition))
+                (
+                    t.topic.to_string(),
+                    Some(ResponseError::UnknownTopicOrPartition),
+                )
             };
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let hosted = if topic_error.is_none() { broker.partition(&name, p.partition) } else { None };
+                    let hosted = if topic_error.is_none() {
+                        broker.partition(&name, p.partition)
+                    } else {
+                        None
+                    };
                     (p.clone(), hosted)
                 })
                 .collect();
             Target {
-                name: if version >= 13 { t.topic.clone() } else { TopicName(sb(name)) },
+                name: if version >= 13 {
+                    t.topic.clone()
+                } else {
+                    TopicName(sb(name))
+                },
                 topic_id: t.topic_id,
                 topic_error,
                 partitions,
@@ -99,7 +123,11 @@ fn resolve(broker: &Broker, version: i16, topics: &[FetchTopic]) -> Vec<Target> 
         .collect()
 }
 
-fn read_all(targets: &[Target], req: &FetchRequest, response_max: usize) -> (Vec<FetchableTopicResponse>, usize, bool) {
+fn read_all(
+    targets: &[Target],
+    req: &FetchRequest,
+    response_max: usize,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
     let read_committed = req.isolation_level == READ_COMMITTED;
@@ -120,7 +148,9 @@ fn read_all(targets: &[Target], req: &FetchRequest, response_max: usize) -> (Vec
                         .with_records(Some(Bytes::new()));
                     let Some(partition) = hosted else {
                         errored = true;
-                        let e = t.topic_error.unwrap_or(ResponseError::UnknownTopicOrPartition);
+                        let e = t
+                            .topic_error
+                            .unwrap_or(ResponseError::UnknownTopicOrPartition);
                         return data.with_error_code(e.code());
                     };
                     if let Some(e) = epoch_error(fp.current_leader_epoch, partition.leader_epoch) {

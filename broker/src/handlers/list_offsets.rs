@@ -1,7 +1,9 @@
 //! ListOffsets v1–9: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
 //! latest tiered (-5) and by timestamp (the first offset whose timestamp is at or after it).
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
@@ -18,7 +20,11 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub fn handle(broker: &Broker, _ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Broker,
+    _ctx: &RequestContext,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -32,15 +38,24 @@ pub fn handle(broker: &Broker, _ctx: &RequestContext, req: ListOffsetsRequest) -
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match lookup(broker, t.name.as_str(), p.partition_index, p.current_leader_epoch, p.timestamp) {
-                        Ok((offset, timestamp, epoch)) => {
-                            resp.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(epoch)
-                        }
+                    match lookup(
+                        broker,
+                        t.name.as_str(),
+                        p.partition_index,
+                        p.current_leader_epoch,
+                        p.timestamp,
+                    ) {
+                        Ok((offset, timestamp, epoch)) => resp
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch),
                         Err(e) => resp.with_error_code(e.code()),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -59,14 +74,25 @@ fn found(
 }
 
 /// `(offset, timestamp, leader epoch)`; offset -1 when no record matches.
-fn lookup(broker: &Broker, topic: &str, index: i32, current_epoch: i32, ts: i64) -> Result<(i64, i64, i32), ResponseError> {
-    let partition = broker.partition(topic, index).ok_or(ResponseError::UnknownTopicOrPartition)?;
+fn lookup(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_epoch: i32,
+    ts: i64,
+) -> Result<(i64, i64, i32), ResponseError> {
+    let partition = broker
+        .partition(topic, index)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
     if let Some(e) = epoch_error(current_epoch, partition.leader_epoch) {
         return Err(e);
     }
     let hw = partition.high_watermark();
     let log = partition.log();
-    let epoch_at = |offset: i64| log.epoch_for_offset(offset).unwrap_or(partition.leader_epoch);
+    let epoch_at = |offset: i64| {
+        log.epoch_for_offset(offset)
+            .unwrap_or(partition.leader_epoch)
+    };
     Ok(match ts {
         LATEST => (hw, -1, partition.leader_epoch),
         EARLIEST | EARLIEST_LOCAL => {

@@ -18,14 +18,17 @@ pub const MAX_VERSION: i16 = 12;
 
 /// Kafka's topic ACL operations bit set (READ..DESCRIBE_CONFIGS, ALTER_CONFIGS): everything is
 /// allowed while Shale has no authorizer.
-const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-const ALL_CLUSTER_OPERATIONS: i32 = (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let v = ctx.api_version;
     let node = broker.config.node_id;
     // v0-3 always auto-create; later versions say so in the request.
-    let allow_auto_create = (v < 4 || req.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
+    let allow_auto_create =
+        (v < 4 || req.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
     let all_topics = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && v == 0,
@@ -37,7 +40,13 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
         }
     } else {
         for requested in req.topics.iter().flatten() {
-            topics.push(requested_topic(broker, requested.name.as_ref(), requested.topic_id, allow_auto_create, &req));
+            topics.push(requested_topic(
+                broker,
+                requested.name.as_ref(),
+                requested.topic_id,
+                allow_auto_create,
+                &req,
+            ));
         }
     }
     let mut resp = MetadataResponse::default()
@@ -91,19 +100,28 @@ fn requested_topic(
     match broker.create_topic(name, -1, -1, BTreeMap::new(), false) {
         Ok(t) => topic_response(broker, &t, req),
         // Another request created it first: fine.
-        Err(e) if e.error == ResponseError::TopicAlreadyExists => match broker.metadata().topics.get(name.as_str()) {
-            Some(t) => topic_response(broker, t, req),
-            None => error(ResponseError::UnknownTopicOrPartition),
-        },
+        Err(e) if e.error == ResponseError::TopicAlreadyExists => {
+            match broker.metadata().topics.get(name.as_str()) {
+                Some(t) => topic_response(broker, t, req),
+                None => error(ResponseError::UnknownTopicOrPartition),
+            }
+        }
         Err(e) => error(e.error),
     }
 }
 
-fn topic_response(broker: &Broker, topic: &TopicMetadata, req: &MetadataRequest) -> MetadataResponseTopic {
+fn topic_response(
+    broker: &Broker,
+    topic: &TopicMetadata,
+    req: &MetadataRequest,
+) -> MetadataResponseTopic {
     let node = BrokerId(broker.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let epoch = broker.partition(&topic.name, p).map(|p| p.leader_epoch).unwrap_or(0);
+            let epoch = broker
+                .partition(&topic.name, p)
+                .map(|p| p.leader_epoch)
+                .unwrap_or(0);
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)

@@ -31,15 +31,51 @@ mod produce;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, produce::MIN_VERSION, produce::MAX_VERSION),
     (ApiKey::Fetch, fetch::MIN_VERSION, fetch::MAX_VERSION),
-    (ApiKey::ListOffsets, list_offsets::MIN_VERSION, list_offsets::MAX_VERSION),
-    (ApiKey::Metadata, metadata::MIN_VERSION, metadata::MAX_VERSION),
-    (ApiKey::ApiVersions, api_versions::MIN_VERSION, api_versions::MAX_VERSION),
-    (ApiKey::CreateTopics, create_topics::MIN_VERSION, create_topics::MAX_VERSION),
-    (ApiKey::DeleteTopics, delete_topics::MIN_VERSION, delete_topics::MAX_VERSION),
-    (ApiKey::InitProducerId, init_producer_id::MIN_VERSION, init_producer_id::MAX_VERSION),
-    (ApiKey::DescribeConfigs, describe_configs::MIN_VERSION, describe_configs::MAX_VERSION),
-    (ApiKey::CreatePartitions, create_partitions::MIN_VERSION, create_partitions::MAX_VERSION),
-    (ApiKey::DescribeCluster, describe_cluster::MIN_VERSION, describe_cluster::MAX_VERSION),
+    (
+        ApiKey::ListOffsets,
+        list_offsets::MIN_VERSION,
+        list_offsets::MAX_VERSION,
+    ),
+    (
+        ApiKey::Metadata,
+        metadata::MIN_VERSION,
+        metadata::MAX_VERSION,
+    ),
+    (
+        ApiKey::ApiVersions,
+        api_versions::MIN_VERSION,
+        api_versions::MAX_VERSION,
+    ),
+    (
+        ApiKey::CreateTopics,
+        create_topics::MIN_VERSION,
+        create_topics::MAX_VERSION,
+    ),
+    (
+        ApiKey::DeleteTopics,
+        delete_topics::MIN_VERSION,
+        delete_topics::MAX_VERSION,
+    ),
+    (
+        ApiKey::InitProducerId,
+        init_producer_id::MIN_VERSION,
+        init_producer_id::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeConfigs,
+        describe_configs::MIN_VERSION,
+        describe_configs::MAX_VERSION,
+    ),
+    (
+        ApiKey::CreatePartitions,
+        create_partitions::MIN_VERSION,
+        create_partitions::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeCluster,
+        describe_cluster::MIN_VERSION,
+        describe_cluster::MAX_VERSION,
+    ),
 ];
 
 fn supported_range(api_key: i16) -> Option<(i16, i16)> {
@@ -80,7 +116,12 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) 
         if api_key == ApiKey::ApiVersions as i16 {
             // Kafka answers an ApiVersions it cannot parse with a v0 response carrying
             // UNSUPPORTED_VERSION and the supported ranges, so the client can retry lower.
-            return encode(correlation_id, ApiKey::ApiVersions, 0, &api_versions::unsupported());
+            return encode(
+                correlation_id,
+                ApiKey::ApiVersions,
+                0,
+                &api_versions::unsupported(),
+            );
         }
         return Reply::Close(format!(
             "unsupported version {api_version} of api key {api_key} (supported {min}..={max})"
@@ -107,13 +148,18 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) 
 /// The guarded decode: the bounded structural check first, then kafka-protocol's typed decoder.
 /// Never panics and never reserves memory from an unchecked wire count; an error is the reason to
 /// close the connection.
-pub fn decode_request(frame: Bytes, max_array_elements: u64) -> Result<(RequestHeader, RequestKind), String> {
+pub fn decode_request(
+    frame: Bytes,
+    max_array_elements: u64,
+) -> Result<(RequestHeader, RequestKind), String> {
     let limits = WireLimits {
         max_array_elements,
         ..WireLimits::default()
     };
-    let info = wire::validate_request(&frame, &limits).map_err(|e| format!("malformed request: {e}"))?;
-    let key = ApiKey::try_from(info.api_key).map_err(|_| format!("unknown api key {}", info.api_key))?;
+    let info =
+        wire::validate_request(&frame, &limits).map_err(|e| format!("malformed request: {e}"))?;
+    let key =
+        ApiKey::try_from(info.api_key).map_err(|_| format!("unknown api key {}", info.api_key))?;
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, info.header_version)
         .map_err(|e| format!("undecodable request header: {e}"))?;
@@ -122,7 +168,11 @@ pub fn decode_request(frame: Bytes, max_array_elements: u64) -> Result<(RequestH
     Ok((header, request))
 }
 
-async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, request: RequestKind) -> Option<ResponseKind> {
+async fn dispatch(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Option<ResponseKind> {
     use RequestKind as Rq;
     use ResponseKind as Rs;
     Some(match request {
@@ -170,7 +220,10 @@ pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// The Kafka error for a log failure, logged when it is the broker's fault rather than the
 /// client's.
-pub(crate) fn log_error(tp: &crate::partition::TopicPartition, e: crate::log::LogError) -> crate::broker::ApiError {
+pub(crate) fn log_error(
+    tp: &crate::partition::TopicPartition,
+    e: crate::log::LogError,
+) -> crate::broker::ApiError {
     use crate::log::LogError as L;
     use kafka_protocol::ResponseError as R;
     let code = match &e {
@@ -178,7 +231,9 @@ pub(crate) fn log_error(tp: &crate::partition::TopicPartition, e: crate::log::Lo
         L::OutOfOrderSequence { .. } => R::OutOfOrderSequenceNumber,
         L::InvalidProducerEpoch { .. } => R::InvalidProducerEpoch,
         L::InvalidRecord { .. } => R::InvalidRecord,
-        L::RecordTooLarge { limit_name, .. } if *limit_name == "segment.bytes" => R::RecordListTooLarge,
+        L::RecordTooLarge { limit_name, .. } if *limit_name == "segment.bytes" => {
+            R::RecordListTooLarge
+        }
         L::RecordTooLarge { .. } => R::MessageTooLarge,
         L::CorruptRecord { .. } => R::CorruptMessage,
         _ => {

@@ -19,7 +19,11 @@ use crate::topic_config;
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -31,7 +35,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceReq
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let result = if !matches!(acks, -1..=1) {
-                Err(ApiError::new(ResponseError::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, got {acks}")))
+                Err(ApiError::new(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {acks}"),
+                ))
             } else {
                 produce_partition(broker, topic.name.as_str(), pd.index, pd.records)
             };
@@ -91,7 +98,10 @@ fn produce_partition(
         }
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err(ApiError::new(ResponseError::CorruptMessage, "produce request carries no record batch"));
+        return Err(ApiError::new(
+            ResponseError::CorruptMessage,
+            "produce request carries no record batch",
+        ));
     };
     let now = now_ms();
     let overrides = &broker
@@ -114,7 +124,9 @@ fn produce_partition(
     // Offsets are assigned by rewriting the header in place, so the request's shared buffer is
     // copied once into a buffer this partition owns.
     let mut owned = BytesMut::from(&records[..]);
-    let outcome = partition.append(&mut owned, now).map_err(|e| super::log_error(&partition.tp, e))?;
+    let outcome = partition
+        .append(&mut owned, now)
+        .map_err(|e| super::log_error(&partition.tp, e))?;
     Ok(match outcome {
         AppendOutcome::Appended(info) => Produced {
             base_offset: info.base_offset,
@@ -133,14 +145,23 @@ fn produce_partition(
     })
 }
 
-fn validate_options(broker: &Broker, overrides: &BTreeMap<String, String>, now: i64) -> ValidateOptions {
+fn validate_options(
+    broker: &Broker,
+    overrides: &BTreeMap<String, String>,
+    now: i64,
+) -> ValidateOptions {
     let get = |k| topic_config::effective(&broker.config, overrides, k);
     let max: usize = get("max.message.bytes").parse().unwrap_or(usize::MAX);
     let mut options = ValidateOptions::client_produce(max);
     if get("message.timestamp.type") == "CreateTime" {
-        let before: i64 = get("message.timestamp.before.max.ms").parse().unwrap_or(i64::MAX);
-        let after: i64 = get("message.timestamp.after.max.ms").parse().unwrap_or(i64::MAX);
-        options.create_time_window_ms = Some(now.saturating_sub(before)..=now.saturating_add(after));
+        let before: i64 = get("message.timestamp.before.max.ms")
+            .parse()
+            .unwrap_or(i64::MAX);
+        let after: i64 = get("message.timestamp.after.max.ms")
+            .parse()
+            .unwrap_or(i64::MAX);
+        options.create_time_window_ms =
+            Some(now.saturating_sub(before)..=now.saturating_add(after));
     }
     options
 }
@@ -149,7 +170,9 @@ fn batch_error(e: BatchError) -> ApiError {
     let code = match &e {
         BatchError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         BatchError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
-        BatchError::InvalidRecord(_) | BatchError::UnsupportedMagic(_) => ResponseError::InvalidRecord,
+        BatchError::InvalidRecord(_) | BatchError::UnsupportedMagic(_) => {
+            ResponseError::InvalidRecord
+        }
         _ => ResponseError::CorruptMessage,
     };
     ApiError::new(code, e.to_string())
