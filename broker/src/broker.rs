@@ -62,6 +62,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// `(next id to hand out, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: crate::handlers::fetch_session::FetchSessionCache,
 }
 
 pub fn now_ms() -> i64 {
@@ -106,6 +108,9 @@ impl Broker {
             cluster_id = %meta.cluster_id,
             "broker state loaded"
         );
+        let fetch_sessions = crate::handlers::fetch_session::FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots as usize,
+        );
         Ok(Arc::new(Self {
             config,
             advertised,
@@ -113,6 +118,7 @@ impl Broker {
             meta_write: Mutex::new(()),
             partitions: RwLock::new(partitions),
             producer_ids: Mutex::new((reserved, reserved)),
+            fetch_sessions,
         }))
     }
 

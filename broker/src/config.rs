@@ -97,6 +97,8 @@ broker_settings! {
     max_connections: u32 = 10_000, env = "SHALE_MAX_CONNECTIONS", kafka = "max.connections";
     /// Requests read ahead per connection before the broker stops reading from it.
     max_inflight_requests_per_connection: u32 = 100, env = "SHALE_MAX_INFLIGHT_REQUESTS_PER_CONNECTION", kafka = "queued.max.requests";
+    /// Incremental fetch sessions (KIP-227) the broker keeps at once; more clients fetch without one.
+    max_incremental_fetch_session_cache_slots: u32 = 1000, env = "SHALE_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS", kafka = "max.incremental.fetch.session.cache.slots";
     /// Most array elements in one request; bounds what decoding a request can allocate.
     request_max_array_elements: u64 = 1_000_000, env = "SHALE_REQUEST_MAX_ARRAY_ELEMENTS", kafka = "shale.request.max.array.elements";
     /// Largest decompressed size of one batch when the broker must decode records (bytes).

@@ -1,24 +1,22 @@
 //! Fetch v4–16: whole stored batches from each requested partition up to the high watermark,
 //! within the partition and response byte limits (always at least one batch for the first
 //! partition with data, KIP-74), long-polling until `min_bytes` arrive or `max_wait_ms` passes.
-//!
-//! Fetch sessions (KIP-227): every response carries session id 0, which tells clients that no
-//! session was created, so they keep sending full fetch requests. That is a documented broker
-//! answer (a broker whose session cache is full does the same); incremental sessions would save
-//! request bytes for consumers of many partitions and are future work.
+//! Incremental fetch sessions (KIP-227) live in [`super::fetch_session`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
+use uuid::Uuid;
 
+use super::fetch_session::{Session, SessionPartition};
 use super::{sb, RequestContext};
 use crate::broker::Broker;
+use crate::metadata::ClusterMetadata;
 use crate::partition::Partition;
 
 pub const MIN_VERSION: i16 = 4;
@@ -26,19 +24,71 @@ pub const MAX_VERSION: i16 = 16;
 
 /// `isolation_level` READ_COMMITTED.
 const READ_COMMITTED: i8 = 1;
+/// Session epochs with special meaning.
+const INITIAL_EPOCH: i32 = 0;
+const FINAL_EPOCH: i32 = -1;
 
 pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     req: FetchRequest,
 ) -> FetchResponse {
-    if req.session_id != 0 || req.session_epoch > 0 {
-        // We never hand out sessions, so an incremental fetch names one we do not have.
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
-    }
-    let targets = resolve(broker, ctx.api_version, &req.topics);
+    let v = ctx.api_version;
+    let meta = broker.metadata();
+    let sessions = &broker.fetch_sessions;
+    let full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
+    let (mut session, session_id) = if full {
+        if req.session_id != 0 {
+            sessions.remove(req.session_id);
+        }
+        (None, 0)
+    } else {
+        let Some(session) = sessions.take(req.session_id) else {
+            return session_error(ResponseError::FetchSessionIdNotFound);
+        };
+        if session.epoch != req.session_epoch {
+            sessions.put(req.session_id, session);
+            return session_error(ResponseError::InvalidFetchSessionEpoch);
+        }
+        (Some(session), req.session_id)
+    };
+
+    // The partitions to read, in order: the request's (full) or the session's after applying the
+    // request's additions, updates and removals (incremental).
+    let requested = requested_partitions(&meta, v, &req);
+    let wanted: Vec<SessionPartition> = match &mut session {
+        None => requested,
+        Some(s) => {
+            for f in &req.forgotten_topics_data {
+                let name = topic_name(&meta, v, f.topic.as_str(), f.topic_id);
+                s.partitions.retain(|p| {
+                    !f.partitions
+                        .iter()
+                        .any(|&i| p.same_partition(&name, f.topic_id, i))
+                });
+            }
+            for r in requested {
+                match s
+                    .partitions
+                    .iter_mut()
+                    .find(|p| p.same_partition(&r.topic, r.topic_id, r.partition))
+                {
+                    Some(p) => {
+                        p.fetch_offset = r.fetch_offset;
+                        p.partition_max_bytes = r.partition_max_bytes;
+                        p.current_leader_epoch = r.current_leader_epoch;
+                    }
+                    None => s.partitions.push(r),
+                }
+            }
+            s.partitions.clone()
+        }
+    };
+    let hosted: Vec<Option<Arc<Partition>>> = wanted
+        .iter()
+        .map(|p| broker.partition(&p.topic, p.partition))
+        .collect();
+
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let response_max = if req.max_bytes <= 0 {
@@ -47,147 +97,230 @@ pub async fn handle(
         req.max_bytes as usize
     };
     let min_bytes = req.min_bytes.max(0) as usize;
-    loop {
+    let read_committed = req.isolation_level == READ_COMMITTED;
+    let results = loop {
         // Subscribe before reading so an append between the read and the wait still wakes us.
-        let mut watchers: Vec<watch::Receiver<i64>> = targets
+        let mut watchers: Vec<watch::Receiver<i64>> = hosted
             .iter()
-            .flat_map(|t| t.partitions.iter())
-            .filter_map(|(_, p)| p.as_ref().map(|p| p.watch_high_watermark()))
+            .flatten()
+            .map(|p| p.watch_high_watermark())
             .collect();
-        let (responses, total, errored) = read_all(&targets, &req, response_max);
-        let now = tokio::time::Instant::now();
-        if total >= min_bytes || errored || watchers.is_empty() || now >= deadline {
-            return FetchResponse::default()
-                .with_session_id(0)
-                .with_responses(responses);
+        let (results, total, errored) = read_all(&wanted, &hosted, response_max, read_committed);
+        if total >= min_bytes
+            || errored
+            || watchers.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break results;
         }
         let changed =
             futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         let _ = tokio::time::timeout_at(deadline, changed).await;
+    };
+
+    // Which partitions go into the response, and the session's memory of what it was told.
+    let (response_id, send): (i32, Vec<bool>) = match session {
+        Some(mut s) => {
+            let send = wanted
+                .iter()
+                .zip(&results)
+                .map(|(p, d)| {
+                    d.error_code != 0
+                        || d.records.as_ref().is_some_and(|r| !r.is_empty())
+                        || d.high_watermark != p.last_high_watermark
+                        || d.log_start_offset != p.last_log_start_offset
+                })
+                .collect();
+            s.partitions = remember(wanted.clone(), &results);
+            s.epoch = Session::next_epoch(s.epoch);
+            sessions.put(session_id, s);
+            (session_id, send)
+        }
+        None => {
+            let id = if req.session_epoch == INITIAL_EPOCH && !wanted.is_empty() {
+                let id = sessions
+                    .create(Session::new(remember(wanted.clone(), &results)))
+                    .unwrap_or(0);
+                tracing::debug!(
+                    session_id = id,
+                    partitions = wanted.len(),
+                    "fetch session created"
+                );
+                id
+            } else {
+                0
+            };
+            (id, vec![true; wanted.len()])
+        }
+    };
+    FetchResponse::default()
+        .with_session_id(response_id)
+        .with_responses(group_by_topic(v, &wanted, results, &send))
+}
+
+fn session_error(e: ResponseError) -> FetchResponse {
+    FetchResponse::default()
+        .with_error_code(e.code())
+        .with_session_id(0)
+}
+
+/// Resolves a request topic to its name: by id from v13, by name before.
+fn topic_name(meta: &ClusterMetadata, version: i16, name: &str, id: Uuid) -> String {
+    if version >= 13 {
+        meta.topic_by_id(id)
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    } else {
+        name.to_string()
     }
 }
 
-/// A requested topic, resolved to this broker's partitions (`None` = not hosted here).
-struct Target {
-    name: TopicName,
-    topic_id: uuid::Uuid,
-    /// Set when the whole topic is unknown.
-    topic_error: Option<ResponseError>,
-    partitions: Vec<(
-        kafka_protocol::messages::fetch_request::FetchPartition,
-        Option<Arc<Partition>>,
-    )>,
+fn requested_partitions(
+    meta: &ClusterMetadata,
+    version: i16,
+    req: &FetchRequest,
+) -> Vec<SessionPartition> {
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let name = topic_name(meta, version, t.topic.as_str(), t.topic_id);
+        let topic_id = if version >= 13 {
+            t.topic_id
+        } else {
+            meta.topics.get(&name).map(|m| m.id).unwrap_or_default()
+        };
+        for p in &t.partitions {
+            out.push(SessionPartition {
+                topic: name.clone(),
+                topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+                last_high_watermark: -1,
+                last_log_start_offset: -1,
+            });
+        }
+    }
+    out
 }
 
-fn resolve(broker: &Broker, version: i16, topics: &[FetchTopic]) -> Vec<Target> {
-    let meta = broker.metadata();
-    topics
-        .iter()
-        .map(|t| {
-            let (name, topic_error) = if version >= 13 {
-                match meta.topic_by_id(t.topic_id) {
-                    Some(m) => (m.name.clone(), None),
-                    None => (String::new(), Some(ResponseError::UnknownTopicId)),
-                }
-            } else if meta.topics.contains_key(t.topic.as_str()) {
-                (t.topic.to_string(), None)
-            } else {
-                (
-                    t.topic.to_string(),
-                    Some(ResponseError::UnknownTopicOrPartition),
-                )
-            };
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let hosted = if topic_error.is_none() {
-                        broker.partition(&name, p.partition)
-                    } else {
-                        None
-                    };
-                    (p.clone(), hosted)
-                })
-                .collect();
-            Target {
-                name: if version >= 13 {
-                    t.topic.clone()
-                } else {
-                    TopicName(sb(name))
-                },
-                topic_id: t.topic_id,
-                topic_error,
-                partitions,
-            }
-        })
-        .collect()
+/// Records what each partition was told, and moves partitions that returned data to the back.
+fn remember(mut wanted: Vec<SessionPartition>, results: &[PartitionData]) -> Vec<SessionPartition> {
+    let mut had_data = Vec::new();
+    let mut rest = Vec::new();
+    for (p, d) in wanted.drain(..).zip(results) {
+        let p = SessionPartition {
+            last_high_watermark: d.high_watermark,
+            last_log_start_offset: d.log_start_offset,
+            ..p
+        };
+        if d.records.as_ref().is_some_and(|r| !r.is_empty()) {
+            had_data.push(p);
+        } else {
+            rest.push(p);
+        }
+    }
+    rest.extend(had_data);
+    rest
 }
 
 fn read_all(
-    targets: &[Target],
-    req: &FetchRequest,
+    wanted: &[SessionPartition],
+    hosted: &[Option<Arc<Partition>>],
     response_max: usize,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
-    let read_committed = req.isolation_level == READ_COMMITTED;
-    let responses = targets
+    let results = wanted
         .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|(fp, hosted)| {
-                    let data = PartitionData::default()
-                        .with_partition_index(fp.partition)
-                        .with_high_watermark(-1)
-                        .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1)
-                        .with_preferred_read_replica(BrokerId(-1))
-                        .with_aborted_transactions(read_committed.then(Vec::new))
-                        .with_records(Some(Bytes::new()));
-                    let Some(partition) = hosted else {
-                        errored = true;
-                        let e = t
-                            .topic_error
-                            .unwrap_or(ResponseError::UnknownTopicOrPartition);
-                        return data.with_error_code(e.code());
-                    };
-                    if let Some(e) = epoch_error(fp.current_leader_epoch, partition.leader_epoch) {
-                        errored = true;
-                        return data.with_error_code(e.code());
-                    }
-                    let hw = partition.high_watermark();
-                    let log_start = partition.log().log_start_offset();
-                    let data = data
-                        .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(log_start);
-                    let budget = response_max.saturating_sub(total);
-                    let partition_max = (fp.partition_max_bytes.max(0) as usize).min(budget);
-                    if partition_max == 0 && total > 0 {
-                        return data;
-                    }
-                    match partition.read(fp.fetch_offset, partition_max, total == 0) {
-                        Ok(read) => {
-                            total += read.records.len();
-                            data.with_records(Some(read.records))
-                        }
-                        Err(e) => {
-                            errored = true;
-                            let e = super::log_error(&partition.tp, e);
-                            data.with_error_code(e.code())
-                        }
-                    }
-                })
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(t.name.clone())
-                .with_topic_id(t.topic_id)
-                .with_partitions(partitions)
+        .zip(hosted)
+        .map(|(p, partition)| {
+            let data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            let Some(partition) = partition else {
+                errored = true;
+                let e = if p.topic.is_empty() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                return data.with_error_code(e.code());
+            };
+            if let Some(e) = epoch_error(p.current_leader_epoch, partition.leader_epoch) {
+                errored = true;
+                return data.with_error_code(e.code());
+            }
+            let hw = partition.high_watermark();
+            let log_start = partition.log().log_start_offset();
+            let data = data
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(log_start);
+            let budget = response_max.saturating_sub(total);
+            let partition_max = (p.partition_max_bytes.max(0) as usize).min(budget);
+            if partition_max == 0 && total > 0 {
+                return data;
+            }
+            match partition.read(p.fetch_offset, partition_max, total == 0) {
+                Ok(read) => {
+                    total += read.records.len();
+                    data.with_records(Some(read.records))
+                }
+                Err(e) => {
+                    errored = true;
+                    data.with_error_code(super::log_error(&partition.tp, e).code())
+                }
+            }
         })
         .collect();
-    (responses, total, errored)
+    (results, total, errored)
+}
+
+/// Builds the response's topic list, keeping request order and skipping unsent partitions.
+fn group_by_topic(
+    version: i16,
+    wanted: &[SessionPartition],
+    results: Vec<PartitionData>,
+    send: &[bool],
+) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for ((p, data), &send) in wanted.iter().zip(results).zip(send) {
+        if !send {
+            continue;
+        }
+        let same = topics.last().is_some_and(|t| {
+            if version >= 13 {
+                t.topic_id == p.topic_id
+            } else {
+                t.topic.as_str() == p.topic
+            }
+        });
+        if !same {
+            let name = if version >= 13 {
+                String::new()
+            } else {
+                p.topic.clone()
+            };
+            topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(sb(name)))
+                    .with_topic_id(p.topic_id),
+            );
+        }
+        topics
+            .last_mut()
+            .expect("pushed above")
+            .partitions
+            .push(data);
+    }
+    topics
 }
 
 /// Kafka's leader-epoch check: a client ahead of us is UNKNOWN_LEADER_EPOCH, one behind is

@@ -22,6 +22,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+pub mod fetch_session;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
