@@ -97,7 +97,8 @@ impl Broker {
                     topic: topic.name.clone(),
                     partition: p,
                 };
-                let partition = open_partition(&config, topic, tp.clone())?;
+                let partition =
+                    open_partition(&config, &meta.dynamic_broker_configs, topic, tp.clone())?;
                 partitions.insert(tp, partition);
             }
         }
@@ -224,10 +225,13 @@ impl Broker {
                 topic: topic.name.clone(),
                 partition: p,
             };
-            let partition = open_partition(&self.config, topic, tp.clone()).map_err(|e| {
-                tracing::error!(error = %e, "cannot create partition log");
-                ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-            })?;
+            let meta = self.metadata();
+            let dynamic = &meta.dynamic_broker_configs;
+            let partition =
+                open_partition(&self.config, dynamic, topic, tp.clone()).map_err(|e| {
+                    tracing::error!(error = %e, "cannot create partition log");
+                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                })?;
             self.partitions
                 .write()
                 .expect("partitions lock")
@@ -299,6 +303,122 @@ impl Broker {
             self.open_partitions(&topic.0, topic.1)?;
         }
         Ok(())
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs / IncrementalAlterConfigs) and applies
+    /// them to its logs at once.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        let meta = self.metadata();
+        if !meta.topics.contains_key(name) {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
+        }
+        self.check_log_config(&meta.dynamic_broker_configs, &configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.update_metadata(|meta| match meta.topics.get_mut(name) {
+            Some(t) => {
+                t.configs = configs;
+                Ok(())
+            }
+            None => Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            )),
+        })?;
+        tracing::info!(topic = name, "topic configs changed");
+        self.apply_configs();
+        Ok(())
+    }
+
+    /// Replaces the broker's dynamic configs (by Kafka name) and applies them to every log that
+    /// does not override them.
+    pub fn alter_broker_configs(
+        &self,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        for (k, v) in &configs {
+            let Some(topic_key) = topic_config::topic_synonym_of_broker_config(k) else {
+                return Err(ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!(
+                        "broker config `{k}` cannot be changed at runtime; set it in shale.toml, a flag or a SHALE_* variable"
+                    ),
+                ));
+            };
+            topic_config::validate_value(topic_key, v).map_err(|m| {
+                ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("invalid value `{v}` for broker config `{k}`: {m}"),
+                )
+            })?;
+        }
+        let meta = self.metadata();
+        for t in meta.topics.values() {
+            self.check_log_config(&configs, &t.configs)?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.update_metadata(|meta| {
+            meta.dynamic_broker_configs = configs;
+            Ok(())
+        })?;
+        tracing::info!("dynamic broker configs changed");
+        self.apply_configs();
+        Ok(())
+    }
+
+    /// Refuses combinations the log would reject (e.g. values each valid alone).
+    fn check_log_config(
+        &self,
+        dynamic: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let defaults = topic_config::Defaults {
+            broker: &self.config,
+            dynamic,
+        };
+        topic_config::log_config(defaults, overrides)
+            .validate()
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
+    }
+
+    /// Pushes the current effective configs into every open log.
+    fn apply_configs(&self) {
+        let meta = self.metadata();
+        let defaults = topic_config::Defaults {
+            broker: &self.config,
+            dynamic: &meta.dynamic_broker_configs,
+        };
+        for partition in self.all_partitions() {
+            let Some(topic) = meta.topics.get(&partition.tp.topic) else {
+                continue;
+            };
+            let config = topic_config::log_config(defaults, &topic.configs);
+            if let Err(e) = partition.log().set_config(config) {
+                tracing::error!(tp = %partition.tp, error = %e, "cannot apply new configs");
+            }
+        }
+    }
+
+    /// The layered defaults for topic configs, as of `meta`.
+    pub fn topic_defaults<'a>(&'a self, meta: &'a ClusterMetadata) -> topic_config::Defaults<'a> {
+        topic_config::Defaults {
+            broker: &self.config,
+            dynamic: &meta.dynamic_broker_configs,
+        }
     }
 
     /// Hands out a producer id, reserving a block in the metadata file so ids never repeat
@@ -395,11 +515,18 @@ fn check_new_topic_name(meta: &ClusterMetadata, name: &str) -> Result<(), ApiErr
 
 fn open_partition(
     config: &BrokerConfig,
+    dynamic_broker_configs: &BTreeMap<String, String>,
     topic: &TopicMetadata,
     tp: TopicPartition,
 ) -> Result<Arc<Partition>, StartupError> {
     let dir = partition_dir(&config.data_dir, &tp);
-    let log_config = topic_config::log_config(config, &topic.configs);
+    let log_config = topic_config::log_config(
+        topic_config::Defaults {
+            broker: config,
+            dynamic: dynamic_broker_configs,
+        },
+        &topic.configs,
+    );
     let log = Log::open(&dir, log_config, now_ms()).map_err(|source| StartupError::Log {
         tp: tp.clone(),
         source,

@@ -198,70 +198,105 @@ impl BrokerConfig {
             return bad("producer_id_block_size", "must be >= 1");
         }
         // The per-topic defaults are validated by the same rules as topic configs.
-        for (key, setting, value) in self.topic_defaults() {
-            if let Err(reason) = crate::topic_config::validate_value(key, &value) {
-                return bad(setting, reason);
+        for d in self.topic_defaults() {
+            if let Err(reason) = crate::topic_config::validate_value(d.topic, &d.value) {
+                return bad(d.setting, reason);
             }
         }
         Ok(())
     }
 
-    /// The broker-level defaults of topic configs: `(topic config name, broker setting, value)`.
-    pub fn topic_defaults(&self) -> Vec<(&'static str, &'static str, String)> {
+    /// The broker-level defaults of topic configs: the topic config, the broker setting that
+    /// holds its default, and that setting's Kafka name (its synonym in DescribeConfigs, and the
+    /// key for changing it at runtime with AlterConfigs on the broker).
+    pub fn topic_defaults(&self) -> Vec<TopicDefault> {
+        let d = |topic, setting, kafka, value: String| TopicDefault {
+            topic,
+            setting,
+            kafka,
+            value,
+        };
         vec![
-            (
+            d(
                 "cleanup.policy",
                 "log_cleanup_policy",
+                "log.cleanup.policy",
                 self.log_cleanup_policy.clone(),
             ),
-            (
+            d(
                 "retention.ms",
                 "log_retention_ms",
+                "log.retention.ms",
                 self.log_retention_ms.to_string(),
             ),
-            (
+            d(
                 "retention.bytes",
                 "log_retention_bytes",
+                "log.retention.bytes",
                 self.log_retention_bytes.to_string(),
             ),
-            (
+            d(
                 "segment.bytes",
                 "log_segment_bytes",
+                "log.segment.bytes",
                 self.log_segment_bytes.to_string(),
             ),
-            ("segment.ms", "log_roll_ms", self.log_roll_ms.to_string()),
-            (
+            d(
+                "segment.ms",
+                "log_roll_ms",
+                "log.roll.ms",
+                self.log_roll_ms.to_string(),
+            ),
+            d(
                 "max.message.bytes",
                 "message_max_bytes",
+                "message.max.bytes",
                 self.message_max_bytes.to_string(),
             ),
-            (
+            d(
                 "message.timestamp.type",
                 "log_message_timestamp_type",
+                "log.message.timestamp.type",
                 self.log_message_timestamp_type.clone(),
             ),
-            (
+            d(
                 "flush.messages",
                 "log_flush_interval_messages",
+                "log.flush.interval.messages",
                 self.log_flush_interval_messages.to_string(),
             ),
-            (
+            d(
                 "flush.ms",
                 "log_flush_interval_ms",
+                "log.flush.interval.ms",
                 self.log_flush_interval_ms.to_string(),
             ),
-            (
+            d(
                 "index.interval.bytes",
                 "log_index_interval_bytes",
+                "log.index.interval.bytes",
                 self.log_index_interval_bytes.to_string(),
             ),
-            (
+            d(
                 "segment.index.bytes",
                 "log_index_size_max_bytes",
+                "log.index.size.max.bytes",
                 self.log_index_size_max_bytes.to_string(),
             ),
         ]
     }
+}
+
+/// A broker setting that is the default of a topic config.
+#[derive(Debug, Clone)]
+pub struct TopicDefault {
+    /// The topic config name, e.g. `retention.ms`.
+    pub topic: &'static str,
+    /// The TOML key / flag, e.g. `log_retention_ms`.
+    pub setting: &'static str,
+    /// Kafka's broker config name, e.g. `log.retention.ms`.
+    pub kafka: &'static str,
+    pub value: String,
 }
 
 /// Splits `HOST:PORT` (IPv6 in brackets allowed).

@@ -41,6 +41,9 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// Producer ids below this have been handed out (or reserved in a block).
     pub producer_id_reserved_until: i64,
+    /// Broker configs changed at runtime (AlterConfigs on the broker), by Kafka name.
+    #[serde(default)]
+    pub dynamic_broker_configs: BTreeMap<String, String>,
 }
 
 impl ClusterMetadata {
@@ -51,6 +54,7 @@ impl ClusterMetadata {
             cluster_id,
             topics: BTreeMap::new(),
             producer_id_reserved_until: 0,
+            dynamic_broker_configs: BTreeMap::new(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::config::BrokerConfig;
 /// DescribeConfigs `config_source` values (Kafka `ConfigSource`).
 pub mod source {
     pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
     pub const STATIC_BROKER_CONFIG: i8 = 4;
     pub const DEFAULT_CONFIG: i8 = 5;
 }
@@ -247,13 +248,46 @@ pub fn validate_all<'a>(
     Ok(())
 }
 
-/// The broker setting whose value is this topic config's default, if any.
-fn broker_default(broker: &BrokerConfig, name: &str) -> Option<(&'static str, String)> {
-    broker
+/// Where topic configs without a topic override get their value: the broker's dynamic
+/// overrides (set with AlterConfigs on the broker, by Kafka name), then its static config.
+#[derive(Clone, Copy)]
+pub struct Defaults<'a> {
+    pub broker: &'a BrokerConfig,
+    pub dynamic: &'a BTreeMap<String, String>,
+}
+
+impl Defaults<'_> {
+    /// `(broker setting's Kafka name, value, source)` of this topic config's broker default.
+    fn broker_default(&self, name: &str) -> Option<(&'static str, String, i8)> {
+        let d = self
+            .broker
+            .topic_defaults()
+            .into_iter()
+            .find(|d| d.topic == name)?;
+        if let Some(v) = self.dynamic.get(d.kafka) {
+            return Some((d.kafka, v.clone(), source::DYNAMIC_BROKER_CONFIG));
+        }
+        let built_in = BrokerConfig::default()
+            .topic_defaults()
+            .into_iter()
+            .find(|b| b.topic == name)
+            .map(|b| b.value);
+        let src = if built_in.as_deref() == Some(d.value.as_str()) {
+            source::DEFAULT_CONFIG
+        } else {
+            source::STATIC_BROKER_CONFIG
+        };
+        Some((d.kafka, d.value, src))
+    }
+}
+
+/// The topic config that a dynamically alterable broker config is the default of.
+pub fn topic_synonym_of_broker_config(kafka_name: &str) -> Option<&'static str> {
+    BrokerConfig::default()
         .topic_defaults()
         .into_iter()
-        .find(|(k, _, _)| *k == name)
-        .map(|(_, setting, v)| (setting, v))
+        .find(|d| d.kafka == kafka_name)
+        .map(|d| d.topic)
 }
 
 /// One entry of a DescribeConfigs answer.
@@ -266,6 +300,8 @@ pub struct ConfigEntry {
     pub doc: &'static str,
     /// `(name, value, source)`, most specific first, as Kafka lists synonyms.
     pub synonyms: Vec<(String, String, i8)>,
+    /// Static broker settings cannot be changed through the protocol.
+    pub read_only: bool,
 }
 
 fn kind_type(kind: Kind) -> i8 {
@@ -280,8 +316,7 @@ fn kind_type(kind: Kind) -> i8 {
 }
 
 /// Every topic config with its effective value and where it came from.
-pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-    let defaults = BrokerConfig::default();
+pub fn describe(defaults: Defaults<'_>, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
     DEFS.iter()
         .map(|d| {
             let mut synonyms = Vec::new();
@@ -289,17 +324,9 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
             if let Some(v) = topic {
                 synonyms.push((d.name.to_string(), v.clone(), source::DYNAMIC_TOPIC_CONFIG));
             }
-            let from_broker = broker_default(broker, d.name).map(|(setting, v)| {
-                let default_v = broker_default(&defaults, d.name).map(|(_, v)| v);
-                let src = if default_v.as_deref() == Some(v.as_str()) {
-                    source::DEFAULT_CONFIG
-                } else {
-                    source::STATIC_BROKER_CONFIG
-                };
-                (setting, v, src)
-            });
-            if let Some((setting, v, src)) = &from_broker {
-                synonyms.push((setting.to_string(), v.clone(), *src));
+            let from_broker = defaults.broker_default(d.name);
+            if let Some((kafka, v, src)) = &from_broker {
+                synonyms.push((kafka.to_string(), v.clone(), *src));
             }
             let (value, source) = match (topic, &from_broker) {
                 (Some(v), _) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
@@ -313,6 +340,7 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
                 config_type: kind_type(d.kind),
                 doc: d.doc,
                 synonyms,
+                read_only: false,
             }
         })
         .collect()
@@ -320,21 +348,21 @@ pub fn describe(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> 
 
 /// The effective value of one topic config.
 pub fn effective(
-    broker: &BrokerConfig,
+    defaults: Defaults<'_>,
     overrides: &BTreeMap<String, String>,
     name: &str,
 ) -> String {
     if let Some(v) = overrides.get(name) {
         return v.clone();
     }
-    if let Some((_, v)) = broker_default(broker, name) {
+    if let Some((_, v, _)) = defaults.broker_default(name) {
         return v;
     }
     def(name).map(|d| d.default.to_string()).unwrap_or_default()
 }
 
-fn effective_i64(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, name: &str) -> i64 {
-    let v = effective(broker, overrides, name);
+fn effective_i64(defaults: Defaults<'_>, overrides: &BTreeMap<String, String>, name: &str) -> i64 {
+    let v = effective(defaults, overrides, name);
     // Values were validated on the way in, so a parse failure is a broken invariant.
     v.parse()
         .unwrap_or_else(|_| panic!("topic config {name} holds unvalidated value {v:?}"))
@@ -342,27 +370,26 @@ fn effective_i64(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, na
 
 /// The settings of a partition's log, from the topic's overrides over the broker's defaults.
 pub fn log_config(
-    broker: &BrokerConfig,
+    defaults: Defaults<'_>,
     overrides: &BTreeMap<String, String>,
 ) -> crate::log::LogConfig {
     let timestamp_type =
-        if effective(broker, overrides, "message.timestamp.type") == "LogAppendTime" {
+        if effective(defaults, overrides, "message.timestamp.type") == "LogAppendTime" {
             crate::log::TimestampType::LogAppendTime
         } else {
             crate::log::TimestampType::CreateTime
         };
     crate::log::LogConfig {
-        segment_bytes: effective_i64(broker, overrides, "segment.bytes").max(1) as u64,
-        segment_ms: effective_i64(broker, overrides, "segment.ms"),
-        index_interval_bytes: effective_i64(broker, overrides, "index.interval.bytes").max(0)
-            as u64,
-        segment_index_bytes: effective_i64(broker, overrides, "segment.index.bytes").max(8) as u64,
-        retention_ms: effective_i64(broker, overrides, "retention.ms"),
-        retention_bytes: effective_i64(broker, overrides, "retention.bytes"),
-        flush_messages: effective_i64(broker, overrides, "flush.messages"),
-        flush_ms: effective_i64(broker, overrides, "flush.ms"),
+        segment_bytes: effective_i64(defaults, overrides, "segment.bytes") as u64,
+        segment_ms: effective_i64(defaults, overrides, "segment.ms"),
+        index_interval_bytes: effective_i64(defaults, overrides, "index.interval.bytes") as u64,
+        segment_index_bytes: effective_i64(defaults, overrides, "segment.index.bytes") as u64,
+        retention_ms: effective_i64(defaults, overrides, "retention.ms"),
+        retention_bytes: effective_i64(defaults, overrides, "retention.bytes"),
+        flush_messages: effective_i64(defaults, overrides, "flush.messages"),
+        flush_ms: effective_i64(defaults, overrides, "flush.ms"),
         message_timestamp_type: timestamp_type,
-        max_message_bytes: effective_i64(broker, overrides, "max.message.bytes").max(0) as usize,
+        max_message_bytes: effective_i64(defaults, overrides, "max.message.bytes") as usize,
     }
 }
 
@@ -386,14 +413,25 @@ mod tests {
     #[test]
     fn topic_override_wins_over_broker_default() {
         let broker = BrokerConfig::default();
+        let dynamic = BTreeMap::from([("log.segment.bytes".to_string(), "1000000".to_string())]);
+        let defaults = Defaults {
+            broker: &broker,
+            dynamic: &dynamic,
+        };
         let mut o = BTreeMap::new();
         o.insert("retention.ms".to_string(), "1000".to_string());
-        let entries = describe(&broker, &o);
+        let entries = describe(defaults, &o);
         let e = entries.iter().find(|e| e.name == "retention.ms").unwrap();
         assert_eq!(e.value, "1000");
         assert_eq!(e.source, source::DYNAMIC_TOPIC_CONFIG);
         assert_eq!(e.synonyms.len(), 2);
-        let e = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+        let e = entries.iter().find(|e| e.name == "segment.ms").unwrap();
         assert_eq!(e.source, source::DEFAULT_CONFIG);
+        let e = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+        assert_eq!(
+            (e.value.as_str(), e.source),
+            ("1000000", source::DYNAMIC_BROKER_CONFIG)
+        );
+        assert_eq!(log_config(defaults, &o).segment_bytes, 1_000_000);
     }
 }

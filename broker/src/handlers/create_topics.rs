@@ -54,15 +54,18 @@ pub fn handle(
                         .with_num_partitions(partitions)
                         .with_replication_factor(1);
                     if ctx.api_version >= 5 {
-                        let configs = topic_config::describe(&broker.config, &topic.configs)
-                            .into_iter()
-                            .map(|e| {
-                                CreatableTopicConfigs::default()
-                                    .with_name(sb(e.name))
-                                    .with_value(Some(sb(e.value)))
-                                    .with_config_source(e.source)
-                            })
-                            .collect();
+                        let configs = topic_config::describe(
+                            broker.topic_defaults(&broker.metadata()),
+                            &topic.configs,
+                        )
+                        .into_iter()
+                        .map(|e| {
+                            CreatableTopicConfigs::default()
+                                .with_name(sb(e.name))
+                                .with_value(Some(sb(e.value)))
+                                .with_config_source(e.source)
+                        })
+                        .collect();
                         result = result.with_configs(Some(configs));
                     }
                     result

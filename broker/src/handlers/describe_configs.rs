@@ -21,6 +21,7 @@ pub fn handle(
     _ctx: &RequestContext,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let meta = broker.metadata();
     let results = req
         .resources
         .into_iter()
@@ -29,8 +30,8 @@ pub fn handle(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let entries = match r.resource_type {
-                RESOURCE_TOPIC => match broker.metadata().topics.get(r.resource_name.as_str()) {
-                    Some(t) => topic_config::describe(&broker.config, &t.configs),
+                RESOURCE_TOPIC => match meta.topics.get(r.resource_name.as_str()) {
+                    Some(t) => topic_config::describe(broker.topic_defaults(&meta), &t.configs),
                     None => {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -50,7 +51,7 @@ pub fn handle(
                                 broker.config.node_id
                             ))));
                     }
-                    broker_entries(broker)
+                    broker_entries(broker, &meta.dynamic_broker_configs)
                 }
                 other => {
                     return result
@@ -67,14 +68,7 @@ pub fn handle(
                         .as_ref()
                         .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
                 })
-                .map(|e| {
-                    to_result(
-                        e,
-                        req.include_synonyms,
-                        req.include_documentation,
-                        r.resource_type == RESOURCE_BROKER,
-                    )
-                })
+                .map(|e| to_result(e, req.include_synonyms, req.include_documentation))
                 .collect();
             result.with_configs(configs)
         })
@@ -82,7 +76,10 @@ pub fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
+fn broker_entries(
+    broker: &Broker,
+    dynamic: &std::collections::BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
     let defaults = crate::config::BrokerConfig::default().describe();
     broker
         .config
@@ -90,10 +87,21 @@ fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
         .into_iter()
         .map(|(name, value, doc)| {
             let is_default = defaults.iter().any(|(n, v, _)| *n == name && *v == value);
-            let src = if is_default {
+            let static_src = if is_default {
                 source::DEFAULT_CONFIG
             } else {
                 source::STATIC_BROKER_CONFIG
+            };
+            let mut synonyms = vec![(name.to_string(), value.clone(), static_src)];
+            let (value, src) = match dynamic.get(name) {
+                Some(v) => {
+                    synonyms.insert(
+                        0,
+                        (name.to_string(), v.clone(), source::DYNAMIC_BROKER_CONFIG),
+                    );
+                    (v.clone(), source::DYNAMIC_BROKER_CONFIG)
+                }
+                None => (value, static_src),
             };
             let ty = if value == "true" || value == "false" {
                 config_type::BOOLEAN
@@ -102,29 +110,25 @@ fn broker_entries(broker: &Broker) -> Vec<ConfigEntry> {
             } else {
                 config_type::STRING
             };
+            let read_only = topic_config::topic_synonym_of_broker_config(name).is_none();
             ConfigEntry {
                 name,
-                synonyms: vec![(name.to_string(), value.clone(), src)],
+                synonyms,
                 value,
                 source: src,
                 config_type: ty,
                 doc,
+                read_only,
             }
         })
         .collect()
 }
 
-/// Broker settings are static (file, flags, environment), so they are read-only here.
-fn to_result(
-    e: ConfigEntry,
-    synonyms: bool,
-    documentation: bool,
-    read_only: bool,
-) -> DescribeConfigsResourceResult {
+fn to_result(e: ConfigEntry, synonyms: bool, documentation: bool) -> DescribeConfigsResourceResult {
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(sb(e.name))
         .with_value(Some(sb(e.value)))
-        .with_read_only(read_only)
+        .with_read_only(e.read_only)
         .with_config_source(e.source)
         .with_config_type(e.config_type);
     if synonyms {

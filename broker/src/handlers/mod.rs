@@ -15,12 +15,16 @@ use shale_formats::wire::{self, WireLimits};
 
 use crate::broker::Broker;
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
+mod describe_producers;
 mod fetch;
 pub mod fetch_session;
 mod init_producer_id;
@@ -77,6 +81,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         describe_cluster::MIN_VERSION,
         describe_cluster::MAX_VERSION,
     ),
+    (ApiKey::AlterConfigs, alter_configs::MIN_VERSION, alter_configs::MAX_VERSION),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        alter_configs::INCREMENTAL_MIN_VERSION,
+        alter_configs::INCREMENTAL_MAX_VERSION,
+    ),
+    (ApiKey::DeleteRecords, delete_records::MIN_VERSION, delete_records::MAX_VERSION),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::MIN_VERSION, describe_log_dirs::MAX_VERSION),
+    (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
 ];
 
 fn supported_range(api_key: i16) -> Option<(i16, i16)> {
@@ -188,6 +201,15 @@ async fn dispatch(
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(broker, ctx, r)),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(broker, ctx, r)),
         Rq::InitProducerId(r) => Rs::InitProducerId(init_producer_id::handle(broker, ctx, r)),
+        Rq::AlterConfigs(r) => Rs::AlterConfigs(alter_configs::handle(broker, ctx, r)),
+        Rq::IncrementalAlterConfigs(r) => {
+            Rs::IncrementalAlterConfigs(alter_configs::handle_incremental(broker, ctx, r))
+        }
+        Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(broker, ctx, r)),
+        Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(describe_log_dirs::handle(broker, ctx, r)),
+        Rq::DescribeProducers(r) => {
+            Rs::DescribeProducers(describe_producers::handle(broker, ctx, r))
+        }
         other => unreachable!("dispatcher admitted an unsupported request {other:?}"),
     })
 }

@@ -104,13 +104,10 @@ fn produce_partition(
         ));
     };
     let now = now_ms();
-    let overrides = &broker
-        .metadata()
-        .topics
-        .get(topic)
-        .map(|t| t.configs.clone())
-        .unwrap_or_default();
-    let options = validate_options(broker, overrides, now);
+    let meta = broker.metadata();
+    let no_overrides = BTreeMap::new();
+    let overrides = meta.topics.get(topic).map_or(&no_overrides, |t| &t.configs);
+    let options = validate_options(broker.topic_defaults(&meta), overrides, now);
     for item in batch::batches(&records) {
         let (header, range) = item.map_err(batch_error)?;
         batch::validate_batch(&records[range], &options).map_err(batch_error)?;
@@ -146,11 +143,11 @@ fn produce_partition(
 }
 
 fn validate_options(
-    broker: &Broker,
+    defaults: topic_config::Defaults<'_>,
     overrides: &BTreeMap<String, String>,
     now: i64,
 ) -> ValidateOptions {
-    let get = |k| topic_config::effective(&broker.config, overrides, k);
+    let get = |k| topic_config::effective(defaults, overrides, k);
     let max: usize = get("max.message.bytes").parse().unwrap_or(usize::MAX);
     let mut options = ValidateOptions::client_produce(max);
     if get("message.timestamp.type") == "CreateTime" {

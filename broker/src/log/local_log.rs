@@ -419,6 +419,11 @@ impl Log {
         self.producers.producer_count()
     }
 
+    /// The idempotent/transactional producers this log knows, sorted by id.
+    pub fn active_producers(&self) -> Vec<super::ActiveProducer> {
+        self.producers.active_producers()
+    }
+
     /// Seals the active segment and starts a new one at the log end (a no-op on an empty
     /// active segment).
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {

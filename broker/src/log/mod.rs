@@ -183,6 +183,18 @@ pub enum AppendOutcome {
     },
 }
 
+/// One producer's state in a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction, or -1.
+    pub current_txn_start_offset: i64,
+}
+
 /// Bytes for a fetch: whole batches, possibly none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadResult {

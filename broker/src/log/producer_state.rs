@@ -221,6 +221,24 @@ impl ProducerStateManager {
         self.producers.len()
     }
 
+    /// Every producer with state in this log, by id (DescribeProducers).
+    pub(super) fn active_producers(&self) -> Vec<super::ActiveProducer> {
+        let mut out: Vec<_> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| super::ActiveProducer {
+                producer_id,
+                producer_epoch: e.producer_epoch,
+                last_sequence: e.last_sequence(),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// The smallest first offset of an open transaction, if any (the last stable offset bound).
     pub(super) fn first_unstable_offset(&self) -> Option<i64> {
         self.producers
