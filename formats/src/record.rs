@@ -346,6 +346,94 @@ pub fn decode_record_bytes(data: &Bytes, count: i32) -> Result<Vec<Record>, Batc
     Ok(records)
 }
 
+/// Checks that `data` (an uncompressed records section) holds exactly `count` well-formed
+/// records whose offset deltas are 0, 1, 2, … — the framing a consumer will parse — without
+/// allocating. The produce path runs this on uncompressed batches; compressed batches stay opaque
+/// there (see DESIGN.md), so their contents are checked only where they are decoded.
+pub fn validate_record_bytes(data: &[u8], count: i32) -> Result<(), BatchError> {
+    fn varint(data: &[u8], pos: &mut usize) -> Result<i64, BatchError> {
+        let (v, n) = crate::varint::read_varlong(data.get(*pos..).unwrap_or_default())?;
+        *pos += n;
+        Ok(v)
+    }
+    fn skip(
+        data: &[u8],
+        pos: &mut usize,
+        len: i64,
+        nullable: bool,
+        what: &str,
+    ) -> Result<(), BatchError> {
+        if len < 0 {
+            return if nullable && len == -1 {
+                Ok(())
+            } else {
+                Err(BatchError::InvalidRecord(format!(
+                    "{what} declares a negative size {len}"
+                )))
+            };
+        }
+        let end = pos.saturating_add(len as usize);
+        if len > i64::from(i32::MAX) || end > data.len() {
+            return Err(BatchError::InvalidRecord(format!(
+                "{what} declares {len} bytes but only {} remain",
+                data.len().saturating_sub(*pos)
+            )));
+        }
+        *pos = end;
+        Ok(())
+    }
+    let count = usize::try_from(count).map_err(|_| {
+        BatchError::InvalidRecord(format!("the record count is negative ({count})"))
+    })?;
+    let mut pos = 0usize;
+    for i in 0..count {
+        let body_len = varint(data, &mut pos)?;
+        let start = pos;
+        skip(data, &mut pos, body_len, false, "a record")?;
+        let body = &data[start..pos];
+        let mut p = 1usize; // attributes
+        if body.is_empty() {
+            return Err(BatchError::InvalidRecord(format!("record {i} is empty")));
+        }
+        varint(body, &mut p)?; // timestamp delta
+        let offset_delta = varint(body, &mut p)?;
+        if offset_delta != i as i64 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {i} has offset delta {offset_delta}; a producer's records are consecutive"
+            )));
+        }
+        let key_len = varint(body, &mut p)?;
+        skip(body, &mut p, key_len, true, "a record key")?;
+        let value_len = varint(body, &mut p)?;
+        skip(body, &mut p, value_len, true, "a record value")?;
+        let headers = varint(body, &mut p)?;
+        if headers < 0 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {i} declares {headers} headers"
+            )));
+        }
+        for _ in 0..headers {
+            let key_len = varint(body, &mut p)?;
+            skip(body, &mut p, key_len, false, "a record header key")?;
+            let value_len = varint(body, &mut p)?;
+            skip(body, &mut p, value_len, true, "a record header value")?;
+        }
+        if p != body.len() {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {i} declares {} bytes but its fields use {p}",
+                body.len()
+            )));
+        }
+    }
+    if pos != data.len() {
+        return Err(BatchError::InvalidRecord(format!(
+            "{} bytes remain after the declared {count} records",
+            data.len() - pos
+        )));
+    }
+    Ok(())
+}
+
 /// Header fields of a batch to encode. `Default` is a plain batch from a non-idempotent producer:
 /// offset 0, no leader epoch, no compression, create time, no producer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,6 +596,48 @@ impl BatchBuilder {
 
     pub fn build(&self) -> Result<Vec<u8>, BatchError> {
         encode_batch(&self.options, &self.records)
+    }
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn records_section(n: usize) -> (Vec<u8>, i32) {
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        for i in 0..n {
+            b.append(
+                i as i64,
+                Some(Bytes::from(vec![i as u8; i % 5])),
+                Some(Bytes::from_static(b"value")),
+                vec![RecordHeader {
+                    key: Bytes::from_static(b"h"),
+                    value: None,
+                }],
+            );
+        }
+        let batch = b.build().unwrap();
+        (batch[crate::batch::RECORDS_OFFSET..].to_vec(), n as i32)
+    }
+
+    #[test]
+    fn accepts_what_the_encoder_writes_and_rejects_lies() {
+        for n in [1, 2, 17] {
+            let (data, count) = records_section(n);
+            validate_record_bytes(&data, count).unwrap();
+            assert!(validate_record_bytes(&data, count + 1).is_err());
+            assert!(validate_record_bytes(&data, count - 1).is_err());
+            assert!(validate_record_bytes(&data[..data.len() - 1], count).is_err());
+        }
+        assert!(validate_record_bytes(&[0u8; 1024], 10).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..40) {
+            let _ = validate_record_bytes(&data, count);
+        }
     }
 }
 

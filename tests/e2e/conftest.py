@@ -47,11 +47,14 @@ class BrokerExited(Exception):
 class Broker:
     """One `shale serve` process, restartable on the same port and data dir."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, settings: dict):
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Path, settings: dict,
+                 env: dict | None = None, config_file: Path | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.settings = dict(settings)
+        self.env = dict(env or {})  # SHALE_* variables for this broker only
+        self.config_file = config_file
         self.host = "127.0.0.1"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -65,10 +68,12 @@ class Broker:
     def args(self) -> list[str]:
         args = [str(self.binary), "serve", "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap]
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
         for name, value in self.settings.items():
             if isinstance(value, bool):
                 value = "true" if value else "false"
-            args += ["--" + name.replace("_", "-"), str(value)]
+            args.append(f"--{name.replace('_', '-')}={value}")  # "=" form: values may start with "-"
         return args
 
     def start(self, timeout: float = 30.0) -> None:
@@ -77,6 +82,7 @@ class Broker:
         # Settings come from the flags only; SHALE_LOG (the log filter) is let through.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("SHALE_") or k == "SHALE_LOG"}
+        env.update(self.env)
         env.setdefault("RUST_BACKTRACE", "1")
         log = open(log_path, "wb")
         self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log,
@@ -176,14 +182,22 @@ class BrokerFactory:
         self.tmp_path = tmp_path
         self.brokers: list[Broker] = []
 
-    def __call__(self, **settings) -> Broker:
+    def __call__(self, env: dict | None = None, config_toml: str | None = None,
+                 start: bool = True, **settings) -> Broker:
+        """settings become flags (num_partitions=3 -> --num-partitions 3); env adds SHALE_*
+        variables; config_toml is written to a file passed with --config."""
         n = len(self.brokers)
         data_dir = self.tmp_path / f"broker{n}" / "data"
         data_dir.mkdir(parents=True)
+        config_file = None
+        if config_toml is not None:
+            config_file = data_dir.parent / "shale.toml"
+            config_file.write_text(config_toml)
         merged = {**DEFAULT_SETTINGS, **settings}
-        b = Broker(shale_bin(), data_dir, data_dir.parent, merged)
+        b = Broker(shale_bin(), data_dir, data_dir.parent, merged, env, config_file)
         self.brokers.append(b)
-        b.start()
+        if start:
+            b.start()
         return b
 
     def teardown(self, test_failed: bool) -> list[str]:

@@ -22,7 +22,7 @@ const LATEST_TIERED: i64 = -5;
 
 pub fn handle(
     broker: &Broker,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let topics = req
@@ -45,10 +45,11 @@ pub fn handle(
                         p.current_leader_epoch,
                         p.timestamp,
                     ) {
+                        // The leader epoch exists from v4; earlier versions must leave it unset.
                         Ok((offset, timestamp, epoch)) => resp
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
+                            .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
                         Err(e) => resp.with_error_code(e.code()),
                     }
                 })

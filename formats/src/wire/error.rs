@@ -46,17 +46,6 @@ pub enum WireError {
         remaining: usize,
     },
 
-    #[error(
-        "the {api} v{api_version} request ends at offset {end}, but the frame goes on for \
-         {trailing} more bytes"
-    )]
-    TrailingBytes {
-        api: &'static str,
-        api_version: i16,
-        end: usize,
-        trailing: usize,
-    },
-
     #[error("API key {api_key} is not one this broker knows how to read")]
     UnsupportedApi { api_key: i16 },
 

@@ -21,9 +21,9 @@
 //! - all array elements of the request together number at most
 //!   [`WireLimits::max_array_elements`], all tagged fields at most
 //!   [`WireLimits::max_tagged_fields`];
-//! - the body ends exactly at the end of the frame. `kafka-protocol` would ignore trailing bytes;
-//!   we refuse them, because a frame longer than its content is a framing bug or smuggling, and
-//!   no Kafka client sends one.
+//! - bytes after the body are tolerated and counted in [`RequestFrameInfo::trailing_bytes`], as
+//!   Kafka's own parsers ignore them: librdkafka 2.16 sends a Metadata v12 request with three
+//!   extra bytes, and a broker that refused it would break `list_topics()`.
 //!
 //! # The invariant
 //!
@@ -109,6 +109,8 @@ pub struct RequestFrameInfo {
     pub array_elements: u64,
     /// Tagged fields in the request, the header's included.
     pub tagged_fields: u64,
+    /// Bytes after the end of the body, which decoders ignore (as Kafka does).
+    pub trailing_bytes: usize,
 }
 
 /// Reads `(api_key, api_version, correlation_id)` from the first 8 bytes of `frame` (the request

@@ -353,14 +353,10 @@ pub(super) fn validate_request(
     let header_len = c.pos;
 
     walk.structure(&mut c, message.body)?;
-    if c.pos != frame.len() {
-        return Err(WireError::TrailingBytes {
-            api: message.name,
-            api_version,
-            end: c.pos,
-            trailing: frame.len() - c.pos,
-        });
-    }
+    // Kafka's own request parsers ignore bytes after the body, and librdkafka 2.16 relies on it
+    // (its Metadata v12 "all topics" request carries 3 extra bytes), so they are reported, not
+    // refused. They are never parsed, so they cannot affect what decoding reserves.
+    let trailing_bytes = frame.len() - c.pos;
     Ok(RequestFrameInfo {
         api_key,
         api_version,
@@ -369,5 +365,6 @@ pub(super) fn validate_request(
         header_len,
         array_elements: walk.array_elements,
         tagged_fields: walk.tagged_fields,
+        trailing_bytes,
     })
 }
