@@ -11,6 +11,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::log::Log;
 use crate::metadata::{validate_topic_name, ClusterMetadata, MetadataError, TopicMetadata};
 use crate::partition::{Partition, TopicPartition};
@@ -62,6 +63,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// `(next id to hand out, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
+    /// The group coordinator (consumer groups and committed offsets).
+    pub groups: GroupCoordinator,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: crate::handlers::fetch_session::FetchSessionCache,
 }
@@ -102,6 +105,8 @@ impl Broker {
                 partitions.insert(tp, partition);
             }
         }
+        let groups = GroupCoordinator::open(&config, &partitions)
+            .map_err(|(tp, source)| StartupError::Log { tp, source })?;
         let reserved = meta.producer_id_reserved_until;
         tracing::info!(
             topics = meta.topics.len(),
@@ -119,6 +124,7 @@ impl Broker {
             meta_write: Mutex::new(()),
             partitions: RwLock::new(partitions),
             producer_ids: Mutex::new((reserved, reserved)),
+            groups,
             fetch_sessions,
         }))
     }

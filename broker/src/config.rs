@@ -127,6 +127,24 @@ broker_settings! {
     log_cleanup_policy: String = "delete".to_string(), env = "SHALE_LOG_CLEANUP_POLICY", kafka = "log.cleanup.policy";
     /// Producer ids claimed from the metadata file at a time.
     producer_id_block_size: i64 = 1000, env = "SHALE_PRODUCER_ID_BLOCK_SIZE", kafka = "shale.producer.id.block.size";
+    /// How long a new group's first rebalance waits for more members to join (ms).
+    group_initial_rebalance_delay_ms: i64 = 3000, env = "SHALE_GROUP_INITIAL_REBALANCE_DELAY_MS", kafka = "group.initial.rebalance.delay.ms";
+    /// Smallest session timeout a group member may ask for (ms).
+    group_min_session_timeout_ms: i32 = 6000, env = "SHALE_GROUP_MIN_SESSION_TIMEOUT_MS", kafka = "group.min.session.timeout.ms";
+    /// Largest session timeout a group member may ask for (ms).
+    group_max_session_timeout_ms: i32 = 1_800_000, env = "SHALE_GROUP_MAX_SESSION_TIMEOUT_MS", kafka = "group.max.session.timeout.ms";
+    /// Most members in one consumer group.
+    group_max_size: i32 = i32::MAX, env = "SHALE_GROUP_MAX_SIZE", kafka = "group.max.size";
+    /// Largest metadata string of a committed offset (bytes).
+    offset_metadata_max_bytes: i32 = 4096, env = "SHALE_OFFSET_METADATA_MAX_BYTES", kafka = "offset.metadata.max.bytes";
+    /// How long an empty group's committed offsets are kept (minutes).
+    offsets_retention_minutes: i32 = 10080, env = "SHALE_OFFSETS_RETENTION_MINUTES", kafka = "offsets.retention.minutes";
+    /// How often expired committed offsets are removed (ms).
+    offsets_retention_check_interval_ms: i64 = 600_000, env = "SHALE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", kafka = "offsets.retention.check.interval.ms";
+    /// Partitions of `__consumer_offsets` when it is created.
+    offsets_topic_num_partitions: i32 = 50, env = "SHALE_OFFSETS_TOPIC_NUM_PARTITIONS", kafka = "offsets.topic.num.partitions";
+    /// Segment size of `__consumer_offsets` when it is created (bytes).
+    offsets_topic_segment_bytes: i64 = 104_857_600, env = "SHALE_OFFSETS_TOPIC_SEGMENT_BYTES", kafka = "offsets.topic.segment.bytes";
 }
 
 impl BrokerConfig {
@@ -196,6 +214,38 @@ impl BrokerConfig {
         }
         if self.producer_id_block_size < 1 {
             return bad("producer_id_block_size", "must be >= 1");
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return bad("group_initial_rebalance_delay_ms", "must be >= 0");
+        }
+        if self.group_min_session_timeout_ms < 0
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return bad(
+                "group_min_session_timeout_ms",
+                "must be >= 0 and <= group_max_session_timeout_ms",
+            );
+        }
+        if self.group_max_size < 1 {
+            return bad("group_max_size", "must be >= 1");
+        }
+        if self.offset_metadata_max_bytes < 0 {
+            return bad("offset_metadata_max_bytes", "must be >= 0");
+        }
+        if self.offsets_retention_minutes < 1 {
+            return bad("offsets_retention_minutes", "must be >= 1");
+        }
+        if self.offsets_retention_check_interval_ms < 1 {
+            return bad("offsets_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return bad("offsets_topic_num_partitions", "must be >= 1");
+        }
+        if let Err(reason) = crate::topic_config::validate_value(
+            "segment.bytes",
+            &self.offsets_topic_segment_bytes.to_string(),
+        ) {
+            return bad("offsets_topic_segment_bytes", reason);
         }
         // The per-topic defaults are validated by the same rules as topic configs.
         for d in self.topic_defaults() {

@@ -5,17 +5,22 @@
 //! - [`topic_config`]: topic configs by Kafka name: types, defaults, validation, effective values.
 //! - [`metadata`]: cluster metadata (topics, ids, configs, producer-id blocks), persisted atomically.
 //! - [`broker`]: shared broker state and the operations that change it; background maintenance.
+//! - [`group`]: the group coordinator: classic consumer groups and committed offsets, stored in
+//!   `__consumer_offsets`.
 //! - [`partition`]: one hosted topic-partition: its log, high watermark and long-poll wakeups.
 //! - [`log`]: the local log: segments, offset/time indexes, recovery, retention, producer state.
 //! - [`server`]: the listener and connection limit; graceful shutdown.
 //! - [`connection`]: one client connection: bounded read-ahead, in-order responses.
 //! - [`frame`]: size-prefixed framing with a maximum frame size.
 //! - [`handlers`]: request validation, decoding, dispatch, and one file per Kafka API.
+//! - [`admin`]: `shale admin`, operator commands that talk to a broker as a Kafka client.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod frame;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metadata;

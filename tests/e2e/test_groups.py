@@ -93,6 +93,7 @@ class Member:
         self.errors: list[str] = []
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._calls: list[tuple] = []
         self.assignment_at_stop: set[int] | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
@@ -113,6 +114,13 @@ class Member:
                     on_lost=lambda _c, ps: self._event("lost", ps))
         try:
             while not self._stop.is_set():
+                while self._calls:
+                    fn, done, out = self._calls.pop(0)
+                    try:
+                        out.append(fn(c))
+                    except Exception as e:  # handed to the caller
+                        out.append(e)
+                    done.set()
                 msg = c.poll(0.1)
                 if msg is None:
                     continue
@@ -129,6 +137,15 @@ class Member:
     def assigned_at(self) -> float | None:
         """When the first non-empty assignment arrived."""
         return next((t for t, kind, parts in self.events if kind == "assigned" and parts), None)
+
+    def call(self, fn, timeout: float = 60):
+        """Runs fn(consumer) on the polling thread (the client is not used from two threads)."""
+        done, out = threading.Event(), []
+        self._calls.append((fn, done, out))
+        assert done.wait(timeout), f"{self.name}: call did not run within {timeout}s"
+        if isinstance(out[0], Exception):
+            raise out[0]
+        return out[0]
 
     def stop(self) -> None:
         self._stop.set()
@@ -382,8 +399,8 @@ def test_committed_offsets_survive_sigkill_and_restart(broker):
     m = Member("committer", broker.bootstrap, group, topic, **{"enable.auto.commit": False})
     wait_for(lambda: len(m.assignment) == PARTITIONS, 60, "the committer's assignment")
     positions = {p: 10 + 7 * p for p in range(PARTITIONS)}
-    m.consumer.commit(offsets=[TopicPartition(topic, p, o, metadata=f"meta-{p}")
-                               for p, o in positions.items()], asynchronous=False)
+    m.call(lambda c: c.commit(offsets=[TopicPartition(topic, p, o, metadata=f"meta-{p}")
+                                       for p, o in positions.items()], asynchronous=False))
     m.stop()
     # Another group's member reads everything and stays up across the restart.
     live = Member("live", broker.bootstrap, live_group, topic,

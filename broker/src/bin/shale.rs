@@ -20,9 +20,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing a variant to save a few hundred bytes would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the broker (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Operate a running broker over the Kafka protocol: topics, configs, groups, cluster.
+    Admin(shale_broker::admin::AdminArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Admin(a)) => std::process::exit(admin(a)?),
         None => ServeArgs::parse_default(),
     };
     let mut config = match &args.config {
@@ -59,6 +64,15 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// `shale admin ...`: the exit code is the command's (0 ok, 1 broker error, 2 usage/connection).
+fn admin(args: shale_broker::admin::AdminArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(shale_broker::admin::main(args)))
 }
 
 impl ServeArgs {

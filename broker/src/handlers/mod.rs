@@ -19,18 +19,29 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod fetch;
 pub mod fetch_session;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 /// `(api, min version, max version)` this broker honours.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -90,6 +101,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, delete_records::MIN_VERSION, delete_records::MAX_VERSION),
     (ApiKey::DescribeLogDirs, describe_log_dirs::MIN_VERSION, describe_log_dirs::MAX_VERSION),
     (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
+    // The group coordinator (consumer groups and committed offsets).
+    (ApiKey::FindCoordinator, find_coordinator::MIN_VERSION, find_coordinator::MAX_VERSION),
+    (ApiKey::JoinGroup, join_group::MIN_VERSION, join_group::MAX_VERSION),
+    (ApiKey::SyncGroup, sync_group::MIN_VERSION, sync_group::MAX_VERSION),
+    (ApiKey::Heartbeat, heartbeat::MIN_VERSION, heartbeat::MAX_VERSION),
+    (ApiKey::LeaveGroup, leave_group::MIN_VERSION, leave_group::MAX_VERSION),
+    (ApiKey::OffsetCommit, offset_commit::MIN_VERSION, offset_commit::MAX_VERSION),
+    (ApiKey::OffsetFetch, offset_fetch::MIN_VERSION, offset_fetch::MAX_VERSION),
+    (ApiKey::DescribeGroups, describe_groups::MIN_VERSION, describe_groups::MAX_VERSION),
+    (ApiKey::ListGroups, list_groups::MIN_VERSION, list_groups::MAX_VERSION),
+    (ApiKey::DeleteGroups, delete_groups::MIN_VERSION, delete_groups::MAX_VERSION),
+    (ApiKey::OffsetDelete, offset_delete::MIN_VERSION, offset_delete::MAX_VERSION),
 ];
 
 fn supported_range(api_key: i16) -> Option<(i16, i16)> {
@@ -210,6 +233,17 @@ async fn dispatch(
         Rq::DescribeProducers(r) => {
             Rs::DescribeProducers(describe_producers::handle(broker, ctx, r))
         }
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(find_coordinator::handle(broker, ctx, r)),
+        Rq::JoinGroup(r) => Rs::JoinGroup(join_group::handle(broker, ctx, r).await),
+        Rq::SyncGroup(r) => Rs::SyncGroup(sync_group::handle(broker, ctx, r).await),
+        Rq::Heartbeat(r) => Rs::Heartbeat(heartbeat::handle(broker, ctx, r)),
+        Rq::LeaveGroup(r) => Rs::LeaveGroup(leave_group::handle(broker, ctx, r)),
+        Rq::OffsetCommit(r) => Rs::OffsetCommit(offset_commit::handle(broker, ctx, r)),
+        Rq::OffsetFetch(r) => Rs::OffsetFetch(offset_fetch::handle(broker, ctx, r)),
+        Rq::DescribeGroups(r) => Rs::DescribeGroups(describe_groups::handle(broker, ctx, r)),
+        Rq::ListGroups(r) => Rs::ListGroups(list_groups::handle(broker, ctx, r)),
+        Rq::DeleteGroups(r) => Rs::DeleteGroups(delete_groups::handle(broker, ctx, r)),
+        Rq::OffsetDelete(r) => Rs::OffsetDelete(offset_delete::handle(broker, ctx, r)),
         other => unreachable!("dispatcher admitted an unsupported request {other:?}"),
     })
 }

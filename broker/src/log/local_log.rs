@@ -23,8 +23,8 @@ use super::producer_state::{ProducerAppend, ProducerBatch, ProducerStateManager}
 use super::reader::LogReader;
 use super::segment::LogSegment;
 use super::{
-    AppendInfo, AppendOutcome, LogConfig, LogError, ReadResult, RetentionResult, TimestampOffset,
-    TimestampType,
+    AppendInfo, AppendOutcome, LogConfig, LogError, ReadResult, RetentionResult, SealedSegment,
+    TimestampOffset, TimestampType,
 };
 
 /// One partition's log: segments on disk, the leader epoch cache and producer state.
@@ -518,6 +518,87 @@ impl Log {
                 by_start,
                 log_start_offset = self.log_start_offset,
                 "deleted segments past retention"
+            );
+        }
+        Ok(RetentionResult {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Sealed segments (never the active one) whose offsets all lie in `[from, below)`, oldest
+    /// first: what the tiering job may upload (`below` is the high watermark).
+    pub fn sealed_segments(&self, from: i64, below: i64) -> Result<Vec<SealedSegment>, LogError> {
+        let mut out = Vec::new();
+        for pair in self.segments.windows(2) {
+            let (segment, next) = (&pair[0], &pair[1]);
+            let next_offset = next.base_offset();
+            if segment.base_offset() < from || next_offset > below {
+                continue;
+            }
+            out.push(SealedSegment {
+                base_offset: segment.base_offset(),
+                next_offset,
+                max_timestamp: segment.largest_timestamp()?,
+                size_bytes: segment.size(),
+                log_path: segment.log_path.clone(),
+                index_path: segment.index_path.clone(),
+                time_index_path: segment.time_index_path.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Local retention of a tiered log (`local.retention.ms` / `local.retention.bytes`): deletes
+    /// sealed segments, oldest first, that are past the local limits — but only those whose every
+    /// offset is below `tiered_below` (the first offset not yet in remote storage), so no
+    /// un-uploaded byte is ever deleted. The log start offset of this (local) log moves forward.
+    pub fn delete_tiered_segments(
+        &mut self,
+        tiered_below: i64,
+        local_retention_ms: i64,
+        local_retention_bytes: i64,
+        now_ms: i64,
+    ) -> Result<RetentionResult, LogError> {
+        self.last_now_ms = now_ms;
+        let mut eligible = 0;
+        for pair in self.segments.windows(2) {
+            if pair[1].base_offset() > tiered_below {
+                break;
+            }
+            eligible += 1;
+        }
+        let mut by_time = 0;
+        if local_retention_ms >= 0 {
+            for segment in &self.segments[..eligible] {
+                if now_ms.saturating_sub(segment.largest_timestamp()?) <= local_retention_ms {
+                    break;
+                }
+                by_time += 1;
+            }
+        }
+        let mut by_size = 0;
+        if local_retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - local_retention_bytes;
+            for segment in &self.segments[..eligible] {
+                let size = segment.size() as i64;
+                if excess < size {
+                    break;
+                }
+                excess -= size;
+                by_size += 1;
+            }
+        }
+        let count = by_time.max(by_size).min(eligible);
+        let (segments_deleted, bytes_deleted) = self.delete_oldest_segments(count)?;
+        if segments_deleted > 0 {
+            tracing::info!(
+                dir = %self.dir.display(),
+                segments_deleted,
+                bytes_deleted,
+                local_log_start_offset = self.log_start_offset,
+                "deleted tiered local segments past local retention"
             );
         }
         Ok(RetentionResult {

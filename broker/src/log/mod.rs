@@ -183,6 +183,20 @@ pub enum AppendOutcome {
     },
 }
 
+/// A sealed local segment, as the tiering job uploads it.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    /// The next segment's base offset: every offset of this segment is below it.
+    pub next_offset: i64,
+    /// Largest record timestamp in the segment (-1 when none).
+    pub max_timestamp: i64,
+    pub size_bytes: u64,
+    pub log_path: std::path::PathBuf,
+    pub index_path: std::path::PathBuf,
+    pub time_index_path: std::path::PathBuf,
+}
+
 /// One producer's state in a partition, as DescribeProducers reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveProducer {
