@@ -1,0 +1,189 @@
+//! Object names, exactly as DESIGN.md lays them out under the configured prefix:
+//!
+//! ```text
+//! topics/<topic>-<topic_id>/<partition>/manifest/<version:020>
+//! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.log
+//! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.indexes
+//! ```
+//!
+//! `topic_id` is the hyphenated UUID (36 characters, fixed width, so a topic name containing `-`
+//! parses unambiguously); `segment_id` is the UUID in simple form (32 hex digits). Zero-padded
+//! numbers make a listing sort numerically.
+
+use object_store::path::Path;
+use uuid::Uuid;
+
+use crate::metadata::{RemoteLogSegmentId, TopicIdPartition};
+
+const TOPICS: &str = "topics";
+const MANIFEST: &str = "manifest";
+const UUID_HYPHENATED_LEN: usize = 36;
+
+/// What kind of object a file name in a partition directory is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Log,
+    Indexes,
+}
+
+/// Where a partition's objects live, under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLayout {
+    dir: Path,
+}
+
+impl PartitionLayout {
+    pub fn new(prefix: &Path, tp: &TopicIdPartition) -> Self {
+        let topic_dir = format!("{}-{}", tp.topic, tp.topic_id.hyphenated());
+        let dir = child(prefix, TOPICS)
+            .child(topic_dir.as_str())
+            .child(tp.partition.to_string().as_str());
+        Self { dir }
+    }
+
+    /// The partition's directory: everything of the partition is below it.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest_dir(&self) -> Path {
+        self.dir.child(MANIFEST)
+    }
+
+    pub fn manifest(&self, version: u64) -> Path {
+        self.manifest_dir().child(format!("{version:020}").as_str())
+    }
+
+    pub fn log(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
+        self.dir.child(segment_name(base_offset, id, "log").as_str())
+    }
+
+    pub fn indexes(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
+        self.dir
+            .child(segment_name(base_offset, id, "indexes").as_str())
+    }
+}
+
+fn child(prefix: &Path, name: &str) -> Path {
+    if prefix.as_ref().is_empty() {
+        Path::from(name)
+    } else {
+        prefix.child(name)
+    }
+}
+
+fn segment_name(base_offset: i64, id: RemoteLogSegmentId, extension: &str) -> String {
+    assert!(
+        base_offset >= 0,
+        "a remote segment's base offset must not be negative: {base_offset}"
+    );
+    format!("{base_offset:020}-{id}.{extension}")
+}
+
+/// The directory holding every partition, under `prefix`.
+pub fn topics_dir(prefix: &Path) -> Path {
+    child(prefix, TOPICS)
+}
+
+/// Parses a manifest object's file name into its version.
+pub fn parse_manifest_version(file_name: &str) -> Option<u64> {
+    if file_name.len() != 20 || !file_name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    file_name.parse().ok()
+}
+
+/// Parses a segment object's file name: `(base_offset, segment_id, kind)`.
+pub fn parse_segment_name(file_name: &str) -> Option<(i64, RemoteLogSegmentId, ObjectKind)> {
+    let (stem, kind) = if let Some(stem) = file_name.strip_suffix(".log") {
+        (stem, ObjectKind::Log)
+    } else if let Some(stem) = file_name.strip_suffix(".indexes") {
+        (stem, ObjectKind::Indexes)
+    } else {
+        return None;
+    };
+    let (offset, id) = stem.split_once('-')?;
+    if offset.len() != 20 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id = Uuid::try_parse(id).ok()?;
+    Some((offset.parse().ok()?, RemoteLogSegmentId(id), kind))
+}
+
+/// Parses a `<topic>-<topic_id>` directory name and a partition directory name.
+pub fn parse_partition_dir(topic_dir: &str, partition_dir: &str) -> Option<TopicIdPartition> {
+    let split = topic_dir.len().checked_sub(UUID_HYPHENATED_LEN + 1)?;
+    if !topic_dir.is_char_boundary(split) {
+        return None;
+    }
+    let (topic, id) = topic_dir.split_at(split);
+    let id = id.strip_prefix('-')?;
+    let topic_id = Uuid::try_parse(id).ok()?;
+    let partition: i32 = partition_dir.parse().ok()?;
+    if topic.is_empty() || partition < 0 || partition.to_string() != partition_dir {
+        return None;
+    }
+    Some(TopicIdPartition::new(topic, topic_id, partition))
+}
+
+/// Splits an object path below `topics_dir` into its partition and the rest of its parts,
+/// e.g. `([manifest, 000…07])` or `([000…00-<id>.log])`.
+pub fn split_object_path(topics_dir: &Path, location: &Path) -> Option<(TopicIdPartition, Vec<String>)> {
+    let mut parts = location.prefix_match(topics_dir)?;
+    let topic_dir = parts.next()?;
+    let partition_dir = parts.next()?;
+    let tp = parse_partition_dir(topic_dir.as_ref(), partition_dir.as_ref())?;
+    let rest: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+    Some((tp, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> TopicIdPartition {
+        TopicIdPartition::new("orders-eu.v2", Uuid::from_u128(0xfeed), 7)
+    }
+
+    /// The names are exactly DESIGN.md's, and each parses back to what made it.
+    #[test]
+    fn names_round_trip() {
+        let layout = PartitionLayout::new(&Path::from("shale/prod"), &tp());
+        let id = RemoteLogSegmentId(Uuid::from_u128(0xabc));
+        assert_eq!(
+            layout.manifest(12).as_ref(),
+            "shale/prod/topics/orders-eu.v2-00000000-0000-0000-0000-00000000feed/7/manifest/00000000000000000012"
+        );
+        let log = layout.log(42, id);
+        assert_eq!(
+            log.as_ref(),
+            "shale/prod/topics/orders-eu.v2-00000000-0000-0000-0000-00000000feed/7/00000000000000000042-00000000000000000000000000000abc.log"
+        );
+        let (parsed_tp, rest) = split_object_path(&topics_dir(&Path::from("shale/prod")), &log).unwrap();
+        assert_eq!(parsed_tp, tp());
+        assert_eq!(
+            parse_segment_name(&rest[0]),
+            Some((42, id, ObjectKind::Log))
+        );
+        let indexes = layout.indexes(42, id);
+        assert_eq!(
+            parse_segment_name(indexes.filename().unwrap()),
+            Some((42, id, ObjectKind::Indexes))
+        );
+        assert_eq!(parse_manifest_version("00000000000000000012"), Some(12));
+        assert_eq!(parse_manifest_version("12"), None);
+        let bare = PartitionLayout::new(&Path::from(""), &tp());
+        assert!(bare.dir().as_ref().starts_with("topics/"));
+    }
+
+    #[test]
+    fn rejects_foreign_names() {
+        assert_eq!(parse_segment_name("00000000000000000042.log"), None);
+        assert_eq!(parse_segment_name("x-00000000000000000000000000000abc.log"), None);
+        assert_eq!(parse_partition_dir("orders", "0"), None);
+        assert_eq!(
+            parse_partition_dir("a-00000000-0000-0000-0000-00000000feed", "007"),
+            None
+        );
+    }
+}
