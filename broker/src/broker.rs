@@ -67,6 +67,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: crate::handlers::fetch_session::FetchSessionCache,
+    /// The remote tier, when tiered storage is on (set once at startup).
+    remote: std::sync::OnceLock<Arc<shale_tiering::RemoteLogManager>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -126,7 +128,57 @@ impl Broker {
             producer_ids: Mutex::new((reserved, reserved)),
             groups,
             fetch_sessions,
+            remote: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The remote tier, if tiered storage is on.
+    pub fn remote(&self) -> Option<&Arc<shale_tiering::RemoteLogManager>> {
+        self.remote.get()
+    }
+
+    /// Attaches the remote tier; called once, before serving.
+    pub fn set_remote(&self, rlm: Arc<shale_tiering::RemoteLogManager>) {
+        assert!(
+            self.remote.set(rlm).is_ok(),
+            "the remote tier was attached twice"
+        );
+    }
+
+    /// Recreates a topic found in remote storage (same id), each partition's local log starting
+    /// at `next_offsets[p]`, the offset after the remote end.
+    pub fn restore_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        next_offsets: &[i64],
+    ) -> Result<(), ApiError> {
+        let topic = TopicMetadata {
+            name: name.to_string(),
+            id,
+            partitions: next_offsets.len() as i32,
+            configs: BTreeMap::new(),
+        };
+        self.update_metadata(|meta| {
+            check_new_topic_name(meta, name)?;
+            meta.topics.insert(name.to_string(), topic.clone());
+            Ok(())
+        })?;
+        self.open_partitions(&topic, 0)?;
+        for (p, &next) in next_offsets.iter().enumerate() {
+            if let Some(partition) = self.partition(name, p as i32) {
+                if next > 0 {
+                    partition
+                        .log()
+                        .truncate_fully_and_start_at(next)
+                        .map_err(|e| {
+                            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                        })?;
+                    partition.reset_high_watermark();
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -449,8 +501,20 @@ impl Broker {
     pub fn run_log_maintenance(&self) {
         let now = now_ms();
         for partition in self.all_partitions() {
+            // Tiered topics lose local segments only once they are uploaded: the tiering job
+            // applies their retention (crate::tiered::tier_partition).
+            let tiered = crate::tiered::is_tiered(self, &partition.tp.topic);
             let mut log = partition.log();
-            match log.delete_retention(now) {
+            let retention = if tiered {
+                Ok(crate::log::RetentionResult {
+                    segments_deleted: 0,
+                    bytes_deleted: 0,
+                    log_start_offset: log.log_start_offset(),
+                })
+            } else {
+                log.delete_retention(now)
+            };
+            match retention {
                 Ok(r) if r.segments_deleted > 0 => {
                     tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
                 }

@@ -125,6 +125,30 @@ broker_settings! {
     log_message_timestamp_type: String = "CreateTime".to_string(), env = "SHALE_LOG_MESSAGE_TIMESTAMP_TYPE", kafka = "log.message.timestamp.type";
     /// Default cleanup policy for new topics: `delete` or `compact`.
     log_cleanup_policy: String = "delete".to_string(), env = "SHALE_LOG_CLEANUP_POLICY", kafka = "log.cleanup.policy";
+    /// Tier sealed segments to object storage at all (topics opt out with `remote.storage.enable=false`).
+    remote_storage_enable: bool = true, env = "SHALE_REMOTE_STORAGE_ENABLE", kafka = "remote.log.storage.system.enable";
+    /// Object store URL: empty = the directory `<data_dir>/remote` on local disk; `s3://BUCKET[/PREFIX]` for S3-compatible stores; `memory://` for tests.
+    remote_storage_url: String = String::new(), env = "SHALE_REMOTE_STORAGE_URL", kafka = "shale.remote.storage.url";
+    /// S3 endpoint for non-AWS stores (MinIO, SeaweedFS, Ceph), e.g. `http://127.0.0.1:9000`; empty = AWS or `AWS_ENDPOINT`.
+    remote_storage_endpoint: String = String::new(), env = "SHALE_REMOTE_STORAGE_ENDPOINT", kafka = "shale.remote.storage.endpoint";
+    /// S3 region; empty = `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+    remote_storage_region: String = String::new(), env = "SHALE_REMOTE_STORAGE_REGION", kafka = "shale.remote.storage.region";
+    /// Path-style S3 requests (`endpoint/bucket/key`), which MinIO, SeaweedFS and Ceph usually need.
+    remote_storage_path_style: bool = false, env = "SHALE_REMOTE_STORAGE_PATH_STYLE", kafka = "shale.remote.storage.path.style";
+    /// How often each partition's sealed segments are uploaded and remote/local retention applied (ms).
+    remote_log_manager_task_interval_ms: i64 = 30_000, env = "SHALE_REMOTE_LOG_MANAGER_TASK_INTERVAL_MS", kafka = "remote.log.manager.task.interval.ms";
+    /// Upload bandwidth cap across all partitions (bytes/s); 0 = unlimited.
+    remote_log_manager_copy_max_bytes_per_second: u64 = 0, env = "SHALE_REMOTE_LOG_MANAGER_COPY_MAX_BYTES_PER_SECOND", kafka = "remote.log.manager.copy.max.bytes.per.second";
+    /// Segments uploading at once across all partitions.
+    remote_log_manager_copier_concurrency: u32 = 4, env = "SHALE_REMOTE_LOG_MANAGER_COPIER_CONCURRENCY", kafka = "remote.log.manager.copier.thread.pool.size";
+    /// Bytes of remote data the read cache holds in memory.
+    remote_log_reader_cache_bytes: u64 = 512 * 1024 * 1024, env = "SHALE_REMOTE_LOG_READER_CACHE_BYTES", kafka = "shale.remote.log.reader.cache.bytes";
+    /// Size of one cached chunk and of one ranged GET (bytes).
+    remote_log_reader_chunk_bytes: u64 = 4 * 1024 * 1024, env = "SHALE_REMOTE_LOG_READER_CHUNK_BYTES", kafka = "shale.remote.log.reader.chunk.bytes";
+    /// Chunks read ahead of a sequential remote reader.
+    remote_log_reader_readahead_chunks: u32 = 4, env = "SHALE_REMOTE_LOG_READER_READAHEAD_CHUNKS", kafka = "shale.remote.log.reader.readahead.chunks";
+    /// How old an unreferenced object must be before the scrub job deletes it (ms).
+    remote_log_scrub_grace_ms: i64 = 3_600_000, env = "SHALE_REMOTE_LOG_SCRUB_GRACE_MS", kafka = "shale.remote.log.scrub.grace.ms";
     /// Producer ids claimed from the metadata file at a time.
     producer_id_block_size: i64 = 1000, env = "SHALE_PRODUCER_ID_BLOCK_SIZE", kafka = "shale.producer.id.block.size";
     /// How long a new group's first rebalance waits for more members to join (ms).
@@ -229,8 +253,9 @@ impl BrokerConfig {
         if self.group_max_size < 1 {
             return bad("group_max_size", "must be >= 1");
         }
-        if self.offset_metadata_max_bytes < 0 {
-            return bad("offset_metadata_max_bytes", "must be >= 0");
+        if !(0..=i32::from(i16::MAX)).contains(&self.offset_metadata_max_bytes) {
+            // The metadata is a Kafka string (int16 length) in __consumer_offsets.
+            return bad("offset_metadata_max_bytes", "must be between 0 and 32767");
         }
         if self.offsets_retention_minutes < 1 {
             return bad("offsets_retention_minutes", "must be >= 1");

@@ -9,6 +9,8 @@
 //!   `__consumer_offsets`.
 //! - [`partition`]: one hosted topic-partition: its log, high watermark and long-poll wakeups.
 //! - [`log`]: the local log: segments, offset/time indexes, recovery, retention, producer state.
+//! - [`tiered`]: the broker side of tiered storage: store setup, the copy/retention job, remote
+//!   reads, restore from a bucket.
 //! - [`server`]: the listener and connection limit; graceful shutdown.
 //! - [`connection`]: one client connection: bounded read-ahead, in-order responses.
 //! - [`frame`]: size-prefixed framing with a maximum frame size.
@@ -26,4 +28,5 @@ pub mod log;
 pub mod metadata;
 pub mod partition;
 pub mod server;
+pub mod tiered;
 pub mod topic_config;

@@ -1,1 +1,37 @@
-//! placeholder
+//! A byte-range cache in front of object storage. It knows object paths and byte ranges, never
+//! Kafka types: the `tiering` crate turns offsets into `(path, byte range)` and reads them here.
+//!
+//! # Layout
+//! - [`config`]: [`CacheConfig`], the cache's bounds, and their validation.
+//! - [`chunk_cache`]: [`ChunkCache`], reads assembled from chunks, single-flight and coalesced
+//!   fetches, sequential read-ahead that continues into the next object.
+//! - `tiers`: the admission policy, a probation LRU and a protected TinyLFU moka cache bounded in
+//!   bytes, which keeps one long scan from evicting the working set.
+//! - `fetch`: the in-flight table and the task that issues one ranged GET per run of chunks.
+//! - `stream`: detection of sequential readers, and how far read-ahead has gone for each.
+//! - `chunk`: cache keys, cached entries and the byte-range-to-chunk arithmetic.
+//! - [`stats`]: [`CacheStats`], the cache's counters.
+//! - [`error`]: [`CacheError`].
+//! - [`counting`]: [`CountingStore`], an `ObjectStore` decorator counting requests by kind and
+//!   bytes (always built: the broker keeps per-topic counters with it).
+//! - [`testing`] (tests and the `testing` feature): [`testing::FaultyStore`], which fails or
+//!   stalls requests on a seeded schedule or on command.
+
+pub mod chunk_cache;
+pub mod config;
+pub mod counting;
+pub mod error;
+pub mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+mod chunk;
+mod fetch;
+mod stream;
+mod tiers;
+
+pub use chunk_cache::ChunkCache;
+pub use config::CacheConfig;
+pub use counting::{CountingStore, RequestCounters, RequestCounts, RequestKind};
+pub use error::CacheError;
+pub use stats::CacheStats;

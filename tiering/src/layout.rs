@@ -35,9 +35,9 @@ pub struct PartitionLayout {
 impl PartitionLayout {
     pub fn new(prefix: &Path, tp: &TopicIdPartition) -> Self {
         let topic_dir = format!("{}-{}", tp.topic, tp.topic_id.hyphenated());
-        let dir = child(prefix, TOPICS)
-            .child(topic_dir.as_str())
-            .child(tp.partition.to_string().as_str());
+        let dir = topics_dir(prefix)
+            .join(topic_dir.as_str())
+            .join(tp.partition.to_string().as_str());
         Self { dir }
     }
 
@@ -47,28 +47,21 @@ impl PartitionLayout {
     }
 
     pub fn manifest_dir(&self) -> Path {
-        self.dir.child(MANIFEST)
+        self.dir.clone().join(MANIFEST)
     }
 
     pub fn manifest(&self, version: u64) -> Path {
-        self.manifest_dir().child(format!("{version:020}").as_str())
+        self.manifest_dir().join(format!("{version:020}").as_str())
     }
 
     pub fn log(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
-        self.dir.child(segment_name(base_offset, id, "log").as_str())
+        self.dir.clone().join(segment_name(base_offset, id, "log").as_str())
     }
 
     pub fn indexes(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
         self.dir
-            .child(segment_name(base_offset, id, "indexes").as_str())
-    }
-}
-
-fn child(prefix: &Path, name: &str) -> Path {
-    if prefix.as_ref().is_empty() {
-        Path::from(name)
-    } else {
-        prefix.child(name)
+            .clone()
+            .join(segment_name(base_offset, id, "indexes").as_str())
     }
 }
 
@@ -82,7 +75,7 @@ fn segment_name(base_offset: i64, id: RemoteLogSegmentId, extension: &str) -> St
 
 /// The directory holding every partition, under `prefix`.
 pub fn topics_dir(prefix: &Path) -> Path {
-    child(prefix, TOPICS)
+    prefix.clone().join(TOPICS)
 }
 
 /// Parses a manifest object's file name into its version.

@@ -98,8 +98,22 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         parse_host_port(&config.advertised_listener)
             .context("setting `advertised_listener` is not HOST:PORT")?
     };
+    // The object store is checked before anything else opens, so a bad URL, endpoint or
+    // credential stops startup with a message naming the setting.
+    let remote = shale_broker::tiered::open_remote(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let broker =
         Broker::open(config, advertised.clone()).context("cannot open the broker's data")?;
+    if let Some(rlm) = remote {
+        broker.set_remote(rlm);
+        let restored = shale_broker::tiered::restore(&broker)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if restored > 0 {
+            tracing::info!(topics = restored, "restored topics from remote storage");
+        }
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

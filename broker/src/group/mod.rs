@@ -267,12 +267,18 @@ impl GroupCoordinator {
         let topic = match existing {
             Some(t) => t,
             None => {
+                // Time and size retention never apply to a compact-only topic in Kafka, but the
+                // local log applies them whatever the cleanup policy: switch them off here, or
+                // the offsets of a group that stopped committing would vanish with their
+                // segment. Compaction is what bounds this topic.
                 let configs = BTreeMap::from([
                     ("cleanup.policy".to_string(), "compact".to_string()),
                     (
                         "segment.bytes".to_string(),
                         c.offsets_topic_segment_bytes.to_string(),
                     ),
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("retention.bytes".to_string(), "-1".to_string()),
                 ]);
                 match broker.create_topic(
                     OFFSETS_TOPIC,
@@ -358,8 +364,18 @@ impl GroupCoordinator {
 
     pub async fn join_group(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let c = &self.shared.config;
-        if group_id.is_empty() {
+        if group_id.is_empty() || !fits_record(group_id) {
             return JoinResult::error(ResponseError::InvalidGroupId, req.member_id);
+        }
+        // Everything here ends up in a GroupMetadataValue, whose strings have int16 lengths;
+        // flexible request versions can carry longer ones.
+        let strings_fit = [&req.protocol_type, &req.client_id]
+            .into_iter()
+            .chain(req.group_instance_id.as_ref())
+            .chain(req.protocols.iter().map(|p| &p.name))
+            .all(|s| s.len() + MEMBER_ID_SUFFIX_BYTES <= i16::MAX as usize);
+        if !strings_fit {
+            return JoinResult::error(ResponseError::InvalidRequest, req.member_id);
         }
         if req.session_timeout_ms < c.session_timeout_ms_min
             || req.session_timeout_ms > c.session_timeout_ms_max
@@ -458,6 +474,9 @@ impl GroupCoordinator {
 
     /// Stores committed offsets durably, then makes them visible.
     pub fn commit_offsets(&self, group_id: &str, commit: OffsetCommit) -> Res<()> {
+        if !fits_record(group_id) {
+            return Err(ResponseError::InvalidGroupId);
+        }
         let handle = match self.get(group_id) {
             Some(h) => h,
             // No group: a commit without group management creates a simple group.
@@ -706,6 +725,14 @@ impl GroupCoordinator {
                 .fail_all_waiters(ResponseError::NotCoordinator);
         }
     }
+}
+
+/// A generated member id is the client id (or instance id), '-' and a UUID.
+const MEMBER_ID_SUFFIX_BYTES: usize = 37;
+
+/// Whether a string can be stored in a `__consumer_offsets` record (int16 length).
+fn fits_record(s: &str) -> bool {
+    s.len() <= i16::MAX as usize
 }
 
 /// One group's timer task: runs [`ClassicGroup::on_timer`] at each deadline until the group

@@ -126,21 +126,28 @@ impl CoordinatorRecord {
         }
     }
 
-    /// `(key, value)` as stored in a record.
-    pub fn encode(&self) -> (Bytes, Option<Bytes>) {
+    /// `(key, value)` as stored in a record. Fails only for a string longer than Kafka's
+    /// `int16` length allows (flexible request versions can carry longer ones).
+    pub fn encode(&self) -> Result<(Bytes, Option<Bytes>), RecordError> {
         let mut key = BytesMut::new();
         match self {
             Self::OffsetCommit { group, tp, value } => {
                 key.put_i16(OFFSET_KEY_VERSION);
-                put_string(&mut key, group);
-                put_string(&mut key, &tp.topic);
+                put_string(&mut key, group, "group")?;
+                put_string(&mut key, &tp.topic, "topic")?;
                 key.put_i32(tp.partition);
-                (key.freeze(), value.as_ref().map(encode_offset_value))
+                Ok((
+                    key.freeze(),
+                    value.as_ref().map(encode_offset_value).transpose()?,
+                ))
             }
             Self::GroupMetadata { group, value } => {
                 key.put_i16(GROUP_KEY_VERSION);
-                put_string(&mut key, group);
-                (key.freeze(), value.as_ref().map(encode_group_value))
+                put_string(&mut key, group, "group")?;
+                Ok((
+                    key.freeze(),
+                    value.as_ref().map(encode_group_value).transpose()?,
+                ))
             }
         }
     }
@@ -175,13 +182,13 @@ impl CoordinatorRecord {
     }
 }
 
-fn encode_offset_value(v: &OffsetAndMetadata) -> Bytes {
+fn encode_offset_value(v: &OffsetAndMetadata) -> Result<Bytes, RecordError> {
     let mut out = BytesMut::with_capacity(32 + v.metadata.len());
     match v.expire_timestamp_ms {
         Some(expire) => {
             out.put_i16(OFFSET_VALUE_VERSION_WITH_EXPIRY);
             out.put_i64(v.offset);
-            put_string(&mut out, &v.metadata);
+            put_string(&mut out, &v.metadata, "metadata")?;
             out.put_i64(v.commit_timestamp_ms);
             out.put_i64(expire);
         }
@@ -189,11 +196,11 @@ fn encode_offset_value(v: &OffsetAndMetadata) -> Bytes {
             out.put_i16(OFFSET_VALUE_VERSION);
             out.put_i64(v.offset);
             out.put_i32(v.leader_epoch);
-            put_string(&mut out, &v.metadata);
+            put_string(&mut out, &v.metadata, "metadata")?;
             out.put_i64(v.commit_timestamp_ms);
         }
     }
-    out.freeze()
+    Ok(out.freeze())
 }
 
 fn decode_offset_value(bytes: &[u8]) -> Result<OffsetAndMetadata, RecordError> {
@@ -223,20 +230,20 @@ fn decode_offset_value(bytes: &[u8]) -> Result<OffsetAndMetadata, RecordError> {
     })
 }
 
-fn encode_group_value(v: &GroupMetadataValue) -> Bytes {
+fn encode_group_value(v: &GroupMetadataValue) -> Result<Bytes, RecordError> {
     let mut out = BytesMut::with_capacity(64);
     out.put_i16(GROUP_VALUE_VERSION);
-    put_string(&mut out, &v.protocol_type);
+    put_string(&mut out, &v.protocol_type, "protocolType")?;
     out.put_i32(v.generation);
-    put_nullable_string(&mut out, v.protocol.as_deref());
-    put_nullable_string(&mut out, v.leader.as_deref());
+    put_nullable_string(&mut out, v.protocol.as_deref(), "protocol")?;
+    put_nullable_string(&mut out, v.leader.as_deref(), "leader")?;
     out.put_i64(v.current_state_timestamp_ms);
     out.put_i32(v.members.len() as i32);
     for m in &v.members {
-        put_string(&mut out, &m.member_id);
-        put_nullable_string(&mut out, m.group_instance_id.as_deref());
-        put_string(&mut out, &m.client_id);
-        put_string(&mut out, &m.client_host);
+        put_string(&mut out, &m.member_id, "memberId")?;
+        put_nullable_string(&mut out, m.group_instance_id.as_deref(), "groupInstanceId")?;
+        put_string(&mut out, &m.client_id, "clientId")?;
+        put_string(&mut out, &m.client_host, "clientHost")?;
         out.put_i32(m.rebalance_timeout_ms);
         out.put_i32(m.session_timeout_ms);
         out.put_i32(m.subscription.len() as i32);
@@ -244,7 +251,7 @@ fn encode_group_value(v: &GroupMetadataValue) -> Bytes {
         out.put_i32(m.assignment.len() as i32);
         out.put_slice(&m.assignment);
     }
-    out.freeze()
+    Ok(out.freeze())
 }
 
 fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordError> {
@@ -307,17 +314,32 @@ fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordError> {
     })
 }
 
-fn put_string(out: &mut BytesMut, s: &str) {
-    // Group ids, topics and member ids are bounded well below i16::MAX by the request decoder
-    // (a Kafka string's length is an i16 on the wire already).
-    out.put_i16(s.len().min(i16::MAX as usize) as i16);
-    out.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+fn put_string(out: &mut BytesMut, s: &str, field: &'static str) -> Result<(), RecordError> {
+    let len = i16::try_from(s.len()).map_err(|_| RecordError::Invalid {
+        what: "coordinator record",
+        field,
+        reason: format!(
+            "{} bytes is longer than a Kafka string can be ({})",
+            s.len(),
+            i16::MAX
+        ),
+    })?;
+    out.put_i16(len);
+    out.put_slice(s.as_bytes());
+    Ok(())
 }
 
-fn put_nullable_string(out: &mut BytesMut, s: Option<&str>) {
+fn put_nullable_string(
+    out: &mut BytesMut,
+    s: Option<&str>,
+    field: &'static str,
+) -> Result<(), RecordError> {
     match s {
-        Some(s) => put_string(out, s),
-        None => out.put_i16(-1),
+        Some(s) => put_string(out, s, field),
+        None => {
+            out.put_i16(-1);
+            Ok(())
+        }
     }
 }
 
@@ -564,7 +586,12 @@ impl GroupLog for OffsetsTopic {
         let mut builder = BatchBuilder::new(BatchOptions::default());
         for r in records {
             debug_assert_eq!(r.group(), group_id);
-            let (key, value) = r.encode();
+            let (key, value) = r.encode().map_err(|e| {
+                // Refused before anything is written, so the log never holds a record that
+                // replay could not read back.
+                tracing::warn!(group = group_id, error = %e, "coordinator record cannot be encoded");
+                ResponseError::InvalidRequest
+            })?;
             builder.append(now, Some(key), value, Vec::new());
         }
         let mut batch = builder.build().map_err(|e| {
@@ -774,7 +801,7 @@ mod tests {
             tp: tp("t", 2),
             value: Some(offset(42)),
         };
-        let (key, value) = r.encode();
+        let (key, value) = r.encode().unwrap();
         // version 1, "g", "t", partition 2
         assert_eq!(&key[..], b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x02");
         let value = value.unwrap();
@@ -797,7 +824,7 @@ mod tests {
             tp: tp("t", 0),
             value: Some(v),
         };
-        let (key, value) = r.encode();
+        let (key, value) = r.encode().unwrap();
         assert_eq!(&value.as_ref().unwrap()[..2], &[0, 1]);
         assert_eq!(
             CoordinatorRecord::decode(&key, value.as_deref()).unwrap(),
@@ -832,7 +859,7 @@ mod tests {
             group: "g".into(),
             value: Some(group_value()),
         };
-        let (key, value) = r.encode();
+        let (key, value) = r.encode().unwrap();
         assert_eq!(&key[..], b"\x00\x02\x00\x01g");
         assert_eq!(
             CoordinatorRecord::decode(&key, value.as_deref()).unwrap(),
@@ -842,9 +869,36 @@ mod tests {
             group: "g".into(),
             value: None,
         };
-        let (key, value) = tomb.encode();
+        let (key, value) = tomb.encode().unwrap();
         assert!(value.is_none());
         assert_eq!(CoordinatorRecord::decode(&key, None).unwrap(), Some(tomb));
+    }
+
+    #[test]
+    fn strings_too_long_for_kafka_records_are_refused_not_truncated() {
+        let long = "x".repeat(i16::MAX as usize + 1);
+        let r = CoordinatorRecord::OffsetCommit {
+            group: long.clone(),
+            tp: tp("t", 0),
+            value: None,
+        };
+        assert!(r.encode().is_err());
+        let mut v = offset(1);
+        v.metadata = long;
+        let r = CoordinatorRecord::OffsetCommit {
+            group: "g".into(),
+            tp: tp("t", 0),
+            value: Some(v),
+        };
+        assert!(r.encode().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let topic = OffsetsTopic::new(vec![open_partition(dir.path())]);
+        assert_eq!(topic.append("g", &[r]), Err(ResponseError::InvalidRequest));
+        assert_eq!(
+            topic.partitions()[0].log().log_end_offset(),
+            0,
+            "nothing was written"
+        );
     }
 
     #[test]

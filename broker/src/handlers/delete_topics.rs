@@ -39,8 +39,16 @@ pub fn handle(
             let Some(name) = name else {
                 return result.with_error_code(ResponseError::UnknownTopicId.code());
             };
+            let partitions = broker
+                .metadata()
+                .topics
+                .get(&name)
+                .map_or(0, |t| t.partitions);
             match broker.delete_topic(&name) {
-                Ok(id) => result.with_topic_id(id),
+                Ok(id) => {
+                    crate::tiered::delete_remote_topic(broker, &name, id, partitions);
+                    result.with_topic_id(id)
+                }
                 Err(e) => result
                     .with_error_code(e.code())
                     .with_error_message(Some(sb(e.message))),

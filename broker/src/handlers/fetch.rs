@@ -105,7 +105,8 @@ pub async fn handle(
             .flatten()
             .map(|p| p.watch_high_watermark())
             .collect();
-        let (results, total, errored) = read_all(&wanted, &hosted, response_max, read_committed);
+        let (results, total, errored) =
+            read_all(broker, &wanted, &hosted, response_max, read_committed).await;
         if total >= min_bytes
             || errored
             || watchers.is_empty()
@@ -224,7 +225,8 @@ fn remember(mut wanted: Vec<SessionPartition>, results: &[PartitionData]) -> Vec
     rest
 }
 
-fn read_all(
+async fn read_all(
+    broker: &Broker,
     wanted: &[SessionPartition],
     hosted: &[Option<Arc<Partition>>],
     response_max: usize,
@@ -232,10 +234,14 @@ fn read_all(
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
-    let results = wanted
+    // Offsets below the local log start of a tiered partition are read from the remote tier,
+    // after the local pass and all at once (concurrently), each within the budget left then.
+    let mut remote_reads = Vec::new();
+    let mut results: Vec<PartitionData> = wanted
         .iter()
         .zip(hosted)
-        .map(|(p, partition)| {
+        .enumerate()
+        .map(|(i, (p, partition))| {
             let data = PartitionData::default()
                 .with_partition_index(p.partition)
                 .with_high_watermark(-1)
@@ -258,14 +264,18 @@ fn read_all(
                 return data.with_error_code(e.code());
             }
             let hw = partition.high_watermark();
-            let log_start = partition.log().log_start_offset();
+            let local_start = partition.log().log_start_offset();
             let data = data
                 .with_high_watermark(hw)
                 .with_last_stable_offset(hw)
-                .with_log_start_offset(log_start);
+                .with_log_start_offset(local_start);
             let budget = response_max.saturating_sub(total);
             let partition_max = (p.partition_max_bytes.max(0) as usize).min(budget);
             if partition_max == 0 && total > 0 {
+                return data;
+            }
+            if p.fetch_offset < local_start && crate::tiered::is_tiered(broker, &p.topic) {
+                remote_reads.push((i, partition.clone(), p.fetch_offset, partition_max));
                 return data;
             }
             match partition.read(p.fetch_offset, partition_max, total == 0) {
@@ -280,6 +290,45 @@ fn read_all(
             }
         })
         .collect();
+    if !remote_reads.is_empty() {
+        let first_has_data = total > 0;
+        let reads = remote_reads
+            .iter()
+            .enumerate()
+            .map(|(k, (_, partition, offset, max))| {
+                // KIP-74: the first partition of the response with data gets at least one batch.
+                let min_one = !first_has_data && k == 0;
+                async move {
+                    let start = crate::tiered::log_start_offset(broker, partition).await;
+                    let read =
+                        crate::tiered::read_remote(broker, partition, *offset, *max, min_one).await;
+                    (start, read)
+                }
+            });
+        let outcomes = futures::future::join_all(reads).await;
+        for ((i, partition, offset, _), (start, outcome)) in remote_reads.into_iter().zip(outcomes)
+        {
+            let data = &mut results[i];
+            data.log_start_offset = start;
+            use shale_tiering::read::RemoteReadOutcome as O;
+            match outcome {
+                Some(Ok(O::Records(r))) => {
+                    total += r.records.len();
+                    data.records = Some(r.records);
+                }
+                Some(Ok(O::OffsetBelowStart { .. })) | Some(Ok(O::NotRemote { .. })) | None => {
+                    errored = true;
+                    tracing::debug!(tp = %partition.tp, offset, "fetch offset in neither tier");
+                    data.error_code = ResponseError::OffsetOutOfRange.code();
+                }
+                Some(Err(e)) => {
+                    errored = true;
+                    tracing::warn!(tp = %partition.tp, offset, error = %e, "remote read failed");
+                    data.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+        }
+    }
     (results, total, errored)
 }
 

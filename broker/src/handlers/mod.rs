@@ -217,7 +217,7 @@ async fn dispatch(
         Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, ctx, r)),
         Rq::Produce(r) => return produce::handle(broker, ctx, r).await.map(Rs::Produce),
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, ctx, r).await),
-        Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, ctx, r)),
+        Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, ctx, r).await),
         Rq::CreateTopics(r) => Rs::CreateTopics(create_topics::handle(broker, ctx, r)),
         Rq::DeleteTopics(r) => Rs::DeleteTopics(delete_topics::handle(broker, ctx, r)),
         Rq::CreatePartitions(r) => Rs::CreatePartitions(create_partitions::handle(broker, ctx, r)),
@@ -228,7 +228,7 @@ async fn dispatch(
         Rq::IncrementalAlterConfigs(r) => {
             Rs::IncrementalAlterConfigs(alter_configs::handle_incremental(broker, ctx, r))
         }
-        Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(broker, ctx, r)),
+        Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(broker, ctx, r).await),
         Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(describe_log_dirs::handle(broker, ctx, r)),
         Rq::DescribeProducers(r) => {
             Rs::DescribeProducers(describe_producers::handle(broker, ctx, r))

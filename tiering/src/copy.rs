@@ -1,0 +1,483 @@
+//! Copying a sealed segment: `.log`, then `.indexes`, then manifest version N+1.
+//!
+//! ```text
+//!  local:  [ 0..99 ][ 100..199 ][ 200..299 ]( active )
+//!  remote: [ 0..99 ][ 100..199 ]                      manifest v7 ends at 199
+//!                                 └ copy_segment(200..=299):
+//!                                   1. PUT  000…200-<id>.log       (multipart above a threshold)
+//!                                   2. PUT  000…200-<id>.indexes
+//!                                   3. PUT  manifest/000…08  if-none-match (fenced)
+//! ```
+//!
+//! A crash before step 3 leaves objects no manifest names, under a fresh id that no later
+//! attempt reuses: the scrub deletes them once they are older than its grace period. Only step 3
+//! makes the segment exist, atomically. The segment's batches are validated (framing, CRC-32C,
+//! offsets inside the segment's range) while they are read for upload, so corrupt local data is
+//! refused before it reaches the remote tier.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use shale_formats::batch::{self, ValidateOptions};
+use tokio::io::AsyncReadExt;
+
+use crate::error::TieringError;
+use crate::indexes::SegmentIndexes;
+use crate::metadata::{
+    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState,
+    SegmentUpload,
+};
+use crate::partition::{now_ms, RemotePartition};
+
+impl RemotePartition {
+    /// Copies a sealed segment to the remote tier and records it in a new manifest version.
+    ///
+    /// The segment must continue the remote log: `base_offset` is the copied end offset + 1, or
+    /// anything if nothing was ever copied. Copying a segment that the manifest already lists
+    /// with the same offsets returns that segment (a retry after a lost acknowledgement). One
+    /// copy per partition runs at a time; copies of different partitions run concurrently up to
+    /// `upload_concurrency_max`.
+    ///
+    /// Errors: [`TieringError::NotContiguous`] for a gap or overlap,
+    /// [`TieringError::InvalidSegment`] for a local segment that fails validation,
+    /// [`TieringError::Fenced`] if another writer committed first (this handle has then
+    /// reloaded the manifest, and its uploaded objects are deleted), and store errors once the
+    /// retries are used up.
+    pub async fn copy_segment(
+        &self,
+        segment: SegmentUpload,
+    ) -> Result<RemoteLogSegmentMetadata, TieringError> {
+        let _copy = self.copy_lock.lock().await;
+        if let Some(existing) = self.check_continues(&segment)? {
+            return Ok(existing);
+        }
+        let _slot = self
+            .shared
+            .upload_slots
+            .acquire()
+            .await
+            .expect("the upload semaphore is never closed");
+        let id = RemoteLogSegmentId::new_random();
+        let log_path = self.layout.log(segment.base_offset, id);
+        let indexes_path = self.layout.indexes(segment.base_offset, id);
+        let mut metadata = RemoteLogSegmentMetadata {
+            segment_id: id,
+            base_offset: segment.base_offset,
+            end_offset: segment.end_offset,
+            max_timestamp: segment.max_timestamp,
+            size_bytes: segment.size_bytes,
+            indexes_size_bytes: 0,
+            log_crc32c: 0,
+            created_at_ms: 0,
+            leader_epochs: segment
+                .leader_epochs
+                .iter()
+                .map(|&(epoch, start_offset)| EpochEntry {
+                    epoch,
+                    start_offset,
+                })
+                .collect(),
+            state: RemoteLogSegmentState::CopySegmentStarted,
+        };
+        tracing::info!(tp = %self.tp, base_offset = segment.base_offset, end_offset = segment.end_offset,
+            size_bytes = segment.size_bytes, segment_id = %id, "copying segment to the remote tier");
+
+        metadata.log_crc32c = self.upload_log(&segment, &log_path).await?;
+        let indexes = SegmentIndexes {
+            offset_index: segment.offset_index.clone(),
+            time_index: segment.time_index.clone(),
+            transaction_index: segment.transaction_index.clone(),
+            leader_epochs: metadata.leader_epochs.clone(),
+            producer_snapshot: segment.producer_snapshot.clone(),
+        }
+        .encode();
+        metadata.indexes_size_bytes = indexes.len() as u64;
+        self.put_retried(&indexes_path, indexes).await?;
+
+        self.transition(&mut metadata, RemoteLogSegmentState::CopySegmentFinished)?;
+        metadata.created_at_ms = now_ms();
+        match self.commit_copy(&segment, metadata.clone()).await {
+            Ok(()) => {
+                tracing::info!(tp = %self.tp, base_offset = segment.base_offset, segment_id = %id, "segment copied");
+                Ok(metadata)
+            }
+            Err(error) => {
+                if matches!(error, TieringError::Fenced { .. } | TieringError::NotContiguous { .. }) {
+                    // Nobody will ever name these objects; don't wait for the scrub.
+                    for path in [&log_path, &indexes_path] {
+                        if let Err(e) = self.shared.store.delete(path).await {
+                            tracing::warn!(tp = %self.tp, %path, error = %e, "could not delete the objects of a fenced copy; the scrub will");
+                        }
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    pub(crate) fn transition(
+        &self,
+        metadata: &mut RemoteLogSegmentMetadata,
+        next: RemoteLogSegmentState,
+    ) -> Result<(), TieringError> {
+        metadata
+            .transition(next)
+            .map_err(|(from, to)| TieringError::InvalidTransition {
+                tp: self.tp.clone(),
+                segment: metadata.segment_id.to_string(),
+                from,
+                to,
+            })
+    }
+
+    /// `Ok(Some(existing))` if this exact segment is already remote, `Ok(None)` if it may be
+    /// copied, an error if it would leave a gap or an overlap.
+    fn check_continues(
+        &self,
+        segment: &SegmentUpload,
+    ) -> Result<Option<RemoteLogSegmentMetadata>, TieringError> {
+        let manifest = self.manifest();
+        self.check_not_deleted(&manifest)?;
+        let invalid = |reason: String| TieringError::InvalidSegment {
+            tp: self.tp.clone(),
+            path: segment.log_path.display().to_string(),
+            base_offset: segment.base_offset,
+            end_offset: segment.end_offset,
+            reason,
+        };
+        if segment.base_offset < 0 || segment.end_offset < segment.base_offset {
+            return Err(invalid("its offsets are not a valid range".to_string()));
+        }
+        if segment.end_offset - segment.base_offset > i64::from(u32::MAX) {
+            return Err(invalid(
+                "it spans more offsets than a relative offset index can address".to_string(),
+            ));
+        }
+        if segment.size_bytes == 0 {
+            return Err(invalid("it is empty".to_string()));
+        }
+        let Some(end) = manifest.end_offset else {
+            return Ok(None);
+        };
+        if segment.base_offset == end + 1 {
+            return Ok(None);
+        }
+        if let Some(existing) = manifest.segments.iter().find(|s| {
+            s.base_offset == segment.base_offset
+                && s.end_offset == segment.end_offset
+                && s.state == RemoteLogSegmentState::CopySegmentFinished
+        }) {
+            return Ok(Some(existing.clone()));
+        }
+        Err(TieringError::NotContiguous {
+            tp: self.tp.clone(),
+            base_offset: segment.base_offset,
+            end_offset: segment.end_offset,
+            remote_log_end_offset: end,
+            expected_base_offset: end + 1,
+        })
+    }
+
+    /// Writes the manifest version that adds `metadata`, re-checking contiguity against the
+    /// manifest as it is now.
+    async fn commit_copy(
+        &self,
+        segment: &SegmentUpload,
+        metadata: RemoteLogSegmentMetadata,
+    ) -> Result<(), TieringError> {
+        let _write = self.manifest_write.lock().await;
+        let current = self.manifest();
+        self.check_not_deleted(&current)?;
+        if let Some(end) = current.end_offset {
+            if segment.base_offset != end + 1 {
+                return Err(TieringError::NotContiguous {
+                    tp: self.tp.clone(),
+                    base_offset: segment.base_offset,
+                    end_offset: segment.end_offset,
+                    remote_log_end_offset: end,
+                    expected_base_offset: end + 1,
+                });
+            }
+        }
+        let mut next = (*current).clone();
+        next.version += 1;
+        next.end_offset = Some(metadata.end_offset);
+        next.segments.push(metadata);
+        self.commit(next).await?;
+        Ok(())
+    }
+
+    /// One PUT, retried. Data objects are plain PUTs: their names are unique per attempt, so
+    /// repeating one after a lost answer is harmless.
+    async fn put_retried(&self, path: &Path, body: Bytes) -> Result<(), TieringError> {
+        self.shared.rate.acquire(body.len() as u64).await;
+        let store = self.shared.store.clone();
+        self.shared
+            .config
+            .retry
+            .run(&self.tp, "PUT", path, || {
+                let store = store.clone();
+                let payload = PutPayload::from(body.clone());
+                async move {
+                    store
+                        .put(path, payload)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.store_error("PUT", path, e))
+                }
+            })
+            .await
+    }
+
+    /// Uploads the `.log` object; returns the CRC-32C of its bytes.
+    async fn upload_log(&self, segment: &SegmentUpload, path: &Path) -> Result<u32, TieringError> {
+        let size = self.local_size(segment).await?;
+        if size <= self.shared.config.multipart_threshold_bytes {
+            let bytes = tokio::fs::read(&segment.log_path)
+                .await
+                .map_err(|e| self.local_io(segment, e))?;
+            if bytes.len() as u64 != size {
+                return Err(self.invalid(segment, "the file changed size while being read".into()));
+            }
+            let mut checker = BatchChecker::new(segment);
+            checker.feed(&bytes).map_err(|r| self.invalid(segment, r))?;
+            checker.finish().map_err(|r| self.invalid(segment, r))?;
+            let crc = crc32c::crc32c(&bytes);
+            self.put_retried(path, Bytes::from(bytes)).await?;
+            return Ok(crc);
+        }
+        let retry = self.shared.config.retry.clone();
+        let attempts_max = retry.attempts_max.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.multipart_attempt(segment, path).await {
+                Ok(crc) => return Ok(crc),
+                Err(error) if !error.is_retriable() || attempt >= attempts_max => {
+                    return Err(if attempt == 1 || !error.is_retriable() {
+                        error
+                    } else {
+                        TieringError::RetriesExhausted {
+                            tp: self.tp.clone(),
+                            operation: "multipart upload",
+                            path: path.to_string(),
+                            attempts: attempt,
+                            source: Box::new(error),
+                        }
+                    });
+                }
+                Err(error) => {
+                    let wait = retry
+                        .backoff_initial
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(retry.backoff_max);
+                    tracing::warn!(tp = %self.tp, %path, attempt, error = %error, "multipart upload failed; starting it again");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One multipart upload of the whole file. object_store's `MultipartUpload` cannot resend a
+    /// failed part, so a failure aborts the upload and the caller starts over; the S3 client
+    /// already retries each request a few times internally, so this is the second line.
+    async fn multipart_attempt(&self, segment: &SegmentUpload, path: &Path) -> Result<u32, TieringError> {
+        let retry = &self.shared.config.retry;
+        let store = self.shared.store.clone();
+        let mut upload = retry
+            .timed(&self.tp, "multipart create", path, async {
+                store
+                    .put_multipart(path)
+                    .await
+                    .map_err(|e| self.store_error("multipart create", path, e))
+            })
+            .await?;
+        match self.send_parts(segment, path, upload.as_mut()).await {
+            Ok(crc) => Ok(crc),
+            Err(error) => {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(tp = %self.tp, %path, error = %e, "aborting a failed multipart upload failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn send_parts(
+        &self,
+        segment: &SegmentUpload,
+        path: &Path,
+        upload: &mut dyn MultipartUpload,
+    ) -> Result<u32, TieringError> {
+        let config = &self.shared.config;
+        let retry = &config.retry;
+        let mut file = tokio::fs::File::open(&segment.log_path)
+            .await
+            .map_err(|e| self.local_io(segment, e))?;
+        let mut checker = BatchChecker::new(segment);
+        let mut crc = 0u32;
+        let mut sent = 0u64;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            let mut part = vec![0u8; config.multipart_part_bytes];
+            let mut filled = 0;
+            while filled < part.len() {
+                let n = file
+                    .read(&mut part[filled..])
+                    .await
+                    .map_err(|e| self.local_io(segment, e))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            part.truncate(filled);
+            checker.feed(&part).map_err(|r| self.invalid(segment, r))?;
+            crc = crc32c::crc32c_append(crc, &part);
+            sent += filled as u64;
+            self.shared.rate.acquire(filled as u64).await;
+            let put = upload.put_part(PutPayload::from(part));
+            in_flight.push(retry.timed(&self.tp, "multipart part PUT", path, async move {
+                put.await.map_err(|e| self.store_error("multipart part PUT", path, e))
+            }));
+            while in_flight.len() >= config.multipart_parts_in_flight_max.max(1) {
+                in_flight.next().await.expect("a part is in flight")?;
+            }
+        }
+        while let Some(result) = in_flight.next().await {
+            result?;
+        }
+        checker.finish().map_err(|r| self.invalid(segment, r))?;
+        if sent != segment.size_bytes {
+            return Err(self.invalid(
+                segment,
+                format!("{sent} bytes were read but the segment declares {}", segment.size_bytes),
+            ));
+        }
+        retry
+            .timed(&self.tp, "multipart complete", path, async {
+                upload
+                    .complete()
+                    .await
+                    .map_err(|e| self.store_error("multipart complete", path, e))
+            })
+            .await?;
+        Ok(crc)
+    }
+
+    async fn local_size(&self, segment: &SegmentUpload) -> Result<u64, TieringError> {
+        let size = tokio::fs::metadata(&segment.log_path)
+            .await
+            .map_err(|e| self.local_io(segment, e))?
+            .len();
+        if size != segment.size_bytes {
+            return Err(self.invalid(
+                segment,
+                format!("the file has {size} bytes but the segment declares {}", segment.size_bytes),
+            ));
+        }
+        Ok(size)
+    }
+
+    fn local_io(&self, segment: &SegmentUpload, source: std::io::Error) -> TieringError {
+        TieringError::LocalIo {
+            tp: self.tp.clone(),
+            path: segment.log_path.display().to_string(),
+            source,
+        }
+    }
+
+    fn invalid(&self, segment: &SegmentUpload, reason: String) -> TieringError {
+        TieringError::InvalidSegment {
+            tp: self.tp.clone(),
+            path: segment.log_path.display().to_string(),
+            base_offset: segment.base_offset,
+            end_offset: segment.end_offset,
+            reason,
+        }
+    }
+}
+
+/// Validates a segment's batches as its bytes stream past: framing, CRC-32C, offsets
+/// increasing and inside `base_offset..=end_offset`.
+struct BatchChecker {
+    base_offset: i64,
+    end_offset: i64,
+    /// Bytes of a batch cut by the end of the previous chunk.
+    pending: Vec<u8>,
+    /// File position of `pending`'s first byte.
+    position: u64,
+    next_offset: i64,
+    batches: u64,
+}
+
+impl BatchChecker {
+    fn new(segment: &SegmentUpload) -> Self {
+        Self {
+            base_offset: segment.base_offset,
+            end_offset: segment.end_offset,
+            pending: Vec::new(),
+            position: 0,
+            next_offset: segment.base_offset,
+            batches: 0,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        let buf: Cow<'_, [u8]> = if self.pending.is_empty() {
+            Cow::Borrowed(chunk)
+        } else {
+            let mut joined = std::mem::take(&mut self.pending);
+            joined.extend_from_slice(chunk);
+            Cow::Owned(joined)
+        };
+        let mut iter = batch::batches(&buf).allow_incomplete_tail();
+        for item in iter.by_ref() {
+            let (header, range) = item.map_err(|e| {
+                format!("the batch at byte {} is invalid: {e}", self.position)
+            })?;
+            let at = self.position + range.start as u64;
+            batch::validate_batch(&buf[range.clone()], &ValidateOptions::stored())
+                .map_err(|e| format!("the batch at byte {at} is invalid: {e}"))?;
+            if header.base_offset < self.next_offset || header.last_offset() > self.end_offset {
+                return Err(format!(
+                    "the batch at byte {at} holds offsets {}..={}, outside the expected {}..={}",
+                    header.base_offset,
+                    header.last_offset(),
+                    self.next_offset,
+                    self.end_offset
+                ));
+            }
+            self.next_offset = header.last_offset() + 1;
+            self.batches += 1;
+        }
+        let consumed = iter.position();
+        self.position += consumed as u64;
+        self.pending = buf[consumed..].to_vec();
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            return Err(format!(
+                "it ends inside a batch: {} bytes at byte {} are not a whole batch",
+                self.pending.len(),
+                self.position
+            ));
+        }
+        if self.batches == 0 {
+            return Err(format!(
+                "it holds no batch for offsets {}..={}",
+                self.base_offset, self.end_offset
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,290 @@
+//! [`RemotePartition`]: one partition's remote log. This module holds its manifest state and
+//! the fenced manifest write; copy, read and retention add their methods in their own modules.
+//!
+//! The current manifest lives in memory. It is read from the store once, when the handle is
+//! made (a LIST of `manifest/` to find the newest version, a GET of it, then GETs of the
+//! following versions until one is missing, in case the LIST lagged), and afterwards only when
+//! a write finds that another writer got ahead.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use uuid::Uuid;
+
+use crate::error::TieringError;
+use crate::layout::{self, PartitionLayout};
+use crate::manager::Shared;
+use crate::manifest::{self, Manifest};
+use crate::metadata::{RemoteLogSegmentMetadata, TopicIdPartition};
+
+/// One partition's remote log: see the module docs and the `copy`, `read` and `retention`
+/// modules for its operations.
+#[derive(Debug)]
+pub struct RemotePartition {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tp: TopicIdPartition,
+    pub(crate) layout: PartitionLayout,
+    /// Written into every manifest version this handle creates.
+    pub(crate) writer_id: Uuid,
+    manifest: RwLock<Arc<Manifest>>,
+    /// Serializes manifest writes of this handle (held across the conditional PUT).
+    pub(crate) manifest_write: tokio::sync::Mutex<()>,
+    /// Serializes copies of this handle: segments are committed in offset order.
+    pub(crate) copy_lock: tokio::sync::Mutex<()>,
+}
+
+/// What a conditional manifest write found.
+enum CreateOutcome {
+    Created,
+    Exists,
+}
+
+impl RemotePartition {
+    /// A handle that has not read its manifest yet (it believes version 0).
+    pub(crate) fn unloaded(shared: Arc<Shared>, tp: TopicIdPartition) -> Self {
+        let layout = PartitionLayout::new(&shared.prefix, &tp);
+        Self {
+            shared,
+            layout,
+            writer_id: Uuid::new_v4(),
+            manifest: RwLock::new(Arc::new(Manifest::empty(tp.clone()))),
+            manifest_write: tokio::sync::Mutex::new(()),
+            copy_lock: tokio::sync::Mutex::new(()),
+            tp,
+        }
+    }
+
+    pub(crate) async fn load(shared: Arc<Shared>, tp: TopicIdPartition) -> Result<Self, TieringError> {
+        let partition = Self::unloaded(shared, tp);
+        let newest = partition.newest_listed_version().await?;
+        if newest > 0 {
+            let path = partition.layout.manifest(newest);
+            let manifest = partition.fetch_manifest(newest).await?.ok_or_else(|| {
+                TieringError::CorruptManifest {
+                    tp: partition.tp.clone(),
+                    path: path.to_string(),
+                    reason: "it was listed but is gone (deleted while loading?)".to_string(),
+                }
+            })?;
+            partition.install(manifest);
+        }
+        partition.catch_up().await?;
+        tracing::debug!(tp = %partition.tp, version = partition.manifest().version, "loaded remote manifest");
+        Ok(partition)
+    }
+
+    /// The partition.
+    pub fn tp(&self) -> &TopicIdPartition {
+        &self.tp
+    }
+
+    /// The current manifest.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.read().expect("manifest lock").clone()
+    }
+
+    /// The first offset readable remotely, if any segment is.
+    pub fn remote_log_start_offset(&self) -> Option<i64> {
+        self.manifest().remote_log_start_offset()
+    }
+
+    /// The last offset readable remotely (inclusive), if any segment is. The broker may delete
+    /// local segments up to here (local retention).
+    pub fn remote_log_end_offset(&self) -> Option<i64> {
+        self.manifest().remote_log_end_offset()
+    }
+
+    /// The highest offset ever copied, even if retention has since deleted it: the next
+    /// segment to copy must start right after it.
+    pub fn copied_end_offset(&self) -> Option<i64> {
+        self.manifest().end_offset
+    }
+
+    /// Every segment the manifest lists, oldest first, in any state.
+    pub fn segments(&self) -> Vec<RemoteLogSegmentMetadata> {
+        self.manifest().segments.clone()
+    }
+
+    /// Bytes of readable remote segments.
+    pub fn remote_size_bytes(&self) -> u64 {
+        self.manifest().readable_size_bytes()
+    }
+
+    pub(crate) fn install(&self, manifest: Manifest) {
+        let mut current = self.manifest.write().expect("manifest lock");
+        // Versions only move forward; an older one is never installed over a newer one.
+        if manifest.version >= current.version {
+            *current = Arc::new(manifest);
+        }
+    }
+
+    pub(crate) fn store_error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> TieringError {
+        TieringError::Store {
+            tp: self.tp.clone(),
+            operation,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// The newest manifest version the LIST shows, 0 if none.
+    async fn newest_listed_version(&self) -> Result<u64, TieringError> {
+        let dir = self.layout.manifest_dir();
+        let store = self.shared.store.clone();
+        let objects: Vec<_> = self
+            .shared
+            .config
+            .retry
+            .run(&self.tp, "LIST", &dir, || {
+                let store = store.clone();
+                let dir = dir.clone();
+                async move {
+                    store
+                        .list(Some(&dir))
+                        .try_collect::<Vec<_>>()
+                        .await
+                        .map_err(|e| self.store_error("LIST", &dir, e))
+                }
+            })
+            .await?;
+        Ok(objects
+            .iter()
+            .filter_map(|meta| meta.location.filename().and_then(layout::parse_manifest_version))
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Reads version `version`; `None` if it does not exist.
+    pub(crate) async fn fetch_manifest(&self, version: u64) -> Result<Option<Manifest>, TieringError> {
+        let path = self.layout.manifest(version);
+        let Some(bytes) = self.get_if_exists(&path).await? else {
+            return Ok(None);
+        };
+        manifest::decode(&bytes, &self.tp, version)
+            .map(Some)
+            .map_err(|reason| TieringError::CorruptManifest {
+                tp: self.tp.clone(),
+                path: path.to_string(),
+                reason,
+            })
+    }
+
+    pub(crate) async fn get_if_exists(&self, path: &Path) -> Result<Option<Bytes>, TieringError> {
+        let store = self.shared.store.clone();
+        self.shared
+            .config
+            .retry
+            .run(&self.tp, "GET", path, || {
+                let store = store.clone();
+                async move {
+                    match store.get(path).await {
+                        Ok(result) => result
+                            .bytes()
+                            .await
+                            .map(Some)
+                            .map_err(|e| self.store_error("GET", path, e)),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(self.store_error("GET", path, e)),
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Installs any versions after the current one (another writer's), newest last.
+    pub(crate) async fn catch_up(&self) -> Result<(), TieringError> {
+        loop {
+            let next = self.manifest().version + 1;
+            match self.fetch_manifest(next).await? {
+                Some(manifest) => self.install(manifest),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Writes `next` as the version after the current one, with a conditional create, and
+    /// installs it. The caller holds `manifest_write` and built `next` from the current
+    /// manifest. If another writer created that version first, this handle reloads and
+    /// returns [`TieringError::Fenced`]: it never overwrites.
+    pub(crate) async fn commit(&self, mut next: Manifest) -> Result<Arc<Manifest>, TieringError> {
+        let current = self.manifest();
+        assert_eq!(
+            next.version,
+            current.version + 1,
+            "a manifest commit of {} must follow the current version {}",
+            self.tp,
+            current.version
+        );
+        next.writer_id = self.writer_id;
+        next.written_at_ms = now_ms();
+        let body = Bytes::from(manifest::encode(&next));
+        let path = self.layout.manifest(next.version);
+        let store = self.shared.store.clone();
+        let outcome = self
+            .shared
+            .config
+            .retry
+            .run(&self.tp, "conditional PUT", &path, || {
+                let store = store.clone();
+                let payload = PutPayload::from(body.clone());
+                let path = &path;
+                async move {
+                    let create = PutOptions {
+                        mode: PutMode::Create,
+                        ..PutOptions::default()
+                    };
+                    match store.put_opts(path, payload, create).await {
+                        Ok(_) => Ok(CreateOutcome::Created),
+                        Err(object_store::Error::AlreadyExists { .. })
+                        | Err(object_store::Error::Precondition { .. }) => Ok(CreateOutcome::Exists),
+                        Err(e) => Err(self.store_error("conditional PUT", path, e)),
+                    }
+                }
+            })
+            .await?;
+        if let CreateOutcome::Exists = outcome {
+            // Ours, if an earlier attempt of this very write succeeded but its answer was lost
+            // (a timeout): the stored bytes then equal ours, writer id and time included.
+            let stored = self.get_if_exists(&path).await?;
+            if stored.as_ref() != Some(&body) {
+                self.catch_up().await?;
+                tracing::warn!(tp = %self.tp, version = next.version, %path, "manifest write fenced by another writer");
+                return Err(TieringError::Fenced {
+                    tp: self.tp.clone(),
+                    version: next.version,
+                    path: path.to_string(),
+                });
+            }
+        }
+        tracing::debug!(tp = %self.tp, version = next.version, segments = next.segments.len(), "wrote remote manifest");
+        let next = Arc::new(next);
+        *self.manifest.write().expect("manifest lock") = next.clone();
+        Ok(next)
+    }
+
+    /// Refuses work on a partition whose deletion has started.
+    pub(crate) fn check_not_deleted(&self, manifest: &Manifest) -> Result<(), TieringError> {
+        if manifest.deleted {
+            return Err(TieringError::PartitionDeleted {
+                tp: self.tp.clone(),
+                path: self.layout.manifest(manifest.version).to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
