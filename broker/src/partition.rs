@@ -30,6 +30,9 @@ pub struct Partition {
     pub leader_epoch: i32,
     log: Mutex<Log>,
     high_watermark: watch::Sender<i64>,
+    /// Set when another writer fenced this broker out of the partition's remote log: uploads
+    /// for it stop (this broker is no longer its leader) until a restart reloads the manifest.
+    pub remote_fenced: std::sync::atomic::AtomicBool,
 }
 
 impl Partition {
@@ -41,6 +44,7 @@ impl Partition {
             leader_epoch,
             log: Mutex::new(log),
             high_watermark,
+            remote_fenced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -191,7 +191,10 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
     let period =
         Duration::from_millis(broker.config.remote_log_manager_task_interval_ms.max(1) as u64);
     let scrub_every = Duration::from_secs(600);
+    let counters_every = Duration::from_secs(60);
     let mut last_scrub = tokio::time::Instant::now();
+    let mut last_counters = tokio::time::Instant::now();
+    let mut logged = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
@@ -201,7 +204,11 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             if *shutdown.borrow() {
                 return;
             }
-            if !is_tiered(&broker, &partition.tp.topic) {
+            if !is_tiered(&broker, &partition.tp.topic)
+                || partition
+                    .remote_fenced
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 continue;
             }
             if let Err(e) = tier_partition(&broker, &partition).await {
@@ -214,6 +221,10 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
                 );
             }
         }
+        if last_counters.elapsed() >= counters_every {
+            last_counters = tokio::time::Instant::now();
+            log_counters(&rlm, &mut logged);
+        }
         if last_scrub.elapsed() >= scrub_every {
             last_scrub = tokio::time::Instant::now();
             let grace =
@@ -223,6 +234,30 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
                 Err(e) => tracing::warn!(error = %e, "remote scrub failed"),
             }
         }
+    }
+}
+
+/// Logs each topic's object-store request counters (cumulative since start) when they moved:
+/// the operator's view of PUT/GET/LIST/DELETE costs until metrics exist.
+fn log_counters(
+    rlm: &RemoteLogManager,
+    logged: &mut BTreeMap<String, shale_tiering::RequestCounts>,
+) {
+    for (topic, c) in rlm.counters() {
+        if logged.get(&topic) == Some(&c) {
+            continue;
+        }
+        tracing::info!(
+            topic = %topic,
+            put_requests = c.put_requests,
+            put_bytes = c.put_bytes,
+            get_requests = c.get_requests,
+            get_bytes = c.get_bytes,
+            list_requests = c.list_requests,
+            delete_requests = c.delete_requests,
+            "remote storage requests"
+        );
+        logged.insert(topic, c);
     }
 }
 
@@ -273,6 +308,13 @@ pub async fn tier_partition(
             Ok(meta) => {
                 pending = pending.saturating_sub(segment.size_bytes);
                 tracing::info!(tp = %partition.tp, base_offset = meta.base_offset, end_offset = meta.end_offset, bytes = segment.size_bytes, "segment copied to remote storage");
+            }
+            Err(e @ TieringError::Fenced { .. }) => {
+                partition
+                    .remote_fenced
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(tp = %partition.tp, error = %e, "another writer owns this partition's remote log; uploads for it stop until restart");
+                return Err(e);
             }
             Err(e) => {
                 tracing::error!(tp = %partition.tp, base_offset = segment.base_offset, backlog_bytes = pending, error = %e, "segment upload failed; will retry");

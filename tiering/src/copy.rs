@@ -23,13 +23,13 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use shale_formats::batch::{self, ValidateOptions};
+use shale_formats::index;
 use tokio::io::AsyncReadExt;
 
 use crate::error::TieringError;
 use crate::indexes::SegmentIndexes;
 use crate::metadata::{
-    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState,
-    SegmentUpload,
+    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
 };
 use crate::partition::{now_ms, RemotePartition};
 
@@ -87,9 +87,17 @@ impl RemotePartition {
             size_bytes = segment.size_bytes, segment_id = %id, "copying segment to the remote tier");
 
         metadata.log_crc32c = self.upload_log(&segment, &log_path).await?;
+        // Local index files may be preallocated and zero-filled past their last entry (as
+        // Kafka's are): upload only the real entries.
+        let offset_entries = index::offset_index_len(&segment.offset_index);
+        let time_entries = index::time_index_len(&segment.time_index);
         let indexes = SegmentIndexes {
-            offset_index: segment.offset_index.clone(),
-            time_index: segment.time_index.clone(),
+            offset_index: segment
+                .offset_index
+                .slice(..offset_entries * index::OFFSET_INDEX_ENTRY_SIZE),
+            time_index: segment
+                .time_index
+                .slice(..time_entries * index::TIME_INDEX_ENTRY_SIZE),
             transaction_index: segment.transaction_index.clone(),
             leader_epochs: metadata.leader_epochs.clone(),
             producer_snapshot: segment.producer_snapshot.clone(),
@@ -106,7 +114,10 @@ impl RemotePartition {
                 Ok(metadata)
             }
             Err(error) => {
-                if matches!(error, TieringError::Fenced { .. } | TieringError::NotContiguous { .. }) {
+                if matches!(
+                    error,
+                    TieringError::Fenced { .. } | TieringError::NotContiguous { .. }
+                ) {
                     // Nobody will ever name these objects; don't wait for the scrub.
                     for path in [&log_path, &indexes_path] {
                         if let Err(e) = self.shared.store.delete(path).await {
@@ -285,7 +296,11 @@ impl RemotePartition {
     /// One multipart upload of the whole file. object_store's `MultipartUpload` cannot resend a
     /// failed part, so a failure aborts the upload and the caller starts over; the S3 client
     /// already retries each request a few times internally, so this is the second line.
-    async fn multipart_attempt(&self, segment: &SegmentUpload, path: &Path) -> Result<u32, TieringError> {
+    async fn multipart_attempt(
+        &self,
+        segment: &SegmentUpload,
+        path: &Path,
+    ) -> Result<u32, TieringError> {
         let retry = &self.shared.config.retry;
         let store = self.shared.store.clone();
         let mut upload = retry
@@ -344,9 +359,12 @@ impl RemotePartition {
             sent += filled as u64;
             self.shared.rate.acquire(filled as u64).await;
             let put = upload.put_part(PutPayload::from(part));
-            in_flight.push(retry.timed(&self.tp, "multipart part PUT", path, async move {
-                put.await.map_err(|e| self.store_error("multipart part PUT", path, e))
-            }));
+            in_flight.push(
+                retry.timed(&self.tp, "multipart part PUT", path, async move {
+                    put.await
+                        .map_err(|e| self.store_error("multipart part PUT", path, e))
+                }),
+            );
             while in_flight.len() >= config.multipart_parts_in_flight_max.max(1) {
                 in_flight.next().await.expect("a part is in flight")?;
             }
@@ -358,7 +376,10 @@ impl RemotePartition {
         if sent != segment.size_bytes {
             return Err(self.invalid(
                 segment,
-                format!("{sent} bytes were read but the segment declares {}", segment.size_bytes),
+                format!(
+                    "{sent} bytes were read but the segment declares {}",
+                    segment.size_bytes
+                ),
             ));
         }
         retry
@@ -380,7 +401,10 @@ impl RemotePartition {
         if size != segment.size_bytes {
             return Err(self.invalid(
                 segment,
-                format!("the file has {size} bytes but the segment declares {}", segment.size_bytes),
+                format!(
+                    "the file has {size} bytes but the segment declares {}",
+                    segment.size_bytes
+                ),
             ));
         }
         Ok(size)
@@ -440,9 +464,8 @@ impl BatchChecker {
         };
         let mut iter = batch::batches(&buf).allow_incomplete_tail();
         for item in iter.by_ref() {
-            let (header, range) = item.map_err(|e| {
-                format!("the batch at byte {} is invalid: {e}", self.position)
-            })?;
+            let (header, range) =
+                item.map_err(|e| format!("the batch at byte {} is invalid: {e}", self.position))?;
             let at = self.position + range.start as u64;
             batch::validate_batch(&buf[range.clone()], &ValidateOptions::stored())
                 .map_err(|e| format!("the batch at byte {at} is invalid: {e}"))?;

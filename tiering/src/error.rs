@@ -16,7 +16,7 @@ pub enum TieringError {
         what: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     #[error("the object store {store} answered the startup probe at {path} wrongly: {reason}")]
@@ -32,7 +32,7 @@ pub enum TieringError {
         operation: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     #[error(

@@ -128,17 +128,14 @@ impl SegmentIndexes {
             }
         }
         if buf.has_remaining() {
-            return Err(format!(
-                "{} bytes follow the last section",
-                buf.remaining()
-            ));
+            return Err(format!("{} bytes follow the last section", buf.remaining()));
         }
         Ok(out)
     }
 }
 
 fn decode_epochs(mut body: Bytes) -> Result<Vec<EpochEntry>, String> {
-    if body.len() % EPOCH_ENTRY_SIZE != 0 {
+    if !body.len().is_multiple_of(EPOCH_ENTRY_SIZE) {
         return Err(format!(
             "the leader-epoch section has {} bytes, not a multiple of {EPOCH_ENTRY_SIZE}",
             body.len()

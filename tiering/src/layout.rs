@@ -55,7 +55,9 @@ impl PartitionLayout {
     }
 
     pub fn log(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
-        self.dir.clone().join(segment_name(base_offset, id, "log").as_str())
+        self.dir
+            .clone()
+            .join(segment_name(base_offset, id, "log").as_str())
     }
 
     pub fn indexes(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
@@ -121,7 +123,10 @@ pub fn parse_partition_dir(topic_dir: &str, partition_dir: &str) -> Option<Topic
 
 /// Splits an object path below `topics_dir` into its partition and the rest of its parts,
 /// e.g. `([manifest, 000…07])` or `([000…00-<id>.log])`.
-pub fn split_object_path(topics_dir: &Path, location: &Path) -> Option<(TopicIdPartition, Vec<String>)> {
+pub fn split_object_path(
+    topics_dir: &Path,
+    location: &Path,
+) -> Option<(TopicIdPartition, Vec<String>)> {
     let mut parts = location.prefix_match(topics_dir)?;
     let topic_dir = parts.next()?;
     let partition_dir = parts.next()?;
@@ -152,7 +157,8 @@ mod tests {
             log.as_ref(),
             "shale/prod/topics/orders-eu.v2-00000000-0000-0000-0000-00000000feed/7/00000000000000000042-00000000000000000000000000000abc.log"
         );
-        let (parsed_tp, rest) = split_object_path(&topics_dir(&Path::from("shale/prod")), &log).unwrap();
+        let (parsed_tp, rest) =
+            split_object_path(&topics_dir(&Path::from("shale/prod")), &log).unwrap();
         assert_eq!(parsed_tp, tp());
         assert_eq!(
             parse_segment_name(&rest[0]),
@@ -172,7 +178,10 @@ mod tests {
     #[test]
     fn rejects_foreign_names() {
         assert_eq!(parse_segment_name("00000000000000000042.log"), None);
-        assert_eq!(parse_segment_name("x-00000000000000000000000000000abc.log"), None);
+        assert_eq!(
+            parse_segment_name("x-00000000000000000000000000000abc.log"),
+            None
+        );
         assert_eq!(parse_partition_dir("orders", "0"), None);
         assert_eq!(
             parse_partition_dir("a-00000000-0000-0000-0000-00000000feed", "007"),

@@ -1,7 +1,3 @@
-//! Shale's remote log: sealed segments in object storage, named deterministically, recorded in a
-//! per-partition manifest that only a conditional PUT can extend, read back through the chunk
-//! cache. Kafka's KIP-405 vocabulary throughout.
-//!
 //! # Layout
 //! - [`metadata`]: `TopicIdPartition`, `RemoteLogSegmentId`, `RemoteLogSegmentState` (with its
 //!   allowed transitions), `RemoteLogSegmentMetadata`, and `SegmentUpload`, what the broker hands
@@ -19,6 +15,12 @@
 //!   - [`read`]: `read` and `offset_for_timestamp`, through the cache;
 //!   - [`retention`]: `enforce_retention`, `delete_segments_before`, `delete_all`.
 //! - [`scrub`]: the job that deletes orphaned objects and old manifest versions.
+//!
+//! # What it is
+//!
+//! Shale's remote log: sealed segments in object storage, named deterministically, recorded in a
+//! per-partition manifest that only a conditional PUT can extend, read back through the chunk
+//! cache. Kafka's KIP-405 vocabulary throughout.
 //!
 //! # Guarantees
 //! - Only the manifest says which segments exist. A manifest version is created with
@@ -54,8 +56,8 @@ pub use error::TieringError;
 pub use manager::{RemoteLogManager, RemoteLogManagerConfig};
 pub use manifest::Manifest;
 pub use metadata::{
-    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState,
-    SegmentUpload, TopicIdPartition,
+    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
+    TopicIdPartition,
 };
 pub use partition::RemotePartition;
 pub use read::{RemoteReadOutcome, RemoteRecords, RemoteTimestampOffset};

@@ -101,7 +101,11 @@ impl IndexCache {
     }
 
     pub(crate) fn get(&self, id: RemoteLogSegmentId) -> Option<Arc<SegmentIndexes>> {
-        self.entries.lock().expect("index cache lock").get(&id).cloned()
+        self.entries
+            .lock()
+            .expect("index cache lock")
+            .get(&id)
+            .cloned()
     }
 
     pub(crate) fn insert(&self, id: RemoteLogSegmentId, indexes: Arc<SegmentIndexes>) {
@@ -205,7 +209,7 @@ impl RemoteLogManager {
             store: self.shared.store.to_string(),
             what: "listing partitions",
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         };
         let topics = self
             .shared

@@ -96,7 +96,11 @@ impl Manifest {
     /// The first offset a reader may ask for, if any segment is readable.
     pub fn remote_log_start_offset(&self) -> Option<i64> {
         let first = self.readable_segments().next()?;
-        Some(first.base_offset.max(self.log_start_offset.unwrap_or(i64::MIN)))
+        Some(
+            first
+                .base_offset
+                .max(self.log_start_offset.unwrap_or(i64::MIN)),
+        )
     }
 
     /// The last offset readable remotely, inclusive.

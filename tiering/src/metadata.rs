@@ -30,7 +30,11 @@ impl TopicIdPartition {
 
 impl fmt::Display for TopicIdPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{} (topic id {})", self.topic, self.partition, self.topic_id)
+        write!(
+            f,
+            "{}-{} (topic id {})",
+            self.topic, self.partition, self.topic_id
+        )
     }
 }
 
@@ -94,7 +98,8 @@ impl RemoteLogSegmentState {
     pub fn is_persisted(self) -> bool {
         matches!(
             self,
-            RemoteLogSegmentState::CopySegmentFinished | RemoteLogSegmentState::DeleteSegmentStarted
+            RemoteLogSegmentState::CopySegmentFinished
+                | RemoteLogSegmentState::DeleteSegmentStarted
         )
     }
 }
@@ -170,4 +175,36 @@ pub struct SegmentUpload {
     pub leader_epochs: Vec<(i32, i64)>,
     /// The producer-state snapshot taken at `end_offset + 1`, if any.
     pub producer_snapshot: Option<Bytes>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemoteLogSegmentState::{self, *};
+
+    /// The transition table is Kafka's: forward along the lifecycle, an abandoned copy may be
+    /// deleted, every state may repeat itself, nothing goes backwards.
+    #[test]
+    fn transitions_follow_the_lifecycle() {
+        let all = [
+            CopySegmentStarted,
+            CopySegmentFinished,
+            DeleteSegmentStarted,
+            DeleteSegmentFinished,
+        ];
+        let allowed = [
+            (CopySegmentStarted, CopySegmentFinished),
+            (CopySegmentStarted, DeleteSegmentStarted),
+            (CopySegmentFinished, DeleteSegmentStarted),
+            (DeleteSegmentStarted, DeleteSegmentFinished),
+        ];
+        for from in all {
+            for to in all {
+                let expected = from == to || allowed.contains(&(from, to));
+                assert_eq!(from.is_valid_transition(to), expected, "{from:?} -> {to:?}");
+            }
+        }
+        let persisted: Vec<RemoteLogSegmentState> =
+            all.into_iter().filter(|s| s.is_persisted()).collect();
+        assert_eq!(persisted, vec![CopySegmentFinished, DeleteSegmentStarted]);
+    }
 }

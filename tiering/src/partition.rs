@@ -57,7 +57,10 @@ impl RemotePartition {
         }
     }
 
-    pub(crate) async fn load(shared: Arc<Shared>, tp: TopicIdPartition) -> Result<Self, TieringError> {
+    pub(crate) async fn load(
+        shared: Arc<Shared>,
+        tp: TopicIdPartition,
+    ) -> Result<Self, TieringError> {
         let partition = Self::unloaded(shared, tp);
         let newest = partition.newest_listed_version().await?;
         if newest > 0 {
@@ -131,7 +134,7 @@ impl RemotePartition {
             tp: self.tp.clone(),
             operation,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -157,13 +160,20 @@ impl RemotePartition {
             .await?;
         Ok(objects
             .iter()
-            .filter_map(|meta| meta.location.filename().and_then(layout::parse_manifest_version))
+            .filter_map(|meta| {
+                meta.location
+                    .filename()
+                    .and_then(layout::parse_manifest_version)
+            })
             .max()
             .unwrap_or(0))
     }
 
     /// Reads version `version`; `None` if it does not exist.
-    pub(crate) async fn fetch_manifest(&self, version: u64) -> Result<Option<Manifest>, TieringError> {
+    pub(crate) async fn fetch_manifest(
+        &self,
+        version: u64,
+    ) -> Result<Option<Manifest>, TieringError> {
         let path = self.layout.manifest(version);
         let Some(bytes) = self.get_if_exists(&path).await? else {
             return Ok(None);
@@ -244,7 +254,9 @@ impl RemotePartition {
                     match store.put_opts(path, payload, create).await {
                         Ok(_) => Ok(CreateOutcome::Created),
                         Err(object_store::Error::AlreadyExists { .. })
-                        | Err(object_store::Error::Precondition { .. }) => Ok(CreateOutcome::Exists),
+                        | Err(object_store::Error::Precondition { .. }) => {
+                            Ok(CreateOutcome::Exists)
+                        }
                         Err(e) => Err(self.store_error("conditional PUT", path, e)),
                     }
                 }

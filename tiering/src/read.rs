@@ -106,7 +106,14 @@ impl RemotePartition {
             };
             let must_take_one = min_one_batch && out.is_empty();
             let (bytes, last) = self
-                .read_batches(segment, successor, position, next_offset, remaining, must_take_one)
+                .read_batches(
+                    segment,
+                    successor,
+                    position,
+                    next_offset,
+                    remaining,
+                    must_take_one,
+                )
                 .await?;
             let Some(last) = last else {
                 break;
@@ -173,7 +180,9 @@ impl RemotePartition {
         // Start where the time index says every earlier record is older, but not below the
         // log start offset.
         let from_time = index::time_index_lookup(&indexes.time_index, timestamp)
-            .map_or(segment.base_offset, |e| segment.base_offset + i64::from(e.relative_offset));
+            .map_or(segment.base_offset, |e| {
+                segment.base_offset + i64::from(e.relative_offset)
+            });
         let from = from_time.max(log_start).max(segment.base_offset);
         let relative = (from - segment.base_offset) as u32;
         let mut position = index::offset_index_lookup(&indexes.offset_index, relative)
@@ -191,7 +200,9 @@ impl RemotePartition {
             let bytes = self.read_range(segment, successor, at..at + size).await?;
             self.check_batch(segment, at, from, &bytes)?;
             let records = record::decode_records(&bytes, self.shared.config.decompressed_bytes_max)
-                .map_err(|e| self.corrupt(segment, from, at, format!("its records do not decode: {e}")))?;
+                .map_err(|e| {
+                    self.corrupt(segment, from, at, format!("its records do not decode: {e}"))
+                })?;
             let found = records
                 .iter()
                 .map(|r| (r.offset(header.base_offset), r.timestamp(&header)))
@@ -220,7 +231,10 @@ impl RemotePartition {
                 segment,
                 offset,
                 position,
-                format!("the offset index points past the end ({} bytes)", segment.size_bytes),
+                format!(
+                    "the offset index points past the end ({} bytes)",
+                    segment.size_bytes
+                ),
             ));
         }
         self.scan_headers(segment, successor, position, |h| h.last_offset() >= offset)
@@ -242,8 +256,9 @@ impl RemotePartition {
             let mut at = 0usize;
             while at + RECORD_BATCH_OVERHEAD <= window.len() {
                 let batch_at = position + at as u64;
-                let header = RecordBatchHeader::parse(&window[at..])
-                    .map_err(|e| self.corrupt(segment, segment.base_offset, batch_at, e.to_string()))?;
+                let header = RecordBatchHeader::parse(&window[at..]).map_err(|e| {
+                    self.corrupt(segment, segment.base_offset, batch_at, e.to_string())
+                })?;
                 let size = header.size_bytes();
                 if batch_at + size as u64 > segment.size_bytes {
                     return Err(self.corrupt(
@@ -287,7 +302,9 @@ impl RemotePartition {
         if want < RECORD_BATCH_OVERHEAD as u64 || must_take_one {
             // Need the first header to know the first batch's size.
             let header_end = position + (RECORD_BATCH_OVERHEAD as u64).min(available);
-            let head = self.read_range(segment, successor, position..header_end).await?;
+            let head = self
+                .read_range(segment, successor, position..header_end)
+                .await?;
             let header = RecordBatchHeader::parse(&head)
                 .map_err(|e| self.corrupt(segment, offset, position, e.to_string()))?;
             let first = header.size_bytes() as u64;
@@ -358,7 +375,8 @@ impl RemotePartition {
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, TieringError> {
         let path = self.layout.log(segment.base_offset, segment.segment_id);
-        let successor = successor.map(|s| (self.layout.log(s.base_offset, s.segment_id), s.size_bytes));
+        let successor =
+            successor.map(|s| (self.layout.log(s.base_offset, s.segment_id), s.size_bytes));
         let expected = range.end - range.start;
         let bytes = self
             .shared
@@ -407,7 +425,9 @@ impl RemotePartition {
                 reason,
             }
         })?);
-        self.shared.indexes.insert(segment.segment_id, indexes.clone());
+        self.shared
+            .indexes
+            .insert(segment.segment_id, indexes.clone());
         Ok(indexes)
     }
 
@@ -420,7 +440,10 @@ impl RemotePartition {
     ) -> TieringError {
         TieringError::CorruptSegment {
             tp: self.tp.clone(),
-            path: self.layout.log(segment.base_offset, segment.segment_id).to_string(),
+            path: self
+                .layout
+                .log(segment.base_offset, segment.segment_id)
+                .to_string(),
             offset,
             position,
             reason,
@@ -435,5 +458,7 @@ impl RemotePartition {
 
 /// `Path` of a segment's `.log`, for tests and tools.
 pub fn log_path(partition: &RemotePartition, segment: &RemoteLogSegmentMetadata) -> Path {
-    partition.layout.log(segment.base_offset, segment.segment_id)
+    partition
+        .layout
+        .log(segment.base_offset, segment.segment_id)
 }

@@ -128,7 +128,8 @@ impl RemotePartition {
         for version in (1..marker.version).rev() {
             self.delete_object(&self.layout.manifest(version)).await?;
         }
-        self.delete_object(&self.layout.manifest(marker.version)).await?;
+        self.delete_object(&self.layout.manifest(marker.version))
+            .await?;
         tracing::info!(tp = %self.tp, segments = outcome.segments_deleted, "deleted the partition's remote log");
         Ok(outcome)
     }

@@ -185,10 +185,10 @@ mod tests {
             tp: tp(),
             operation: "PUT",
             path: "p".into(),
-            source: object_store::Error::Generic {
+            source: Box::new(object_store::Error::Generic {
                 store: "test",
                 source: "connection reset".into(),
-            },
+            }),
         }
     }
 
@@ -216,10 +216,10 @@ mod tests {
                     tp: tp(),
                     operation: "GET",
                     path: "p".into(),
-                    source: object_store::Error::NotFound {
+                    source: Box::new(object_store::Error::NotFound {
                         path: "p".into(),
                         source: "gone".into(),
-                    },
+                    }),
                 })
             })
             .await

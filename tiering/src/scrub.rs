@@ -54,7 +54,10 @@ pub struct ScrubReport {
     pub staged_bytes_removed: u64,
 }
 
-pub(crate) async fn scrub(shared: &Arc<Shared>, grace: Duration) -> Result<ScrubReport, TieringError> {
+pub(crate) async fn scrub(
+    shared: &Arc<Shared>,
+    grace: Duration,
+) -> Result<ScrubReport, TieringError> {
     let topics_dir = layout::topics_dir(&shared.prefix);
     let objects: Vec<ObjectMeta> = shared
         .store
@@ -65,13 +68,14 @@ pub(crate) async fn scrub(shared: &Arc<Shared>, grace: Duration) -> Result<Scrub
             store: shared.store.to_string(),
             what: "listing objects for the scrub",
             path: topics_dir.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let mut report = ScrubReport {
         objects_listed: objects.len() as u64,
         ..ScrubReport::default()
     };
-    let mut by_partition: BTreeMap<TopicIdPartition, Vec<(Vec<String>, ObjectMeta)>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<TopicIdPartition, Vec<(Vec<String>, ObjectMeta)>> =
+        BTreeMap::new();
     for meta in objects {
         match layout::split_object_path(&topics_dir, &meta.location) {
             Some((tp, rest)) => by_partition.entry(tp).or_default().push((rest, meta)),

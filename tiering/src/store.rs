@@ -99,7 +99,10 @@ pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>, TieringE
                 builder = builder.with_secret_access_key(secret);
             }
             let store = builder.build().map_err(|e| TieringError::InvalidConfig {
-                reason: format!("the S3 store for bucket {:?} cannot be built: {e}", s3.bucket),
+                reason: format!(
+                    "the S3 store for bucket {:?} cannot be built: {e}",
+                    s3.bucket
+                ),
             })?;
             Ok(Arc::new(store))
         }
@@ -122,7 +125,7 @@ pub async fn check_store(store: &dyn ObjectStore, prefix: &Path) -> Result<(), T
             store,
             what,
             path,
-            source,
+            source: Box::new(source),
         }
     };
     let create = PutOptions {
@@ -138,10 +141,9 @@ pub async fn check_store(store: &dyn ObjectStore, prefix: &Path) -> Result<(), T
         ))?;
     let result = check_written_probe(store, &path, &body, create).await;
     // Clean up whatever the checks found, then report the first problem.
-    let deleted = store
-        .delete(&path)
-        .await
-        .map_err(unusable("deleting the probe object (may these credentials delete?)"));
+    let deleted = store.delete(&path).await.map_err(unusable(
+        "deleting the probe object (may these credentials delete?)",
+    ));
     result?;
     deleted?;
     match store.head(&path).await {
@@ -168,7 +170,7 @@ async fn check_written_probe(
             store,
             what,
             path,
-            source,
+            source: Box::new(source),
         }
     };
     let misbehaves = |reason: String| TieringError::StoreMisbehaves {
@@ -183,7 +185,7 @@ async fn check_written_probe(
         .bytes()
         .await
         .map_err(unusable("reading the probe object's body"))?;
-    if &read != body {
+    if read != body {
         return Err(misbehaves(format!(
             "reading it back gave {} bytes that differ from the {} written",
             read.len(),
@@ -201,7 +203,9 @@ async fn check_written_probe(
              enforce conditional writes (If-None-Match), so manifest fencing cannot work on it"
                 .to_string(),
         )),
-        Err(source) => Err(unusable("a conditional create of an existing object")(source)),
+        Err(source) => Err(unusable("a conditional create of an existing object")(
+            source,
+        )),
     }
 }
 

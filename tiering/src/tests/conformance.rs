@@ -33,7 +33,12 @@ fn all_batches(segments: &[FixtureSegment]) -> Vec<FixtureBatch> {
 
 /// What a read of `offset` with `max_bytes` must return: whole batches from the one holding
 /// `offset`, while they fit (and at least one with `min_one_batch`).
-fn expected_read(batches: &[FixtureBatch], offset: i64, max_bytes: usize, min_one: bool) -> Vec<u8> {
+fn expected_read(
+    batches: &[FixtureBatch],
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Vec<u8> {
     let first = batches
         .iter()
         .position(|b| b.last_offset >= offset)
@@ -81,11 +86,20 @@ pub async fn copy_and_read_every_offset(env: Env) {
     let partition = manager.partition(&tp).await.unwrap();
     assert!(matches!(
         partition.read(0, 1000, true).await.unwrap(),
-        RemoteReadOutcome::NotRemote { remote_log_end_offset: None }
+        RemoteReadOutcome::NotRemote {
+            remote_log_end_offset: None
+        }
     ));
     let segments = write_segments(env.fixtures.path(), 4, SHAPE);
-    for segment in &segments {
-        let metadata = partition.copy_segment(segment.upload.clone()).await.unwrap();
+    for (i, segment) in segments.iter().enumerate() {
+        let mut upload = segment.upload.clone();
+        if i == 1 {
+            // A preallocated, zero-filled index tail (as Kafka leaves it) is not uploaded.
+            let mut padded = upload.offset_index.to_vec();
+            padded.resize(padded.len() + 4096, 0);
+            upload.offset_index = Bytes::from(padded);
+        }
+        let metadata = partition.copy_segment(upload).await.unwrap();
         assert_eq!(metadata.state, RemoteLogSegmentState::CopySegmentFinished);
         assert_eq!(metadata.size_bytes, segment.upload.size_bytes);
     }
@@ -95,6 +109,12 @@ pub async fn copy_and_read_every_offset(env: Env) {
     assert_eq!(partition.remote_log_end_offset(), Some(end));
     assert_eq!(partition.manifest().version, 4);
 
+    let bundle = uploaded_indexes(&env, &partition.segments()[1]).await;
+    assert_eq!(bundle.offset_index, segments[1].upload.offset_index);
+    assert_eq!(
+        bundle.producer_snapshot,
+        segments[1].upload.producer_snapshot
+    );
     let fresh = env.manager();
     let taken_over = fresh.open_partition(&tp).await.unwrap();
     assert_eq!(taken_over.segments(), partition.segments());
@@ -102,11 +122,20 @@ pub async fn copy_and_read_every_offset(env: Env) {
     for reader in [&partition, &taken_over] {
         for offset in 0..=end {
             let one = records(reader.read(offset, 1, true).await.unwrap());
-            assert_eq!(one.as_ref(), expected_read(&batches, offset, 1, true), "offset {offset}");
+            assert_eq!(
+                one.as_ref(),
+                expected_read(&batches, offset, 1, true),
+                "offset {offset}"
+            );
             assert!(records(reader.read(offset, 1, false).await.unwrap()).is_empty());
         }
         for offset in (0..=end).step_by(5) {
-            for max_bytes in [2_000, segment_bytes / 2, segment_bytes + 3_000, 10 * segment_bytes] {
+            for max_bytes in [
+                2_000,
+                segment_bytes / 2,
+                segment_bytes + 3_000,
+                10 * segment_bytes,
+            ] {
                 let got = records(reader.read(offset, max_bytes, false).await.unwrap());
                 assert_eq!(
                     got.as_ref(),
@@ -117,7 +146,9 @@ pub async fn copy_and_read_every_offset(env: Env) {
         }
     }
     match partition.read(end + 1, 1000, true).await.unwrap() {
-        RemoteReadOutcome::NotRemote { remote_log_end_offset } => {
+        RemoteReadOutcome::NotRemote {
+            remote_log_end_offset,
+        } => {
             assert_eq!(remote_log_end_offset, Some(end))
         }
         other => panic!("{other:?}"),
@@ -129,8 +160,14 @@ pub async fn copy_and_read_every_offset(env: Env) {
     }
     let counts = manager.counters();
     let topic = counts.get("orders-v1").expect("counted under the topic");
-    assert_eq!(topic.put_requests, 12, "3 PUTs per small segment: {topic:?}");
-    assert_eq!(topic.list_requests, 1, "one LIST, when the handle was opened");
+    assert_eq!(
+        topic.put_requests, 12,
+        "3 PUTs per small segment: {topic:?}"
+    );
+    assert_eq!(
+        topic.list_requests, 1,
+        "one LIST, when the handle was opened"
+    );
     assert!(topic.get_requests > 0);
 }
 
@@ -141,7 +178,10 @@ pub async fn offset_for_timestamp_matches_a_scan(env: Env) {
     let partition = manager.partition(&env.tp(0)).await.unwrap();
     let segments = write_segments(env.fixtures.path(), 3, SHAPE);
     for segment in &segments {
-        partition.copy_segment(segment.upload.clone()).await.unwrap();
+        partition
+            .copy_segment(segment.upload.clone())
+            .await
+            .unwrap();
     }
     let all: Vec<(i64, i64)> = all_batches(&segments)
         .iter()
@@ -171,11 +211,23 @@ pub async fn gaps_overlaps_and_bad_segments_are_refused(env: Env) {
     let manager = env.manager();
     let partition = manager.partition(&env.tp(0)).await.unwrap();
     let segments = write_segments(env.fixtures.path(), 3, SHAPE);
-    let first = partition.copy_segment(segments[0].upload.clone()).await.unwrap();
-    let err = partition.copy_segment(segments[2].upload.clone()).await.unwrap_err();
-    assert!(matches!(err, TieringError::NotContiguous { expected_base_offset, .. } if expected_base_offset == segments[1].upload.base_offset), "{err}");
+    let first = partition
+        .copy_segment(segments[0].upload.clone())
+        .await
+        .unwrap();
+    let err = partition
+        .copy_segment(segments[2].upload.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TieringError::NotContiguous { expected_base_offset, .. } if expected_base_offset == segments[1].upload.base_offset),
+        "{err}"
+    );
     assert!(err.to_string().contains("must start at"), "{err}");
-    let again = partition.copy_segment(segments[0].upload.clone()).await.unwrap();
+    let again = partition
+        .copy_segment(segments[0].upload.clone())
+        .await
+        .unwrap();
     assert_eq!(again, first);
     let mut overlapping = segments[1].upload.clone();
     overlapping.base_offset -= 1;
@@ -199,8 +251,14 @@ pub async fn gaps_overlaps_and_bad_segments_are_refused(env: Env) {
         Err(TieringError::InvalidSegment { .. })
     ));
     assert_eq!(partition.manifest().version, 1);
-    partition.copy_segment(segments[1].upload.clone()).await.unwrap();
-    partition.copy_segment(segments[2].upload.clone()).await.unwrap();
+    partition
+        .copy_segment(segments[1].upload.clone())
+        .await
+        .unwrap();
+    partition
+        .copy_segment(segments[2].upload.clone())
+        .await
+        .unwrap();
     manager.scrub(Duration::ZERO).await.unwrap();
     env.assert_no_orphans(&env.tp(0)).await;
 }
@@ -221,9 +279,15 @@ pub async fn racing_writers_are_fenced(env: Env) {
         );
         let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: {ra:?} / {rb:?}");
-        let (winner, loser) = if ra.is_ok() { (&pa, &pb) } else { (&pb, &pa) };
-        let err = if ra.is_ok() { rb.unwrap_err() } else { ra.unwrap_err() };
-        assert!(matches!(err, TieringError::Fenced { .. }), "round {round}: {err}");
+        let (winner, loser, err) = match (ra, rb) {
+            (Ok(_), Err(e)) => (&pa, &pb, e),
+            (Err(e), Ok(_)) => (&pb, &pa, e),
+            _ => unreachable!("exactly one won"),
+        };
+        assert!(
+            matches!(err, TieringError::Fenced { .. }),
+            "round {round}: {err}"
+        );
         assert!(err.to_string().contains("fenced"), "{err}");
         // The loser reloaded: both see the same manifest, and retrying is a no-op.
         assert_eq!(loser.manifest().segments, winner.manifest().segments);
@@ -308,14 +372,21 @@ pub async fn crash_during_copy_then_retry_and_scrub(env: Env) {
         let landed = k == 2 && applies;
         assert_eq!(
             end,
-            if landed { segments[1].upload.end_offset } else { segments[0].upload.end_offset },
+            if landed {
+                segments[1].upload.end_offset
+            } else {
+                segments[0].upload.end_offset
+            },
             "crash {k}/{applies}"
         );
         let retried = p.copy_segment(segments[1].upload.clone()).await.unwrap();
         assert_eq!(retried.end_offset, segments[1].upload.end_offset);
         let report = restarted.scrub(Duration::ZERO).await.unwrap();
         let expected_orphans = if landed { 0 } else { k };
-        assert_eq!(report.orphans_deleted, expected_orphans, "crash {k}/{applies}: {report:?}");
+        assert_eq!(
+            report.orphans_deleted, expected_orphans,
+            "crash {k}/{applies}: {report:?}"
+        );
         assert!(report.partitions_skipped.is_empty(), "{report:?}");
         env.assert_no_orphans(&tp).await;
         let all = records(p.read(0, usize::MAX, true).await.unwrap());
@@ -341,7 +412,14 @@ pub async fn crash_during_delete_then_retry_and_scrub(env: Env) {
         now_ms: 0,
         local_only_bytes: 0,
     };
-    let crashes = [(0, false), (0, true), (1, false), (1, true), (2, true), (3, true)];
+    let crashes = [
+        (0, false),
+        (0, true),
+        (1, false),
+        (1, true),
+        (2, true),
+        (3, true),
+    ];
     for (i, &(k, applies)) in crashes.iter().enumerate() {
         let tp = env.tp(20 + i as i32);
         let clean = env.manager();
@@ -352,21 +430,36 @@ pub async fn crash_during_delete_then_retry_and_scrub(env: Env) {
         let faulty = FaultStore::crash_at(env.store.clone(), k, applies);
         let crashing = env.manager_over(Arc::new(faulty.clone()), no_retry_config(&env));
         let pc = crashing.partition(&tp).await.unwrap();
-        assert!(pc.enforce_retention(policy).await.is_err(), "crash {k}/{applies}");
+        assert!(
+            pc.enforce_retention(policy).await.is_err(),
+            "crash {k}/{applies}"
+        );
         drop(crashing);
 
         let restarted = env.manager();
         let p = restarted.open_partition(&tp).await.unwrap();
         // Readers see either all three segments or the last two: never a gap.
         let start = p.remote_log_start_offset().unwrap();
-        assert!(start == 0 || start == segments[1].upload.base_offset, "start {start}");
+        assert!(
+            start == 0 || start == segments[1].upload.base_offset,
+            "start {start}"
+        );
         let visible = records(p.read(start, usize::MAX, true).await.unwrap());
-        assert_eq!(visible.as_ref(), expected_read(&batches, start, usize::MAX, true));
+        assert_eq!(
+            visible.as_ref(),
+            expected_read(&batches, start, usize::MAX, true)
+        );
 
         let outcome = p.enforce_retention(policy).await.unwrap();
-        assert_eq!(outcome.remote_log_start_offset, Some(segments[1].upload.base_offset));
+        assert_eq!(
+            outcome.remote_log_start_offset,
+            Some(segments[1].upload.base_offset)
+        );
         assert_eq!(p.segments().len(), 2);
-        assert!(p.segments().iter().all(|s| s.state == RemoteLogSegmentState::CopySegmentFinished));
+        assert!(p
+            .segments()
+            .iter()
+            .all(|s| s.state == RemoteLogSegmentState::CopySegmentFinished));
         restarted.scrub(Duration::ZERO).await.unwrap();
         env.assert_no_orphans(&tp).await;
         assert!(matches!(
@@ -390,14 +483,23 @@ pub async fn crash_during_partition_delete(env: Env) {
         // Mutations: marker manifest (0), then object deletes; crash after the first delete.
         let faulty = FaultStore::crash_at(env.store.clone(), 2, false);
         let crashing = env.manager_over(Arc::new(faulty), no_retry_config(&env));
-        assert!(crashing.partition(&tp).await.unwrap().delete_all().await.is_err());
+        assert!(crashing
+            .partition(&tp)
+            .await
+            .unwrap()
+            .delete_all()
+            .await
+            .is_err());
         let restarted = env.manager();
         if finish_with_scrub {
             let report = restarted.scrub(Duration::from_secs(3600)).await.unwrap();
             assert_eq!(report.partitions_deleted, vec![tp.clone()]);
         } else {
             let p = restarted.open_partition(&tp).await.unwrap();
-            assert!(matches!(p.read(0, 10, true).await, Err(TieringError::PartitionDeleted { .. })));
+            assert!(matches!(
+                p.read(0, 10, true).await,
+                Err(TieringError::PartitionDeleted { .. })
+            ));
             p.delete_all().await.unwrap();
         }
         let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &tp);
@@ -422,7 +524,10 @@ pub async fn retention_by_time_size_and_delete_records(env: Env) {
         now_ms: i64::MAX,
         local_only_bytes: 0,
     };
-    assert_eq!(p.enforce_retention(forever).await.unwrap().segments_deleted, 0);
+    assert_eq!(
+        p.enforce_retention(forever).await.unwrap().segments_deleted,
+        0
+    );
     // Time: now is such that exactly the first segment's newest record is older than 1 h.
     let now = segments[0].upload.max_timestamp + 3_600_000;
     let by_time = RetentionPolicy {
@@ -433,7 +538,10 @@ pub async fn retention_by_time_size_and_delete_records(env: Env) {
     let outcome = p.enforce_retention(by_time).await.unwrap();
     assert_eq!(outcome.segments_deleted, 1);
     assert_eq!(outcome.bytes_deleted, segments[0].upload.size_bytes);
-    assert_eq!(p.remote_log_start_offset(), Some(segments[1].upload.base_offset));
+    assert_eq!(
+        p.remote_log_start_offset(),
+        Some(segments[1].upload.base_offset)
+    );
     // Size: keep segments 3 and 4's worth, with 1 byte of local-only data counted too: 1 and
     // 2 go (Kafka deletes a segment only while the excess is at least its size).
     let size = segments[3].upload.size_bytes + segments[4].upload.size_bytes;
@@ -442,8 +550,14 @@ pub async fn retention_by_time_size_and_delete_records(env: Env) {
         local_only_bytes: 1,
         ..forever
     };
-    assert_eq!(p.enforce_retention(by_size).await.unwrap().segments_deleted, 2);
-    assert_eq!(p.remote_log_start_offset(), Some(segments[3].upload.base_offset));
+    assert_eq!(
+        p.enforce_retention(by_size).await.unwrap().segments_deleted,
+        2
+    );
+    assert_eq!(
+        p.remote_log_start_offset(),
+        Some(segments[3].upload.base_offset)
+    );
     // DeleteRecords in the middle of segment 3: its earlier offsets vanish at once.
     let cut = segments[3].upload.base_offset + 10;
     let outcome = p.delete_segments_before(cut).await.unwrap();
@@ -457,7 +571,13 @@ pub async fn retention_by_time_size_and_delete_records(env: Env) {
     let batches = all_batches(&segments);
     assert_eq!(got.as_ref(), expected_read(&batches, cut, 1, true));
     let after = segments[4].upload.base_offset + 1;
-    assert_eq!(p.delete_segments_before(after).await.unwrap().segments_deleted, 1);
+    assert_eq!(
+        p.delete_segments_before(after)
+            .await
+            .unwrap()
+            .segments_deleted,
+        1
+    );
     assert_eq!(p.remote_log_start_offset(), Some(after));
     // The copied end offset stays: the next copy must continue from it.
     assert_eq!(p.copied_end_offset(), Some(segments[4].upload.end_offset));
@@ -503,7 +623,10 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
         // Opening the partition reads the manifest; with this many faults it may fail too.
         match manager.partition(&tp).await {
             Ok(p) => break p,
-            Err(e) => assert!(e.is_retriable() || matches!(e, TieringError::RetriesExhausted { .. }), "{e}"),
+            Err(e) => assert!(
+                e.is_retriable() || matches!(e, TieringError::RetriesExhausted { .. }),
+                "{e}"
+            ),
         }
     };
     let mut acknowledged = Vec::new();
@@ -521,13 +644,19 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
         }
     }
     let (faults, stalls) = faulty.injected();
-    assert!(faults > 0 && stalls > 0, "the schedule injected {faults} faults, {stalls} stalls");
+    assert!(
+        faults > 0 && stalls > 0,
+        "the schedule injected {faults} faults, {stalls} stalls"
+    );
     let clean = env.manager();
     let q = clean.partition(&tp).await.unwrap();
     assert_eq!(q.segments(), acknowledged);
     let batches = all_batches(&segments);
     let all = records(q.read(0, usize::MAX, true).await.unwrap());
-    assert_eq!(all.len(), batches.iter().map(|b| b.bytes.len()).sum::<usize>());
+    assert_eq!(
+        all.len(),
+        batches.iter().map(|b| b.bytes.len()).sum::<usize>()
+    );
     assert_eq!(all.as_ref(), expected_read(&batches, 0, usize::MAX, true));
     clean.scrub(Duration::ZERO).await.unwrap();
     env.assert_no_orphans(&tp).await;
@@ -603,7 +732,10 @@ pub async fn multipart_upload_and_requests_per_gib(env: Env) {
     // parts + create + complete + .indexes + manifest
     let parts = (segment.upload.size_bytes as usize).div_ceil(16 * 1024 * 1024) as u64;
     assert_eq!(puts, parts + 4);
-    assert!(get_bytes / gets.max(1) >= 4 * 1024 * 1024 || mib < 64, "{gets} GETs for {get_bytes} bytes");
+    assert!(
+        get_bytes / gets.max(1) >= 4 * 1024 * 1024 || mib < 64,
+        "{gets} GETs for {get_bytes} bytes"
+    );
 }
 
 /// The scrub keeps only the newest manifest versions it is told to, and on a local-directory
@@ -641,7 +773,10 @@ pub async fn scrub_trims_manifests_and_staging_files(env: Env) {
     }
     // With a long grace, fresh orphans are kept.
     let orphan = layout.log(999, crate::metadata::RemoteLogSegmentId::new_random());
-    env.store.put(&orphan, PutPayload::from_static(b"x")).await.unwrap();
+    env.store
+        .put(&orphan, PutPayload::from_static(b"x"))
+        .await
+        .unwrap();
     let report = manager.scrub(Duration::from_secs(3600)).await.unwrap();
     assert_eq!((report.orphans_deleted, report.young_orphans_kept), (0, 1));
     let report = manager.scrub(Duration::ZERO).await.unwrap();
@@ -666,4 +801,71 @@ pub async fn discover_partitions_after_restart(env: Env) {
     }
     let found = env.manager().discover_partitions().await.unwrap();
     assert_eq!(found, vec![env.tp(0), env.tp(3)]);
+}
+
+/// A corrupt newest manifest stops the partition with an error naming the object; the reader
+/// does not fall back to the previous version, and the scrub leaves the partition alone.
+/// Damaged segment bytes are caught by the CRC check after the read.
+pub async fn corruption_is_reported_not_skipped(env: Env) {
+    let tp = env.tp(0);
+    let manager = env.manager();
+    let p = manager.partition(&tp).await.unwrap();
+    let segments = write_segments(env.fixtures.path(), 2, SHAPE);
+    for segment in &segments {
+        p.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &tp);
+    // Damage the first segment's bytes (same size, one bit) and read it with a cold cache.
+    let first = &p.segments()[0];
+    let log = layout.log(first.base_offset, first.segment_id);
+    let mut bytes = env
+        .store
+        .get(&log)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    env.store.put(&log, PutPayload::from(bytes)).await.unwrap();
+    let cold = env.manager().open_partition(&tp).await.unwrap();
+    let err = cold.read(0, usize::MAX, true).await.unwrap_err();
+    assert!(matches!(err, TieringError::CorruptSegment { .. }), "{err}");
+    assert!(err.to_string().contains(log.as_ref()), "{err}");
+    // Damage the newest manifest.
+    let newest = layout.manifest(2);
+    let mut bytes = env
+        .store
+        .get(&newest)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x20;
+    env.store
+        .put(&newest, PutPayload::from(bytes))
+        .await
+        .unwrap();
+    let err = env.manager().open_partition(&tp).await.unwrap_err();
+    assert!(matches!(err, TieringError::CorruptManifest { .. }), "{err}");
+    assert!(err.to_string().contains(newest.as_ref()), "{err}");
+    let report = env.manager().scrub(Duration::ZERO).await.unwrap();
+    assert_eq!(report.partitions_skipped.len(), 1, "{report:?}");
+    assert_eq!(report.orphans_deleted, 0);
+}
+
+async fn uploaded_indexes(
+    env: &Env,
+    segment: &crate::metadata::RemoteLogSegmentMetadata,
+) -> crate::indexes::SegmentIndexes {
+    let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &env.tp(0));
+    let path = layout.indexes(segment.base_offset, segment.segment_id);
+    let bytes = env.store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, segment.indexes_size_bytes);
+    crate::indexes::SegmentIndexes::decode(&bytes).unwrap()
 }

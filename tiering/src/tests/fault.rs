@@ -259,7 +259,12 @@ impl ObjectStore for FaultStore {
         }
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         match self.verdict(true) {
             Verdict::Pass | Verdict::Stall(_) => self.inner.copy_opts(from, to, options).await,
             _ => Err(injected(to)),

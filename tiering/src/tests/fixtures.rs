@@ -58,7 +58,11 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
     let mut last_indexed_timestamp = i64::MIN;
     for b in 0..shape.batches {
         // Every fifth batch gzip-compressed, so the timestamp lookup decodes one of those too.
-        let compression = if b % 5 == 4 { Compression::Gzip } else { Compression::None };
+        let compression = if b % 5 == 4 {
+            Compression::Gzip
+        } else {
+            Compression::None
+        };
         let mut builder = BatchBuilder::new(BatchOptions {
             base_offset: offset,
             partition_leader_epoch: 3,
@@ -69,8 +73,15 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
         for r in 0..shape.records_per_batch {
             let o = offset + r as i64;
             let ts = timestamp_of(shape.timestamp_origin, o);
-            let value: Vec<u8> = (0..shape.value_bytes).map(|i| (o as usize + i) as u8).collect();
-            builder.append(ts, Some(Bytes::from(format!("key-{o}"))), Some(Bytes::from(value)), vec![]);
+            let value: Vec<u8> = (0..shape.value_bytes)
+                .map(|i| (o as usize + i) as u8)
+                .collect();
+            builder.append(
+                ts,
+                Some(Bytes::from(format!("key-{o}"))),
+                Some(Bytes::from(value)),
+                vec![],
+            );
             records.push((o, ts));
         }
         let bytes = Bytes::from(builder.build().expect("a fixture batch encodes"));
@@ -137,7 +148,13 @@ pub fn write_segments(dir: &FsPath, count: usize, shape: SegmentShape) -> Vec<Fi
     for i in 0..count {
         let sub = dir.join(format!("seg{i}"));
         std::fs::create_dir_all(&sub).expect("fixture dir");
-        let segment = write_segment(&sub, SegmentShape { base_offset, ..shape });
+        let segment = write_segment(
+            &sub,
+            SegmentShape {
+                base_offset,
+                ..shape
+            },
+        );
         base_offset = segment.upload.end_offset + 1;
         segments.push(segment);
     }

@@ -142,18 +142,25 @@ impl Env {
         let objects = self.objects_under(layout.dir()).await;
         let mut versions: Vec<u64> = objects
             .iter()
-            .filter_map(|m| m.location.filename().and_then(layout::parse_manifest_version))
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(layout::parse_manifest_version)
+            })
             .collect();
         versions.sort_unstable();
         let mut newest = None;
         for &version in &versions {
-            let bytes = object_store::ObjectStoreExt::get(self.store.as_ref(), &layout.manifest(version))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            newest = Some(manifest::decode(&bytes, tp, version).expect("every manifest version is valid"));
+            let bytes =
+                object_store::ObjectStoreExt::get(self.store.as_ref(), &layout.manifest(version))
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+            newest = Some(
+                manifest::decode(&bytes, tp, version).expect("every manifest version is valid"),
+            );
         }
         let named: std::collections::HashSet<_> = newest
             .iter()
@@ -162,7 +169,9 @@ impl Env {
         let mut orphan_bytes = 0;
         let mut orphans = Vec::new();
         for object in &objects {
-            let Some(name) = object.location.filename() else { continue };
+            let Some(name) = object.location.filename() else {
+                continue;
+            };
             if let Some((_, id, _)) = layout::parse_segment_name(name) {
                 if !named.contains(&id) {
                     orphan_bytes += object.size;
@@ -170,7 +179,11 @@ impl Env {
                 }
             }
         }
-        assert_eq!(orphan_bytes, 0, "{:?}: orphaned objects {orphans:?}", self.backend);
+        assert_eq!(
+            orphan_bytes, 0,
+            "{:?}: orphaned objects {orphans:?}",
+            self.backend
+        );
     }
 }
 
@@ -224,4 +237,5 @@ conformance_suite!(
     multipart_upload_and_requests_per_gib,
     scrub_trims_manifests_and_staging_files,
     discover_partitions_after_restart,
+    corruption_is_reported_not_skipped,
 );
