@@ -504,8 +504,23 @@ impl Broker {
             // Tiered topics lose local segments only once they are uploaded: the tiering job
             // applies their retention (crate::tiered::tier_partition).
             let tiered = crate::tiered::is_tiered(self, &partition.tp.topic);
+            // Time and size retention apply only to topics whose cleanup.policy includes
+            // `delete`, as in Kafka; a compacted topic keeps its records until compaction.
+            let deletes = self
+                .metadata()
+                .topics
+                .get(&partition.tp.topic)
+                .is_some_and(|t| {
+                    topic_config::effective(
+                        self.topic_defaults(&self.metadata()),
+                        &t.configs,
+                        "cleanup.policy",
+                    )
+                    .split(',')
+                    .any(|p| p.trim() == "delete")
+                });
             let mut log = partition.log();
-            let retention = if tiered {
+            let retention = if tiered || !deletes {
                 Ok(crate::log::RetentionResult {
                     segments_deleted: 0,
                     bytes_deleted: 0,

@@ -18,7 +18,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
     let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(broker.clone().maintenance_loop(shutdown.clone()));
-    let tiering = tokio::spawn(crate::tiered::tiering_loop(broker.clone(), shutdown.clone()));
+    let tiering = tokio::spawn(crate::tiered::tiering_loop(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     // The group coordinator's offset retention; on shutdown it answers waiting JoinGroups.
     let coordinator = {
         let (broker, shutdown) = (broker.clone(), shutdown.clone());

@@ -92,7 +92,10 @@ impl Geometry {
     /// Byte range of chunks `chunks` (clamped to the object's end).
     pub fn byte_range(&self, chunks: &Range<u64>) -> Range<u64> {
         let start = chunks.start.saturating_mul(self.chunk_bytes);
-        let end = chunks.end.saturating_mul(self.chunk_bytes).min(self.object_size);
+        let end = chunks
+            .end
+            .saturating_mul(self.chunk_bytes)
+            .min(self.object_size);
         start.min(end)..end
     }
 

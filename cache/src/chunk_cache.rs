@@ -28,10 +28,11 @@ use crate::tiers::{lock, Tiers};
 ///   GETs; a read that misses several consecutive chunks fetches them with one GET (up to
 ///   `get_chunks_max` chunks).
 /// - Fetches are single-flight: concurrent readers of a missing chunk share one GET.
-/// - A read that continues where a previous read of the object ended starts read-ahead of the
-///   next `readahead_chunks` chunks, continuing into the `successor` object. Read-ahead runs in the
-///   background, takes a GET slot only when a quarter of them are free, and its errors are logged
-///   and dropped.
+/// - A read that continues a previous read of the object (it starts inside that read, at its
+///   end, or up to one chunk before it) is sequential and starts read-ahead of the next
+///   `readahead_chunks` chunks, continuing into the `successor` object. Read-ahead runs in the
+///   background, keeps at most `readahead_chunks` chunks in flight per reader, takes a GET slot
+///   only while more than a quarter of them are free, and its errors are logged and dropped.
 /// - Capacity (`capacity_bytes`) is split into probation and protected parts. Chunks enter
 ///   probation; a chunk a second reader uses moves to protected. One long scan therefore only
 ///   cycles probation, and the working set of repeated readers survives it.
@@ -112,10 +113,10 @@ impl ChunkCache {
     /// Bytes `range` of `path`, an immutable object of `object_size` bytes, assembled from chunks.
     ///
     /// Missing chunks are fetched with ranged GETs, single-flight per chunk, consecutive missing
-    /// chunks coalesced into one GET. When the read continues where a previous read of this object
-    /// ended, read-ahead fetches the next `readahead_chunks` chunks in the background, continuing
-    /// into `successor` (the next object a sequential reader will read, with its size) when this
-    /// one runs out. An empty range returns empty bytes without I/O.
+    /// chunks coalesced into one GET. When the read continues a previous read of this object (see
+    /// the type's docs), read-ahead fetches the next `readahead_chunks` chunks in the background,
+    /// continuing into `successor` (the next object a sequential reader will read, with its size)
+    /// when this one runs out. An empty range returns empty bytes without I/O.
     pub async fn read_range(
         &self,
         path: &Path,
@@ -276,9 +277,7 @@ impl ChunkCache {
             },
             Want::Whole { limit } => Job::Whole { limit },
         };
-        let (fetch_id, fetch) = self
-            .inner
-            .launch(inflight, path, job, Origin::Foreground);
+        let (fetch_id, fetch) = self.inner.launch(inflight, path, job, Origin::Foreground);
         for (position, slot) in run.enumerate() {
             let pending = Pending {
                 fetch_id,
@@ -360,8 +359,7 @@ impl ChunkCache {
         let mut streams = lock(&self.inner.streams);
         let continued = streams.take_continuation(path, range.start, chunk_bytes);
         let sequential = continued.is_some();
-        let mut state =
-            continued.unwrap_or_else(|| StreamState::new(self.inner.next_reader_id()));
+        let mut state = continued.unwrap_or_else(|| StreamState::new(self.inner.next_reader_id()));
         state.start = range.start;
         state.end = range.end;
         if sequential
@@ -410,7 +408,8 @@ impl ChunkCache {
         let mut position = state.frontier.max(window_start);
         let mut budget = limits
             .readahead_chunks
-            .saturating_sub(state.outstanding.load(Ordering::Relaxed)) as u64;
+            .saturating_sub(state.outstanding.load(Ordering::Relaxed))
+            as u64;
         // Maps a window position to (object, geometry, chunk index).
         let locate = |position: u64| -> Option<(&Path, Geometry, u64)> {
             if position < here {

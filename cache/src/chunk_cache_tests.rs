@@ -133,9 +133,17 @@ async fn local_filesystem_reads_match() {
     let path = Path::from("topics/t-0/0/00000000000000000000-x.log");
     let data = pattern_bytes(3, 100_000);
     put(&*store, &path, &data).await;
+    let store_for_index = Arc::clone(&store);
     let cache = ChunkCache::new(store, small(4 * KIB, 8, 2)).expect("config");
     let size = data.len() as u64;
-    for range in [0..1, 0..size, 4095..4097, 50_000..60_000, size - 1..size, 7..7] {
+    for range in [
+        0..1,
+        0..size,
+        4095..4097,
+        50_000..60_000,
+        size - 1..size,
+        7..7,
+    ] {
         let got = cache
             .read_range(&path, range.clone(), size, None)
             .await
@@ -159,8 +167,10 @@ async fn local_filesystem_reads_match() {
         .expect_err("missing object");
     assert!(matches!(err, CacheError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("missing.log"), "{err}");
-    let all = cache.read_all(&path).await.expect("read_all");
-    assert_eq!(all, data);
+    let index = Path::from("topics/t-0/0/00000000000000000000-x.indexes");
+    put(&*store_for_index, &index, &data.slice(..2000)).await;
+    let all = cache.read_all(&index).await.expect("read_all");
+    assert_eq!(all, data.slice(..2000));
 }
 
 /// Many concurrent readers of the same chunks issue one GET per chunk between them: each chunk's
@@ -250,8 +260,10 @@ async fn gets_per_mib_for_sequential_reads() {
     );
     assert!(counts.get <= 16, "{counts:?}");
     assert_eq!(counts.bytes_read, size, "every byte fetched exactly once");
+    // Whether the reader found a chunk resident or joined its read-ahead GET in flight depends
+    // on timing; that read-ahead issued nearly all the GETs does not.
     let stats = cache.stats();
-    assert!(stats.readahead_hits >= 10, "{stats:?}");
+    assert!(stats.readahead_fetches >= 8, "{stats:?}");
 
     // One 64 MiB read: 16 chunks in GETs of 4 chunks.
     let before = counting.snapshot();
@@ -279,7 +291,10 @@ async fn readahead_continues_into_the_successor() {
     let (store, counting, _faults) = instrumented(Arc::new(InMemory::new()), FaultPlan::default());
     let chunk = KIB;
     let (a, b) = (Path::from("seg/0-a.log"), Path::from("seg/8-b.log"));
-    let (data_a, data_b) = (pattern_bytes(6, 8 * KIB as usize), pattern_bytes(7, 10 * KIB as usize));
+    let (data_a, data_b) = (
+        pattern_bytes(6, 8 * KIB as usize),
+        pattern_bytes(7, 10 * KIB as usize),
+    );
     put(&*store, &a, &data_a).await;
     put(&*store, &b, &data_b).await;
     let config = CacheConfig {
@@ -299,6 +314,8 @@ async fn readahead_continues_into_the_successor() {
         // Never more than `readahead_chunks` fetched ahead of the reader.
         let ahead = lock(&cache.inner.inflight).len();
         assert!(ahead <= 4, "{ahead} chunks in flight");
+        // A reader slower than the store: each read finds the read-ahead it started done.
+        quiesce(&cache).await;
         at = range.end;
     }
     quiesce(&cache).await;
@@ -313,7 +330,10 @@ async fn readahead_continues_into_the_successor() {
     }
     let after = cache.stats();
     assert_eq!(after.misses, before.misses, "reads of b all hit: {after:?}");
-    assert!(after.readahead_hits >= before.readahead_hits + 4, "{after:?}");
+    assert!(
+        after.readahead_hits >= before.readahead_hits + 4,
+        "{after:?}"
+    );
     // Everything of a and b up to here was fetched once, each GET one chunk.
     quiesce(&cache).await;
     let counts = counting.snapshot();
@@ -350,14 +370,17 @@ async fn readahead_never_blocks_and_its_errors_are_dropped() {
     let got = cache
         .read_range(&path, 2 * chunk - 10..2 * chunk, size, None)
         .await;
-    assert_eq!(got.expect("read"), slice(&data, &(2 * chunk - 10..2 * chunk)));
+    assert_eq!(
+        got.expect("read"),
+        slice(&data, &(2 * chunk - 10..2 * chunk))
+    );
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "a resident read waited {:?} for read-ahead",
         started.elapsed()
     );
-    assert!(cache.stats().readahead_fetches >= 1);
     quiesce(&cache).await;
+    assert!(cache.stats().readahead_fetches >= 1);
     assert!(faults.injected_failures() >= 1);
 
     // The store recovers; the reader continues and gets its bytes.
@@ -421,7 +444,12 @@ async fn resident_bytes_stay_within_capacity() {
     let chunk = KIB;
     let capacity_chunks = 16;
     let objects: Vec<(Path, Bytes)> = (0..5)
-        .map(|i| (Path::from(format!("o{i}")), pattern_bytes(10 + i, 40 * KIB as usize)))
+        .map(|i| {
+            (
+                Path::from(format!("o{i}")),
+                pattern_bytes(10 + i, 40 * KIB as usize),
+            )
+        })
         .collect();
     for (path, data) in &objects {
         put(&*store, path, data).await;
@@ -456,11 +484,21 @@ async fn a_large_scan_does_not_evict_the_hot_set() {
     let capacity_chunks = 64;
     // Hot set: 8 objects of 4 chunks = 32 chunks, half the capacity (and twice the probation part).
     let hot: Vec<(Path, Bytes)> = (0..8)
-        .map(|i| (Path::from(format!("hot/{i}")), pattern_bytes(20 + i, 4 * chunk as usize)))
+        .map(|i| {
+            (
+                Path::from(format!("hot/{i}")),
+                pattern_bytes(20 + i, 4 * chunk as usize),
+            )
+        })
         .collect();
     // Scan: 10 objects of 32 chunks = 320 chunks, 5x the capacity.
     let scan: Vec<(Path, Bytes)> = (0..10)
-        .map(|i| (Path::from(format!("scan/{i}")), pattern_bytes(40 + i, 32 * chunk as usize)))
+        .map(|i| {
+            (
+                Path::from(format!("scan/{i}")),
+                pattern_bytes(40 + i, 32 * chunk as usize),
+            )
+        })
         .collect();
     for (path, data) in hot.iter().chain(&scan) {
         put(&*store, path, data).await;
@@ -481,18 +519,25 @@ async fn a_large_scan_does_not_evict_the_hot_set() {
         hot_pass(&cache, &hot).await;
     }
 
-    // The backfill: one reader, 3 KiB at a time, through all scan objects in order.
+    // The backfill: one reader going through all scan objects in order, the way the remote
+    // reader fetches: a 2 KiB window of batch headers, then 3 KiB of batches from the same
+    // position; the next fetch starts at a sparse-index position 500 bytes before the end.
     for (i, (path, data)) in scan.iter().enumerate() {
         let size = data.len() as u64;
         let successor = scan.get(i + 1).map(|(p, d)| (p.clone(), d.len() as u64));
         let mut at = 0;
         while at < size {
-            let range = at..(at + 3 * KIB).min(size);
-            let got = cache
-                .read_range(path, range.clone(), size, successor.clone())
-                .await;
-            assert_eq!(got.expect("scan read"), slice(data, &range));
-            at = range.end;
+            for range in [at..(at + 2 * KIB).min(size), at..(at + 3 * KIB).min(size)] {
+                let got = cache
+                    .read_range(path, range.clone(), size, successor.clone())
+                    .await;
+                assert_eq!(got.expect("scan read"), slice(data, &range));
+            }
+            at = if at + 3 * KIB >= size {
+                size
+            } else {
+                at + 3 * KIB - 500
+            };
         }
     }
     quiesce(&cache).await;
@@ -505,8 +550,14 @@ async fn a_large_scan_does_not_evict_the_hot_set() {
     let misses = after.misses - before.misses;
     let ratio = hits as f64 / (hits + misses) as f64;
     println!("hot-set hit ratio after a 5x-capacity scan: {ratio:.3} ({hits} hits, {misses} misses); {after:?}");
-    assert!(ratio >= 0.9, "hot-set hit ratio {ratio:.3} after the scan; {after:?}");
-    assert!(after.evictions >= 250, "the scan did cycle the cache: {after:?}");
+    assert!(
+        ratio >= 0.9,
+        "hot-set hit ratio {ratio:.3} after the scan; {after:?}"
+    );
+    assert!(
+        after.evictions >= 250,
+        "the scan did cycle the cache: {after:?}"
+    );
 }
 
 /// A missing object is `NotFound`; an injected store failure is a `Store` error naming the path,
@@ -521,8 +572,14 @@ async fn errors_propagate_and_are_not_cached() {
     let size = data.len() as u64;
 
     let missing = Path::from("topics/t/0/gone.log");
-    let err = cache.read_range(&missing, 0..1, 1, None).await.expect_err("missing");
-    assert!(matches!(err, CacheError::NotFound { ref path } if *path == missing), "{err:?}");
+    let err = cache
+        .read_range(&missing, 0..1, 1, None)
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(err, CacheError::NotFound { ref path } if *path == missing),
+        "{err:?}"
+    );
     let err = cache.read_all(&missing).await.expect_err("missing");
     assert!(matches!(err, CacheError::NotFound { .. }), "{err:?}");
 
@@ -545,16 +602,29 @@ async fn errors_propagate_and_are_not_cached() {
         }
         assert!(err.to_string().contains("topics/t/0/seg.log"), "{err}");
     }
-    assert_eq!(faults.injected_failures(), 1, "one GET failed, shared by all readers");
+    assert_eq!(
+        faults.injected_failures(),
+        1,
+        "one GET failed, shared by all readers"
+    );
     let got = cache.read_range(&path, 100..200, size, None).await;
-    assert_eq!(got.expect("read after the failure"), slice(&data, &(100..200)));
+    assert_eq!(
+        got.expect("read after the failure"),
+        slice(&data, &(100..200))
+    );
 
     // The caller's size is wrong: a clear error, not a panic or wrong bytes.
     let err = cache
         .read_range(&path, 9_000..11_000, 12_000, None)
         .await
         .expect_err("size mismatch");
-    assert!(matches!(err, CacheError::SizeMismatch { .. } | CacheError::Store { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CacheError::SizeMismatch { .. } | CacheError::Store { .. }
+        ),
+        "{err:?}"
+    );
 }
 
 /// `read_all` caches a whole object as one entry, shares one GET, and refuses large objects.
@@ -570,13 +640,20 @@ async fn read_all_caches_whole_objects() {
     }
     assert_eq!(counting.snapshot().get, 1);
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.promotions), (2, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.misses, stats.promotions),
+        (2, 1, 1),
+        "{stats:?}"
+    );
 
     // Limit: half of the 4 KiB probation part (2 KiB).
     let big = Path::from("big");
     put(&*store, &big, &pattern_bytes(13, 5000)).await;
     let err = cache.read_all(&big).await.expect_err("too large");
-    assert!(matches!(err, CacheError::TooLarge { size: 5000, .. }), "{err:?}");
+    assert!(
+        matches!(err, CacheError::TooLarge { size: 5000, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("read_range"), "{err}");
 }
 
@@ -589,17 +666,32 @@ async fn invalidate_drops_every_chunk() {
     put(&*store, &a, &data).await;
     put(&*store, &b, &data).await;
     let cache = ChunkCache::new(Arc::clone(&store), small(KIB, 64, 0)).expect("config");
-    cache.read_range(&a, 0..5000, 5000, None).await.expect("read");
-    cache.read_range(&b, 0..5000, 5000, None).await.expect("read");
+    cache
+        .read_range(&a, 0..5000, 5000, None)
+        .await
+        .expect("read");
+    cache
+        .read_range(&b, 0..5000, 5000, None)
+        .await
+        .expect("read");
     cache.invalidate(&a);
     let before = counting.snapshot();
-    cache.read_range(&b, 0..5000, 5000, None).await.expect("b stays");
+    cache
+        .read_range(&b, 0..5000, 5000, None)
+        .await
+        .expect("b stays");
     assert_eq!(counting.snapshot().since(&before).get, 0);
-    cache.read_range(&a, 0..5000, 5000, None).await.expect("refetch");
+    cache
+        .read_range(&a, 0..5000, 5000, None)
+        .await
+        .expect("refetch");
     assert!(counting.snapshot().since(&before).get >= 1);
     store.delete(&a).await.expect("delete");
     cache.invalidate(&a);
-    let err = cache.read_range(&a, 0..10, 5000, None).await.expect_err("deleted");
+    let err = cache
+        .read_range(&a, 0..10, 5000, None)
+        .await
+        .expect_err("deleted");
     assert!(matches!(err, CacheError::NotFound { .. }), "{err:?}");
     cache.run_pending_tasks().await;
     assert_eq!(cache.stats().resident_bytes, 5000);
@@ -627,7 +719,13 @@ async fn invalid_input_is_refused() {
         assert!(matches!(err, CacheError::InvalidRange { .. }), "{err:?}");
         assert!(err.to_string().contains("10 bytes long"), "{err}");
     }
-    assert_eq!(cache.read_range(&path, 3..3, 10, None).await.expect("empty"), Bytes::new());
+    assert_eq!(
+        cache
+            .read_range(&path, 3..3, 10, None)
+            .await
+            .expect("empty"),
+        Bytes::new()
+    );
     assert_eq!(cache.stats().get_requests, 0);
 }
 
@@ -652,6 +750,18 @@ fn works_without_a_runtime() {
     });
 }
 
+/// The cache can be shared across tasks and threads, and its reads spawned.
+#[test]
+fn cache_and_reads_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let cache = ChunkCache::new(Arc::new(InMemory::new()), CacheConfig::default()).expect("config");
+    send_sync(&cache);
+    let path = Path::from("x");
+    send(&cache.read_range(&path, 0..1, 1, None));
+    send(&cache.read_all(&path));
+}
+
 /// `CountingStore` and `FaultyStore` compose with the cache in either order (compile check of
 /// the public decorator types as `Arc<dyn ObjectStore>`).
 #[test]
@@ -659,5 +769,7 @@ fn decorators_are_object_stores() {
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let faulty: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(inner, FaultPlan::default()));
     let counting: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(faulty));
-    assert!(counting.to_string().starts_with("CountingStore(FaultyStore("));
+    assert!(counting
+        .to_string()
+        .starts_with("CountingStore(FaultyStore("));
 }

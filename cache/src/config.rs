@@ -134,7 +134,9 @@ impl CacheConfig {
                 .max(self.chunk_bytes)
                 .min(probation_bytes)
                 .min(u64::from(u32::MAX)),
-            ghosts_max: usize::try_from(capacity_chunks).unwrap_or(usize::MAX).min(1 << 20),
+            ghosts_max: usize::try_from(capacity_chunks)
+                .unwrap_or(usize::MAX)
+                .min(1 << 20),
         })
     }
 }

@@ -187,18 +187,27 @@ struct FetchTask {
 
 impl FetchTask {
     async fn run(self, origin: Origin, guard: InflightGuard) -> FetchOutput {
-        // Declared first so it is dropped last: after the chunks are inserted.
-        let _guard = guard;
-        let (permit, _ticket, by_readahead) = match origin {
-            Origin::Foreground => {
-                let permit = Arc::clone(&self.permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_closed| FetchFailure::Cancelled)?;
-                (permit, None, false)
-            }
+        let (permit, ticket, by_readahead) = match origin {
+            Origin::Foreground => match Arc::clone(&self.permits).acquire_owned().await {
+                Ok(permit) => (permit, None, false),
+                Err(_closed) => return Err(FetchFailure::Cancelled),
+            },
             Origin::Readahead { permit, ticket } => (permit, Some(ticket), true),
         };
+        let result = self.fetch_and_insert(permit, by_readahead).await;
+        // In this order: the chunks are in the cache before the in-flight entries go, so a
+        // reader always finds one or the other; and the entries are gone before the stream's
+        // read-ahead budget is released, so its in-flight chunks never exceed the budget.
+        drop(guard);
+        drop(ticket);
+        result
+    }
+
+    async fn fetch_and_insert(
+        &self,
+        permit: OwnedSemaphorePermit,
+        by_readahead: bool,
+    ) -> FetchOutput {
         Counters::add(&self.counters.get_requests, 1);
         if by_readahead {
             Counters::add(&self.counters.readahead_fetches, 1);
@@ -227,7 +236,12 @@ impl FetchTask {
             Job::Chunks { geometry, chunks } => {
                 let range = geometry.byte_range(chunks);
                 let options = GetOptions::new().with_range(Some(range.clone()));
-                let data = self.store.get_opts(&self.path, options).await?.bytes().await?;
+                let data = self
+                    .store
+                    .get_opts(&self.path, options)
+                    .await?
+                    .bytes()
+                    .await?;
                 let expected = range.end - range.start;
                 if data.len() as u64 != expected {
                     return Err(FetchFailure::SizeMismatch {

@@ -11,11 +11,11 @@
 //! - `stream`: detection of sequential readers, and how far read-ahead has gone for each.
 //! - `chunk`: cache keys, cached entries and the byte-range-to-chunk arithmetic.
 //! - [`stats`]: [`CacheStats`], the cache's counters.
-//! - [`error`]: [`CacheError`].
+//! - [`error`]: [`CacheError`], the one error type of the crate, each variant naming the object.
 //! - [`counting`]: [`CountingStore`], an `ObjectStore` decorator counting requests by kind and
 //!   bytes (always built: the broker keeps per-topic counters with it).
-//! - [`testing`] (tests and the `testing` feature): [`testing::FaultyStore`], which fails or
-//!   stalls requests on a seeded schedule or on command.
+//! - `testing` (tests and the `testing` feature): `FaultyStore`, which fails or stalls requests
+//!   on a seeded schedule or on command, and helpers for tests of other crates.
 
 pub mod chunk_cache;
 pub mod config;

@@ -1,11 +1,15 @@
 //! Sequential-reader detection: a bounded table of reader streams, each remembering where its last
 //! read ended and how far ahead read-ahead has gone for it.
 //!
-//! The cache has no reader ids; a read belongs to a stream when it starts where one of that
-//! object's streams ended (or, to tolerate a reader that re-reads the partial batch at the end of
-//! its previous read, a little before that end, within the last chunk). Several readers of one
-//! object each keep their own stream. A stream that reaches the end of its object with a known
-//! successor is also entered under the successor at offset 0, so it continues across objects.
+//! The cache has no reader ids; a read belongs to a stream when it starts inside or at the end of
+//! that stream's last read, or at most one chunk before its start. That tolerance is what a
+//! sequential remote reader looks like in practice: it reads a window of batch headers and then
+//! the batches from the same position, re-reads a partial batch at the end of its last read, and
+//! starts its next fetch at a sparse-index position a little before where it stopped. A read
+//! further back or past the end is another reader (or this one starting over), which matters to
+//! the admission policy: a chunk read by two readers is promoted. A stream that reaches the end of
+//! its object with a known successor is also entered under the successor at offset 0, so it
+//! continues across objects.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -48,8 +52,7 @@ impl StreamState {
 
     /// Whether a read starting at `start` continues this stream.
     fn is_continued_by(&self, start: u64, chunk_bytes: u64) -> bool {
-        start == self.end
-            || (self.start < start && start <= self.end && self.end - start <= chunk_bytes)
+        self.start.saturating_sub(chunk_bytes) <= start && start <= self.end
     }
 }
 
@@ -153,25 +156,28 @@ mod tests {
         }
     }
 
-    /// A read continues a stream when it starts at its end, or a little before it (re-reading a
-    /// partial batch), but a read that starts over does not.
+    /// A read continues a stream when it starts within its last read, at its end, or up to one
+    /// chunk before its start; a read further back or past the end is another reader.
     #[test]
     fn continuation_rules() {
         let path = Path::from("a");
         let mut table = StreamTable::default();
+        for start in [200, 150, 100, 36] {
+            table.record(&path, stream(1, 100, 200));
+            let found = table.take_continuation(&path, start, 64).map(|s| s.id);
+            assert_eq!(found, Some(1), "a read at {start}");
+        }
         table.record(&path, stream(1, 100, 200));
-        assert_eq!(table.take_continuation(&path, 200, 64).map(|s| s.id), Some(1));
-        table.record(&path, stream(1, 100, 200));
-        assert_eq!(table.take_continuation(&path, 150, 64).map(|s| s.id), Some(1));
-        table.record(&path, stream(1, 100, 200));
-        // Too far back, at the old start, or past the end: a different reader.
-        assert!(table.take_continuation(&path, 120, 64).is_none());
-        assert!(table.take_continuation(&path, 100, 64).is_none());
+        assert!(table.take_continuation(&path, 35, 64).is_none());
         assert!(table.take_continuation(&path, 201, 64).is_none());
-        assert!(table
-            .take_continuation(&Path::from("b"), 200, 64)
-            .is_none());
+        assert!(table.take_continuation(&Path::from("b"), 200, 64).is_none());
         assert_eq!(table.len(), 1);
+        // Of two candidates, the most recently used stream continues.
+        table.record(&path, stream(2, 150, 250));
+        assert_eq!(
+            table.take_continuation(&path, 180, 64).map(|s| s.id),
+            Some(2)
+        );
     }
 
     /// The table stays within its bounds however many streams are recorded.

@@ -229,7 +229,9 @@ pub fn instrumented(
     plan: FaultPlan,
 ) -> (Arc<dyn ObjectStore>, Arc<CountingStore>, Arc<FaultyStore>) {
     let faults = Arc::new(FaultyStore::new(inner, plan));
-    let counting = Arc::new(CountingStore::new(Arc::clone(&faults) as Arc<dyn ObjectStore>));
+    let counting = Arc::new(CountingStore::new(
+        Arc::clone(&faults) as Arc<dyn ObjectStore>
+    ));
     (
         Arc::clone(&counting) as Arc<dyn ObjectStore>,
         counting,
@@ -390,7 +392,9 @@ impl MultipartUpload for FaultyUpload {
     }
 
     async fn abort(&mut self) -> Result<()> {
-        self.core.gate(RequestKind::Delete, Some(&self.path)).await?;
+        self.core
+            .gate(RequestKind::Delete, Some(&self.path))
+            .await?;
         self.inner.abort().await
     }
 }
@@ -424,7 +428,8 @@ mod tests {
     /// Commanded faults hit exactly the requests they name, and the counts include them.
     #[tokio::test]
     async fn commanded_failures_and_outage() {
-        let (store, counting, faults) = instrumented(Arc::new(InMemory::new()), FaultPlan::default());
+        let (store, counting, faults) =
+            instrumented(Arc::new(InMemory::new()), FaultPlan::default());
         let a = Path::from("a");
         store
             .put(&a, PutPayload::from_static(b"x"))
@@ -434,7 +439,9 @@ mod tests {
         for _ in 0..2 {
             let err = store.get(&a).await.expect_err("injected");
             assert!(is_injected(&err), "{err}");
-            assert!(err.to_string().contains("injected failure of a GET request for a"));
+            assert!(err
+                .to_string()
+                .contains("injected failure of a GET request for a"));
         }
         store.get(&a).await.expect("third GET goes through");
         faults.set_outage(true);

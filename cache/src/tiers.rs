@@ -49,9 +49,7 @@ impl Tiers {
                     let promoted = chunk.promoted.load(std::sync::atomic::Ordering::Relaxed);
                     if cause == RemovalCause::Size && !promoted {
                         Counters::add(&counters.evictions, 1);
-                        let reader = chunk
-                            .last_reader
-                            .load(std::sync::atomic::Ordering::Relaxed);
+                        let reader = chunk.last_reader.load(std::sync::atomic::Ordering::Relaxed);
                         if reader != NO_READER {
                             lock(&ghosts).remember((*key).clone(), reader);
                         }
@@ -189,7 +187,9 @@ impl Ghosts {
 /// Locks a mutex that no code path panics under; if one ever did, the data is still consistent
 /// enough for a cache (counters and hints), so carry on rather than propagate the panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -433,3 +433,139 @@ def pick_version(versions: dict[int, tuple[int, int]], api_key: int, wanted: lis
         if lo <= v <= hi:
             return v
     raise AssertionError(f"broker supports api {api_key} versions {lo}..{hi}, none of {wanted}")
+
+
+# --- Multi-partition Fetch, ListOffsets v9, record batch headers (the tiered-storage tests) ------
+
+API_LIST_OFFSETS = 2
+
+
+def fetch_request_multi_v4(correlation_id: int, topic: str, offsets: dict[int, int], *,
+                           max_wait_ms: int = 500, min_bytes: int = 1, max_bytes: int = 64 << 20,
+                           partition_max_bytes: int = 1 << 20) -> bytes:
+    """Fetch v4 for several partitions of one topic: {partition: fetch offset}."""
+    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0)
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", len(offsets))
+    for p, off in offsets.items():
+        body += struct.pack(">iqi", p, off, partition_max_bytes)
+    return request_frame(API_FETCH, 4, correlation_id, body)
+
+
+def parse_fetch_response_v4_all(resp: bytes) -> list[FetchPartitionResult]:
+    """Every partition of every topic of a Fetch v4 response."""
+    r = Reader(resp)
+    corr = r.int32()
+    r.int32()  # throttle
+    out = []
+    for _ in range(r.int32()):
+        r.string()
+        for _ in range(r.int32()):
+            partition = r.int32()
+            err = r.int16()
+            hw = r.int64()
+            r.int64()  # last stable offset
+            for _ in range(max(r.int32(), 0)):  # aborted transactions
+                r.int64(); r.int64()
+            n = r.int32()
+            records = None if n < 0 else r.take(n)
+            out.append(FetchPartitionResult(corr, partition, err, hw, records))
+    return out
+
+
+@dataclass
+class BatchHeader:
+    base_offset: int
+    last_offset: int
+    record_count: int
+    max_timestamp: int
+    crc_ok: bool
+
+
+def batch_headers(records: bytes, check_crc: bool = True) -> list[BatchHeader]:
+    """The complete magic-2 batches in a fetch response's records (a trailing partial batch,
+    which a broker may send when it truncates at max_bytes, is left out)."""
+    out = []
+    pos = 0
+    while pos + 61 <= len(records):
+        base_offset, length = struct.unpack_from(">qi", records, pos)
+        end = pos + 12 + length
+        if end > len(records):
+            break
+        magic = records[pos + 16]
+        if magic != 2:
+            raise ValueError(f"batch at {base_offset}: magic {magic}")
+        (crc,) = struct.unpack_from(">I", records, pos + 17)
+        last_delta, = struct.unpack_from(">i", records, pos + 23)
+        max_ts, = struct.unpack_from(">q", records, pos + 35)
+        count, = struct.unpack_from(">i", records, pos + 57)
+        ok = crc32c(records[pos + 21:end]) == crc if check_crc else True
+        out.append(BatchHeader(base_offset, base_offset + last_delta, count, max_ts, ok))
+        pos = end
+    return out
+
+
+def list_offsets_request_v9(correlation_id: int, topic: str, queries: dict[int, int],
+                            isolation_level: int = 0) -> bytes:
+    """ListOffsets v9 (flexible): {partition: timestamp}, where -1 latest, -2 earliest,
+    -3 max timestamp, -4 earliest local, -5 latest tiered, >= 0 by time."""
+    body = struct.pack(">ib", -1, isolation_level)
+    body += uvarint(2) + compact_string(topic)
+    body += uvarint(len(queries) + 1)
+    for p, ts in queries.items():
+        body += struct.pack(">iiq", p, -1, ts) + uvarint(0)
+    body += uvarint(0)  # topic tagged fields
+    body += uvarint(0)  # request tagged fields
+    return request_frame(API_LIST_OFFSETS, 9, correlation_id, body, flexible_header=True)
+
+
+@dataclass
+class ListOffsetsResult:
+    partition: int
+    error_code: int
+    timestamp: int
+    offset: int
+    leader_epoch: int
+
+
+def _read_uvarint(r: Reader) -> int:
+    shift = result = 0
+    while True:
+        b = r.take(1)[0]
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result
+        shift += 7
+
+
+def _skip_tagged(r: Reader) -> None:
+    for _ in range(_read_uvarint(r)):
+        _read_uvarint(r)
+        r.take(_read_uvarint(r))
+
+
+def parse_list_offsets_v9(resp: bytes) -> dict[int, ListOffsetsResult]:
+    """{partition: result} of a ListOffsets v9 response (response header v1)."""
+    r = Reader(resp)
+    r.int32()  # correlation id
+    _skip_tagged(r)  # response header tagged fields
+    r.int32()  # throttle
+    out = {}
+    for _ in range(_read_uvarint(r) - 1):
+        r.take(_read_uvarint(r) - 1)  # topic name
+        for _ in range(_read_uvarint(r) - 1):
+            p = r.int32()
+            err = r.int16()
+            ts = r.int64()
+            off = r.int64()
+            epoch = r.int32()
+            _skip_tagged(r)
+            out[p] = ListOffsetsResult(p, err, ts, off, epoch)
+        _skip_tagged(r)
+    return out
+
+
+def list_offsets(host: str, port: int, topic: str, queries: dict[int, int]) -> dict[int, ListOffsetsResult]:
+    """One ListOffsets v9 round trip."""
+    with Conn(host, port) as c:
+        return parse_list_offsets_v9(c.roundtrip(list_offsets_request_v9(7, topic, queries), 30))

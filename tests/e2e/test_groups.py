@@ -410,7 +410,9 @@ def test_committed_offsets_survive_sigkill_and_restart(broker):
 
     broker.kill()
     broker.start()
-    assert "group coordinator loaded __consumer_offsets" in broker.log_text()
+    # The listener binds before the data is opened: wait for the replay to be logged.
+    wait_for(lambda: "group coordinator loaded __consumer_offsets" in broker.log_text(), 30,
+             "the coordinator to replay __consumer_offsets")
 
     got = committed(broker.bootstrap, group, topic)
     assert got == {p: (o, f"meta-{p}") for p, o in positions.items()}
@@ -522,3 +524,43 @@ def test_find_coordinator_batched_and_by_key_type(broker):
         assert r.int16() == 0
         r.string()
         assert (r.int32(), r.string(), r.int32()) == (0, broker.host, broker.port)
+
+
+def _java_string_hash(s: str) -> int:
+    h = 0
+    for unit in struct.unpack(f"<{len(s.encode('utf-16-le')) // 2}H", s.encode("utf-16-le")):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def test_offsets_topic_is_internal_compacted_and_keyed_like_kafka(broker):
+    """__consumer_offsets is created on first use with 50 partitions, compacted, reported internal in Metadata, and a group's records land in partition abs(groupId.hashCode()) % 50 as in Kafka."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import ConfigResource
+    from kafka import KafkaAdminClient
+    topic, group = unique("keyed"), "my-group"
+    cf_create_topic(broker.bootstrap, topic, PARTITIONS)
+    assert "__consumer_offsets" not in cf_admin(broker.bootstrap).list_topics(timeout=10).topics
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "logger": _RDKAFKA_LOG})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+        lows_highs = {p: c.get_watermark_offsets(TopicPartition("__consumer_offsets", p), timeout=10)[1]
+                      for p in range(50)}
+    finally:
+        c.close()
+    h = _java_string_hash(group)
+    assert h == -1906497762  # Java: "my-group".hashCode()
+    expected = (0 if h == -(1 << 31) else abs(h)) % 50
+    assert [p for p, hw in lows_highs.items() if hw > 0] == [expected]
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        (described,) = kp.describe_topics(["__consumer_offsets"])
+        assert described["is_internal"] is True
+        assert len(described["partitions"]) == 50
+    finally:
+        kp.close()
+    res = ConfigResource("TOPIC", "__consumer_offsets")
+    admin = cf_admin(broker.bootstrap)  # must outlive the future
+    configs = admin.describe_configs([res])[res].result(30)
+    assert configs["cleanup.policy"].value == "compact"

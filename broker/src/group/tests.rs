@@ -1055,3 +1055,38 @@ async fn a_restarted_coordinator_resumes_groups_and_offsets_from_the_log() {
     assert_eq!(state(&c), S::PreparingRebalance);
     run.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_static_leader_skips_the_assignment_only_from_v9() {
+    let (c, _) = coordinator();
+    let r = spawn_join(&c, join_req("", Some("leader"))).await.unwrap();
+    assert_eq!(r.leader, r.member_id);
+    spawn_sync(
+        &c,
+        &r.member_id,
+        r.generation_id,
+        vec![(r.member_id.clone(), Bytes::from_static(b"L"))],
+    )
+    .await
+    .unwrap();
+    // v9 client: told it leads, with the members, but to skip computing an assignment.
+    let v9 = spawn_join(&c, join_req("", Some("leader"))).await.unwrap();
+    assert_eq!(v9.error, None);
+    assert_eq!(v9.generation_id, r.generation_id);
+    assert!(v9.skip_assignment);
+    assert_eq!(v9.leader, v9.member_id);
+    assert_eq!(v9.members.len(), 1);
+    // An older client gets the previous leader id, so it does not act as leader.
+    let mut old = join_req("", Some("leader"));
+    old.supports_skip_assignment = false;
+    let v8 = spawn_join(&c, old).await.unwrap();
+    assert!(!v8.skip_assignment);
+    assert_eq!(v8.leader, v9.member_id);
+    assert_ne!(v8.member_id, v9.member_id);
+    assert!(v8.members.is_empty());
+    assert_eq!(state(&c), S::Stable);
+    let s = spawn_sync(&c, &v8.member_id, r.generation_id, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(&s.assignment[..], b"L");
+}

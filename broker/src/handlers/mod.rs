@@ -92,27 +92,87 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         describe_cluster::MIN_VERSION,
         describe_cluster::MAX_VERSION,
     ),
-    (ApiKey::AlterConfigs, alter_configs::MIN_VERSION, alter_configs::MAX_VERSION),
+    (
+        ApiKey::AlterConfigs,
+        alter_configs::MIN_VERSION,
+        alter_configs::MAX_VERSION,
+    ),
     (
         ApiKey::IncrementalAlterConfigs,
         alter_configs::INCREMENTAL_MIN_VERSION,
         alter_configs::INCREMENTAL_MAX_VERSION,
     ),
-    (ApiKey::DeleteRecords, delete_records::MIN_VERSION, delete_records::MAX_VERSION),
-    (ApiKey::DescribeLogDirs, describe_log_dirs::MIN_VERSION, describe_log_dirs::MAX_VERSION),
-    (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
+    (
+        ApiKey::DeleteRecords,
+        delete_records::MIN_VERSION,
+        delete_records::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeLogDirs,
+        describe_log_dirs::MIN_VERSION,
+        describe_log_dirs::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeProducers,
+        describe_producers::MIN_VERSION,
+        describe_producers::MAX_VERSION,
+    ),
     // The group coordinator (consumer groups and committed offsets).
-    (ApiKey::FindCoordinator, find_coordinator::MIN_VERSION, find_coordinator::MAX_VERSION),
-    (ApiKey::JoinGroup, join_group::MIN_VERSION, join_group::MAX_VERSION),
-    (ApiKey::SyncGroup, sync_group::MIN_VERSION, sync_group::MAX_VERSION),
-    (ApiKey::Heartbeat, heartbeat::MIN_VERSION, heartbeat::MAX_VERSION),
-    (ApiKey::LeaveGroup, leave_group::MIN_VERSION, leave_group::MAX_VERSION),
-    (ApiKey::OffsetCommit, offset_commit::MIN_VERSION, offset_commit::MAX_VERSION),
-    (ApiKey::OffsetFetch, offset_fetch::MIN_VERSION, offset_fetch::MAX_VERSION),
-    (ApiKey::DescribeGroups, describe_groups::MIN_VERSION, describe_groups::MAX_VERSION),
-    (ApiKey::ListGroups, list_groups::MIN_VERSION, list_groups::MAX_VERSION),
-    (ApiKey::DeleteGroups, delete_groups::MIN_VERSION, delete_groups::MAX_VERSION),
-    (ApiKey::OffsetDelete, offset_delete::MIN_VERSION, offset_delete::MAX_VERSION),
+    (
+        ApiKey::FindCoordinator,
+        find_coordinator::MIN_VERSION,
+        find_coordinator::MAX_VERSION,
+    ),
+    (
+        ApiKey::JoinGroup,
+        join_group::MIN_VERSION,
+        join_group::MAX_VERSION,
+    ),
+    (
+        ApiKey::SyncGroup,
+        sync_group::MIN_VERSION,
+        sync_group::MAX_VERSION,
+    ),
+    (
+        ApiKey::Heartbeat,
+        heartbeat::MIN_VERSION,
+        heartbeat::MAX_VERSION,
+    ),
+    (
+        ApiKey::LeaveGroup,
+        leave_group::MIN_VERSION,
+        leave_group::MAX_VERSION,
+    ),
+    (
+        ApiKey::OffsetCommit,
+        offset_commit::MIN_VERSION,
+        offset_commit::MAX_VERSION,
+    ),
+    (
+        ApiKey::OffsetFetch,
+        offset_fetch::MIN_VERSION,
+        offset_fetch::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeGroups,
+        describe_groups::MIN_VERSION,
+        describe_groups::MAX_VERSION,
+    ),
+    (
+        ApiKey::ListGroups,
+        list_groups::MIN_VERSION,
+        list_groups::MAX_VERSION,
+    ),
+    (
+        ApiKey::DeleteGroups,
+        delete_groups::MIN_VERSION,
+        delete_groups::MAX_VERSION,
+    ),
+    (
+        ApiKey::OffsetDelete,
+        offset_delete::MIN_VERSION,
+        offset_delete::MAX_VERSION,
+    ),
 ];
 
 fn supported_range(api_key: i16) -> Option<(i16, i16)> {
