@@ -1,7 +1,7 @@
 //! [`CountingStore`]: an [`ObjectStore`] decorator that counts requests by kind and the bytes they
-//! move. Always compiled: the broker keeps one set of [`RequestCounters`] per topic (wrap the
-//! shared store once per topic with [`CountingStore::with_counters`]), and tests use it to count
-//! the GETs a read costs.
+//! move. Always compiled: the tiering crate counts per topic with it (a [`CounterBuckets`] that
+//! picks one set of [`RequestCounters`] per topic from each object's path), and tests use it to
+//! count the GETs a read costs.
 //!
 //! Counts follow what an S3-style store bills and what a request log would show:
 //! - GET: `get_opts` without `head`; each range `get_ranges` fetches after coalescing.
@@ -14,7 +14,11 @@
 //! - COPY: `copy_opts`, and the copy half of a rename.
 //!
 //! Bytes read are the lengths of the byte ranges GET responses carry; bytes written are payload
-//! lengths of PUTs and parts.
+//! lengths of successful PUTs and parts.
+//!
+//! Which counters a request lands in is up to the store's [`CounterBuckets`]: by default one set
+//! for everything; a request is bucketed by the object it names (COPY and rename: the
+//! destination; a rename's DELETE: the source), a LIST by its prefix.
 
 use std::fmt;
 use std::ops::Range;
@@ -73,6 +77,21 @@ impl RequestKind {
 impl fmt::Display for RequestKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where a [`CountingStore`] counts each request. `Arc<RequestCounters>` is the one-set-for-all
+/// bucketing; other crates map paths to their own sets (tiering: one per topic). Counting stays
+/// in this module: a bucketing only chooses the counters.
+pub trait CounterBuckets: Clone + fmt::Debug + Send + Sync + 'static {
+    /// The counters for a request naming `location`: an object, or a LIST's prefix. `None`: a
+    /// LIST of the whole store, or a failed DELETE (its error need not name the object).
+    fn counters_for(&self, location: Option<&Path>) -> Arc<RequestCounters>;
+}
+
+impl CounterBuckets for Arc<RequestCounters> {
+    fn counters_for(&self, _location: Option<&Path>) -> Arc<RequestCounters> {
+        Arc::clone(self)
     }
 }
 
@@ -208,12 +227,12 @@ async fn observe<T>(
     result
 }
 
-/// An [`ObjectStore`] that counts the requests passing through it; see the [module docs](self)
-/// for what counts as what.
+/// An [`ObjectStore`] that counts the requests passing through it, in the counters its
+/// [`CounterBuckets`] picks; see the [module docs](self) for what counts as what.
 #[derive(Debug, Clone)]
-pub struct CountingStore {
+pub struct CountingStore<B = Arc<RequestCounters>> {
     inner: Arc<dyn ObjectStore>,
-    counters: Arc<RequestCounters>,
+    buckets: B,
 }
 
 impl CountingStore {
@@ -222,32 +241,47 @@ impl CountingStore {
         Self::with_counters(inner, RequestCounters::new())
     }
 
-    /// Counts requests to `inner` in `counters` (e.g. one set per topic, over one shared store).
+    /// Counts requests to `inner` in `counters` (share one set between stores to add them up).
     pub fn with_counters(inner: Arc<dyn ObjectStore>, counters: Arc<RequestCounters>) -> Self {
-        CountingStore { inner, counters }
+        Self::with_buckets(inner, counters)
     }
 
     pub fn counters(&self) -> &Arc<RequestCounters> {
-        &self.counters
+        &self.buckets
     }
 
     pub fn snapshot(&self) -> RequestCounts {
-        self.counters.snapshot()
+        self.buckets.snapshot()
+    }
+}
+
+impl<B: CounterBuckets> CountingStore<B> {
+    /// Counts requests to `inner` in the counters `buckets` picks for each request's path.
+    pub fn with_buckets(inner: Arc<dyn ObjectStore>, buckets: B) -> Self {
+        CountingStore { inner, buckets }
+    }
+
+    pub fn buckets(&self) -> &B {
+        &self.buckets
     }
 
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
     }
+
+    fn counters_for(&self, location: &Path) -> Arc<RequestCounters> {
+        self.buckets.counters_for(Some(location))
+    }
 }
 
-impl fmt::Display for CountingStore {
+impl<B> fmt::Display for CountingStore<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CountingStore({})", self.inner)
     }
 }
 
 #[async_trait]
-impl ObjectStore for CountingStore {
+impl<B: CounterBuckets> ObjectStore for CountingStore<B> {
     async fn put_opts(
         &self,
         location: &Path,
@@ -255,14 +289,15 @@ impl ObjectStore for CountingStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let len = payload.content_length() as u64;
+        let counters = self.counters_for(location);
         let result = observe(
-            &self.counters,
+            &counters,
             RequestKind::Put,
             self.inner.put_opts(location, payload, opts),
         )
         .await;
         if result.is_ok() {
-            self.counters.written(len);
+            counters.written(len);
         }
         result
     }
@@ -272,15 +307,16 @@ impl ObjectStore for CountingStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
+        let counters = self.counters_for(location);
         let upload = observe(
-            &self.counters,
+            &counters,
             RequestKind::Put,
             self.inner.put_multipart_opts(location, opts),
         )
         .await?;
         Ok(Box::new(CountingUpload {
             inner: upload,
-            counters: Arc::clone(&self.counters),
+            counters,
         }))
     }
 
@@ -290,10 +326,10 @@ impl ObjectStore for CountingStore {
         } else {
             RequestKind::Get
         };
-        let result = observe(&self.counters, kind, self.inner.get_opts(location, options)).await?;
+        let counters = self.counters_for(location);
+        let result = observe(&counters, kind, self.inner.get_opts(location, options)).await?;
         if kind == RequestKind::Get {
-            self.counters
-                .read(result.range.end.saturating_sub(result.range.start));
+            counters.read(result.range.end.saturating_sub(result.range.start));
         }
         Ok(result)
     }
@@ -313,27 +349,29 @@ impl ObjectStore for CountingStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        let counters = Arc::clone(&self.counters);
+        let buckets = self.buckets.clone();
         let counted = locations
             .inspect(move |location| {
-                if location.is_ok() {
-                    counters.record(RequestKind::Delete);
+                if let Ok(location) = location {
+                    buckets
+                        .counters_for(Some(location))
+                        .record(RequestKind::Delete);
                 }
             })
             .boxed();
-        let counters = Arc::clone(&self.counters);
+        let buckets = self.buckets.clone();
         self.inner
             .delete_stream(counted)
             .inspect(move |result| {
                 if result.is_err() {
-                    counters.failed();
+                    buckets.counters_for(None).failed();
                 }
             })
             .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        count_pages(&self.counters, self.inner.list(prefix))
+        count_pages(&self.buckets.counters_for(prefix), self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -341,12 +379,15 @@ impl ObjectStore for CountingStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        count_pages(&self.counters, self.inner.list_with_offset(prefix, offset))
+        count_pages(
+            &self.buckets.counters_for(prefix),
+            self.inner.list_with_offset(prefix, offset),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         observe(
-            &self.counters,
+            &self.buckets.counters_for(prefix),
             RequestKind::List,
             self.inner.list_with_delimiter(prefix),
         )
@@ -355,7 +396,7 @@ impl ObjectStore for CountingStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         observe(
-            &self.counters,
+            &self.counters_for(to),
             RequestKind::Copy,
             self.inner.copy_opts(from, to, options),
         )
@@ -365,9 +406,9 @@ impl ObjectStore for CountingStore {
     /// Delegated (a local rename stays one atomic rename), counted as the COPY and DELETE it is
     /// on S3.
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.counters.record(RequestKind::Delete);
+        self.counters_for(from).record(RequestKind::Delete);
         observe(
-            &self.counters,
+            &self.counters_for(to),
             RequestKind::Copy,
             self.inner.rename_opts(from, to, options),
         )
@@ -496,5 +537,55 @@ mod tests {
             .await
             .expect("put");
         assert_eq!(counters.snapshot().put, 2);
+    }
+
+    /// Buckets by the first path segment, as the tiering crate buckets by topic.
+    #[derive(Debug, Clone)]
+    struct ByDir(Arc<std::sync::Mutex<std::collections::BTreeMap<String, Arc<RequestCounters>>>>);
+
+    impl CounterBuckets for ByDir {
+        fn counters_for(&self, location: Option<&Path>) -> Arc<RequestCounters> {
+            let dir = location
+                .and_then(|p| p.parts().next())
+                .map(|part| part.as_ref().to_string())
+                .unwrap_or_default();
+            Arc::clone(self.0.lock().unwrap().entry(dir).or_default())
+        }
+    }
+
+    /// A bucketed store counts each request in its path's bucket: COPY and rename where the
+    /// object lands, a rename's DELETE where it left, a LIST under its prefix.
+    #[tokio::test]
+    async fn buckets_by_path() {
+        let buckets = ByDir(Default::default());
+        let store = CountingStore::with_buckets(Arc::new(InMemory::new()), buckets.clone());
+        let a = Path::from("a/x");
+        store
+            .put(&a, PutPayload::from_static(b"0123"))
+            .await
+            .expect("put");
+        store.get(&a).await.expect("get");
+        store.copy(&a, &Path::from("b/x")).await.expect("copy");
+        store
+            .rename(&Path::from("b/x"), &Path::from("c/x"))
+            .await
+            .expect("rename");
+        let _: Vec<_> = store
+            .list(Some(&Path::from("c")))
+            .try_collect()
+            .await
+            .expect("list");
+        let _: Vec<_> = store.list(None).try_collect().await.expect("list");
+        store.delete(&Path::from("c/x")).await.expect("delete");
+
+        let snapshot = |dir: &str| buckets.0.lock().unwrap()[dir].snapshot();
+        let a = snapshot("a");
+        assert_eq!((a.put, a.get, a.bytes_written, a.bytes_read), (1, 1, 4, 4));
+        assert_eq!(a.total_requests(), 2, "{a:?}");
+        let b = snapshot("b");
+        assert_eq!((b.copy, b.delete, b.total_requests()), (1, 1, 2), "{b:?}");
+        let c = snapshot("c");
+        assert_eq!((c.copy, c.list, c.delete, c.total_requests()), (1, 1, 1, 3));
+        assert_eq!(snapshot("").list, 1, "a LIST of the whole store");
     }
 }

@@ -13,7 +13,8 @@
 //! - [`stats`]: [`CacheStats`], the cache's counters.
 //! - [`error`]: [`CacheError`], the one error type of the crate, each variant naming the object.
 //! - [`counting`]: [`CountingStore`], an `ObjectStore` decorator counting requests by kind and
-//!   bytes (always built: the broker keeps per-topic counters with it).
+//!   bytes, in counters chosen per path by a [`CounterBuckets`] (always built: tiering counts
+//!   per topic with it).
 //! - `testing` (tests and the `testing` feature): `FaultyStore`, which fails or stalls requests
 //!   on a seeded schedule or on command, and helpers for tests of other crates.
 
@@ -32,6 +33,6 @@ mod tiers;
 
 pub use chunk_cache::ChunkCache;
 pub use config::CacheConfig;
-pub use counting::{CountingStore, RequestCounters, RequestCounts, RequestKind};
+pub use counting::{CounterBuckets, CountingStore, RequestCounters, RequestCounts, RequestKind};
 pub use error::CacheError;
 pub use stats::CacheStats;

@@ -1,26 +1,25 @@
-//! [`CountingStore`]: an `ObjectStore` decorator that counts requests and bytes per topic, by
-//! the topic directory in each object's path. The remote log and its cache both talk to the
-//! store through it, so every request is counted, reads through the cache included.
+//! Requests and bytes per topic: the cache crate's [`CountingStore`] with its counters bucketed
+//! by the topic directory in each object's path ([`TopicBuckets`]). The remote log and its cache
+//! both talk to the store through it, so every request is counted, reads through the cache
+//! included.
 //!
-//! Request classes follow S3 pricing: PUT-class are PUT, each multipart part, multipart
-//! create/complete, and COPY; GET-class are GET and HEAD; LIST counts one request per call plus
-//! one per further 1000 results (S3's page size); DELETE is one per object.
+//! [`RequestCounts`] sorts the cache's request kinds into S3's price classes: PUT-class are PUT,
+//! each multipart part, multipart create/complete, and COPY; GET-class are GET and HEAD; LIST
+//! counts one request per call plus one per further 1000 results (S3's page size); DELETE is one
+//! per object. What counts as a request, and when bytes count, is
+//! [`shale_cache::counting`]'s.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
-};
+use shale_cache::{CounterBuckets, RequestCounters};
 
 use crate::layout;
+
+/// The counting decorator the remote log uses; build it with
+/// `CountingStore::with_buckets(store, TopicBuckets::new(prefix, counters))`.
+pub type CountingStore = shale_cache::CountingStore<TopicBuckets>;
 
 /// Requests and bytes of one topic (or, under the empty name, of paths outside any topic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,210 +43,145 @@ impl RequestCounts {
     }
 }
 
+impl From<shale_cache::RequestCounts> for RequestCounts {
+    /// Sorts request kinds into price classes (see the module docs).
+    fn from(c: shale_cache::RequestCounts) -> Self {
+        RequestCounts {
+            put_requests: c.put + c.copy,
+            put_bytes: c.bytes_written,
+            get_requests: c.get + c.head,
+            get_bytes: c.bytes_read,
+            list_requests: c.list,
+            delete_requests: c.delete,
+        }
+    }
+}
+
 /// Counts by topic name; paths outside `topics/` count under `""`.
 #[derive(Debug, Clone, Default)]
 pub struct StoreCounters {
-    inner: Arc<Mutex<BTreeMap<String, RequestCounts>>>,
+    inner: Arc<Mutex<BTreeMap<String, Arc<RequestCounters>>>>,
 }
 
 impl StoreCounters {
+    /// Every topic that made a request. A set whose only entries are failures the decorator
+    /// could not attribute (a failed DELETE, counted under `None`) made no request and is left
+    /// out.
     pub fn snapshot(&self) -> BTreeMap<String, RequestCounts> {
-        self.inner.lock().expect("counter lock").clone()
+        self.inner
+            .lock()
+            .expect("counter lock")
+            .iter()
+            .map(|(topic, counters)| (topic.clone(), RequestCounts::from(counters.snapshot())))
+            .filter(|(_, counts)| *counts != RequestCounts::default())
+            .collect()
     }
 
     pub fn total(&self) -> RequestCounts {
         let mut total = RequestCounts::default();
-        for counts in self.inner.lock().expect("counter lock").values() {
-            total.add(counts);
+        for counters in self.inner.lock().expect("counter lock").values() {
+            total.add(&counters.snapshot().into());
         }
         total
     }
 
-    fn update(&self, topic: String, f: impl FnOnce(&mut RequestCounts)) {
-        f(self
-            .inner
-            .lock()
-            .expect("counter lock")
-            .entry(topic)
-            .or_default());
+    fn topic(&self, topic: String) -> Arc<RequestCounters> {
+        Arc::clone(
+            self.inner
+                .lock()
+                .expect("counter lock")
+                .entry(topic)
+                .or_default(),
+        )
     }
 }
 
-/// The counting decorator; see the module docs.
-#[derive(Debug)]
-pub struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
+/// Picks a request's counters by the topic its path is under.
+#[derive(Debug, Clone)]
+pub struct TopicBuckets {
     topics_dir: Path,
     counters: StoreCounters,
 }
 
-impl CountingStore {
-    /// Counts requests to `inner`, attributing paths below `prefix/topics/` to their topic.
-    pub fn new(inner: Arc<dyn ObjectStore>, prefix: &Path, counters: StoreCounters) -> Self {
+impl TopicBuckets {
+    /// Attributes paths below `prefix/topics/` to their topic, the rest to `""`.
+    pub fn new(prefix: &Path, counters: StoreCounters) -> Self {
         Self {
-            inner,
             topics_dir: layout::topics_dir(prefix),
             counters,
         }
     }
+}
 
-    fn topic_of(&self, location: &Path) -> String {
-        layout::split_object_path(&self.topics_dir, location)
+impl CounterBuckets for TopicBuckets {
+    fn counters_for(&self, location: Option<&Path>) -> Arc<RequestCounters> {
+        let topic = location
+            .and_then(|path| layout::split_object_path(&self.topics_dir, path))
             .map(|(tp, _)| tp.topic)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.counters.topic(topic)
     }
 }
 
-impl fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.inner)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-#[async_trait]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let len = payload.content_length() as u64;
-        self.counters.update(self.topic_of(location), |c| {
-            c.put_requests += 1;
-            c.put_bytes += len;
-        });
-        self.inner.put_opts(location, payload, opts).await
-    }
+    const TOPIC_DIR: &str = "p/topics/orders-00000000-0000-0000-0000-00000000feed";
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        let topic = self.topic_of(location);
-        self.counters.update(topic.clone(), |c| c.put_requests += 1);
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(CountingUpload {
-            inner: upload,
-            topic,
-            counters: self.counters.clone(),
-        }))
-    }
+    /// Requests land under their topic in S3's price classes (HEAD is GET-class, COPY is
+    /// PUT-class under the destination's topic, failed or not); paths outside any topic land
+    /// under `""`.
+    #[tokio::test]
+    async fn counts_per_topic_in_price_classes() {
+        let counters = StoreCounters::default();
+        let store = CountingStore::with_buckets(
+            Arc::new(InMemory::new()),
+            TopicBuckets::new(&Path::from("p"), counters.clone()),
+        );
+        let segment = Path::from(format!("{TOPIC_DIR}/0/a.log"));
+        store
+            .put(&segment, PutPayload::from_static(b"0123456789"))
+            .await
+            .expect("put");
+        store.get_range(&segment, 2..5).await.expect("get_range");
+        store.head(&segment).await.expect("head");
+        store
+            .copy(&Path::from("p/probe"), &segment)
+            .await
+            .expect_err("no such source");
+        store
+            .put(&Path::from("p/probe"), PutPayload::from_static(b"x"))
+            .await
+            .expect("put");
+        let _: Vec<_> = store
+            .list(Some(&Path::from(format!("{TOPIC_DIR}/0"))))
+            .try_collect()
+            .await
+            .expect("list");
+        store.delete(&segment).await.expect("delete");
 
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        let head = options.head;
-        let result = self.inner.get_opts(location, options).await;
-        let len = match &result {
-            Ok(r) if !head => r.range.end - r.range.start,
-            _ => 0,
+        let snapshot = counters.snapshot();
+        let orders = RequestCounts {
+            put_requests: 2,
+            put_bytes: 10,
+            get_requests: 2,
+            get_bytes: 3,
+            list_requests: 1,
+            delete_requests: 1,
         };
-        self.counters.update(self.topic_of(location), |c| {
-            c.get_requests += 1;
-            c.get_bytes += len;
-        });
-        result
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<bytes::Bytes>> {
-        // One request per range, as the stores without a multi-range GET issue them.
-        let len: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-        self.counters.update(self.topic_of(location), |c| {
-            c.get_requests += ranges.len() as u64;
-            c.get_bytes += len;
-        });
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        let counters = self.counters.clone();
-        let topics_dir = self.topics_dir.clone();
-        let counted = locations
-            .map(move |location| {
-                if let Ok(path) = &location {
-                    let topic = layout::split_object_path(&topics_dir, path)
-                        .map(|(tp, _)| tp.topic)
-                        .unwrap_or_default();
-                    counters.update(topic, |c| c.delete_requests += 1);
-                }
-                location
-            })
-            .boxed();
-        self.inner.delete_stream(counted)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let topic = prefix.map(|p| self.topic_of(p)).unwrap_or_default();
-        let counters = self.counters.clone();
-        counters.update(topic.clone(), |c| c.list_requests += 1);
-        let mut seen = 0u64;
-        self.inner
-            .list(prefix)
-            .inspect(move |_| {
-                seen += 1;
-                if seen % 1000 == 1 && seen > 1 {
-                    counters.update(topic.clone(), |c| c.list_requests += 1);
-                }
-            })
-            .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let topic = prefix.map(|p| self.topic_of(p)).unwrap_or_default();
-        self.counters.update(topic, |c| c.list_requests += 1);
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.counters
-            .update(self.topic_of(to), |c| c.put_requests += 1);
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
-#[derive(Debug)]
-struct CountingUpload {
-    inner: Box<dyn MultipartUpload>,
-    topic: String,
-    counters: StoreCounters,
-}
-
-#[async_trait]
-impl MultipartUpload for CountingUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let len = data.content_length() as u64;
-        self.counters.update(self.topic.clone(), |c| {
-            c.put_requests += 1;
-            c.put_bytes += len;
-        });
-        self.inner.put_part(data)
-    }
-
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        self.counters
-            .update(self.topic.clone(), |c| c.put_requests += 1);
-        self.inner.complete().await
-    }
-
-    async fn abort(&mut self) -> object_store::Result<()> {
-        self.counters
-            .update(self.topic.clone(), |c| c.delete_requests += 1);
-        self.inner.abort().await
+        assert_eq!(snapshot.get("orders"), Some(&orders), "{snapshot:?}");
+        let outside = RequestCounts {
+            put_requests: 1,
+            put_bytes: 1,
+            ..RequestCounts::default()
+        };
+        assert_eq!(snapshot.get(""), Some(&outside), "{snapshot:?}");
+        let mut total = orders;
+        total.add(&outside);
+        assert_eq!(counters.total(), total);
     }
 }

@@ -6,7 +6,7 @@
 //! - [`manifest`]: the partition manifest, its versioned, checksummed encoding, its invariants.
 //! - [`indexes`]: the `.indexes` object bundling a segment's indexes, epochs and producer state.
 //! - [`store`]: opening the object store from configuration, and the startup check.
-//! - [`counters`]: a store decorator counting requests and bytes per topic.
+//! - [`counters`]: requests and bytes per topic, counted by the cache crate's `CountingStore`.
 //! - [`retry`]: retries with backoff, request timeouts, the upload rate limit.
 //! - [`manager`]: `RemoteLogManager`, one per broker: config, cache, limits, partition handles.
 //! - [`partition`]: `RemotePartition`, one partition's remote log: its manifest in memory and

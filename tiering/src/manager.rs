@@ -11,7 +11,7 @@ use object_store::ObjectStore;
 use shale_cache::{CacheConfig, ChunkCache};
 use tokio::sync::Semaphore;
 
-use crate::counters::{CountingStore, RequestCounts, StoreCounters};
+use crate::counters::{CountingStore, RequestCounts, StoreCounters, TopicBuckets};
 use crate::error::TieringError;
 use crate::indexes::SegmentIndexes;
 use crate::layout;
@@ -75,6 +75,9 @@ impl Default for RemoteLogManagerConfig {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// `store` as the operator configured it, for error messages: the counting decorator around
+    /// it is ours, not theirs.
+    pub(crate) store_name: String,
     pub(crate) cache: Arc<ChunkCache>,
     pub(crate) prefix: Path,
     pub(crate) config: RemoteLogManagerConfig,
@@ -147,8 +150,11 @@ impl RemoteLogManager {
         }
         let prefix = Path::from(config.prefix.as_str());
         let counters = StoreCounters::default();
-        let counted: Arc<dyn ObjectStore> =
-            Arc::new(CountingStore::new(store, &prefix, counters.clone()));
+        let store_name = store.to_string();
+        let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::with_buckets(
+            store,
+            TopicBuckets::new(&prefix, counters.clone()),
+        ));
         let cache = ChunkCache::new(counted.clone(), cache_config).map_err(|e| {
             TieringError::InvalidConfig {
                 reason: format!("the chunk cache cannot be built: {e}"),
@@ -156,6 +162,7 @@ impl RemoteLogManager {
         })?;
         let shared = Shared {
             store: counted,
+            store_name,
             cache: Arc::new(cache),
             prefix,
             upload_slots: Semaphore::new(config.upload_concurrency_max.max(1)),
@@ -206,7 +213,7 @@ impl RemoteLogManager {
     pub async fn discover_partitions(&self) -> Result<Vec<TopicIdPartition>, TieringError> {
         let topics_dir = layout::topics_dir(&self.shared.prefix);
         let list_error = |path: &Path, source| TieringError::StoreUnusable {
-            store: self.shared.store.to_string(),
+            store: self.shared.store_name.clone(),
             what: "listing partitions",
             path: path.to_string(),
             source: Box::new(source),

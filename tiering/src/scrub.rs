@@ -65,7 +65,7 @@ pub(crate) async fn scrub(
         .try_collect()
         .await
         .map_err(|source| TieringError::StoreUnusable {
-            store: shared.store.to_string(),
+            store: shared.store_name.clone(),
             what: "listing objects for the scrub",
             path: topics_dir.to_string(),
             source: Box::new(source),
