@@ -149,6 +149,10 @@ impl Shared {
             .clone()
             .unwrap_or_else(|| Arc::new(store::NoLog))
     }
+
+    fn has_log(&self) -> bool {
+        self.log.read().expect("coordinator log lock").is_some()
+    }
 }
 
 /// The group coordinator of this broker (which coordinates every group: it is the leader of
@@ -243,23 +247,12 @@ impl GroupCoordinator {
     /// Creates `__consumer_offsets` on first use (compacted, `offsets.topic.num.partitions`
     /// partitions), as Kafka does when the first group looks up its coordinator.
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), ApiError> {
-        if self
-            .shared
-            .log
-            .read()
-            .expect("coordinator log lock")
-            .is_some()
-        {
+        if self.shared.has_log() {
             return Ok(());
         }
         let _setup = self.shared.topic_setup.lock().expect("topic setup lock");
-        if self
-            .shared
-            .log
-            .read()
-            .expect("coordinator log lock")
-            .is_some()
-        {
+        // Again under the setup lock: another request may have created it meanwhile.
+        if self.shared.has_log() {
             return Ok(());
         }
         let c = &self.shared.config;

@@ -206,14 +206,7 @@ fn encode_offset_value(v: &OffsetAndMetadata) -> Result<Bytes, RecordError> {
 fn decode_offset_value(bytes: &[u8]) -> Result<OffsetAndMetadata, RecordError> {
     const WHAT: &str = "OffsetCommitValue";
     let mut r = Reader::new(bytes, WHAT);
-    let version = r.i16("version")?;
-    if !(0..=4).contains(&version) {
-        return Err(RecordError::UnsupportedVersion {
-            what: WHAT,
-            version,
-        });
-    }
-    r.flexible = version >= 4;
+    let version = r.value_version()?;
     let offset = r.i64()?;
     let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
     let metadata = r.string("metadata")?;
@@ -257,14 +250,7 @@ fn encode_group_value(v: &GroupMetadataValue) -> Result<Bytes, RecordError> {
 fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordError> {
     const WHAT: &str = "GroupMetadataValue";
     let mut r = Reader::new(bytes, WHAT);
-    let version = r.i16("version")?;
-    if !(0..=4).contains(&version) {
-        return Err(RecordError::UnsupportedVersion {
-            what: WHAT,
-            version,
-        });
-    }
-    r.flexible = version >= 4;
+    let version = r.value_version()?;
     let protocol_type = r.string("protocolType")?;
     let generation = r.i32()?;
     let protocol = r.nullable_string("protocol")?;
@@ -363,6 +349,20 @@ impl<'a> Reader<'a> {
 
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// Reads a value's version and, for version 4, switches to the flexible encoding. Both
+    /// value kinds (OffsetCommitValue, GroupMetadataValue) have versions 0 to 4, flexible at 4.
+    fn value_version(&mut self) -> Result<i16, RecordError> {
+        let version = self.i16("version")?;
+        if !(0..=4).contains(&version) {
+            return Err(RecordError::UnsupportedVersion {
+                what: self.what,
+                version,
+            });
+        }
+        self.flexible = version >= 4;
+        Ok(version)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
@@ -910,6 +910,24 @@ mod tests {
         assert!(CoordinatorRecord::decode(b"\x00\x01\x00\x09g", None).is_err());
         assert!(CoordinatorRecord::decode(b"\x00\x02\x00\x01g", Some(b"\x00\x09")).is_err());
         assert!(CoordinatorRecord::decode(b"\x00\x02\x00\x01gX", None).is_err());
+    }
+
+    /// Value versions outside 0..=4 are refused, naming the value kind, for both kinds.
+    #[test]
+    fn value_versions_beyond_4_are_refused() {
+        let offset_key = b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00";
+        let group_key = b"\x00\x02\x00\x01g";
+        for (key, what) in [
+            (&offset_key[..], "OffsetCommitValue"),
+            (&group_key[..], "GroupMetadataValue"),
+        ] {
+            for version in [b"\x00\x05", b"\xff\xff"] {
+                match CoordinatorRecord::decode(key, Some(version)) {
+                    Err(RecordError::UnsupportedVersion { what: w, .. }) => assert_eq!(w, what),
+                    other => panic!("{what} {version:?}: {other:?}"),
+                }
+            }
+        }
     }
 
     fn open_partition(dir: &std::path::Path) -> Arc<Partition> {

@@ -33,13 +33,9 @@ pub fn handle(
                 let wanted = g.topics.as_ref().map(|topics| {
                     topics
                         .iter()
-                        .flat_map(|t| t.partition_indexes.iter().map(|p| tp(&t.name, *p)))
-                        .collect::<Vec<_>>()
+                        .map(|t| (&t.name, t.partition_indexes.as_slice()))
                 });
-                let found = broker
-                    .groups
-                    .fetch_offsets(g.group_id.as_str(), wanted.as_deref());
-                let topics = by_topic(found)
+                let topics = committed(broker, g.group_id.as_str(), wanted)
                     .into_iter()
                     .map(|(name, partitions)| {
                         OffsetFetchResponseTopics::default()
@@ -69,13 +65,9 @@ pub fn handle(
     let wanted = req.topics.as_ref().map(|topics| {
         topics
             .iter()
-            .flat_map(|t| t.partition_indexes.iter().map(|p| tp(&t.name, *p)))
-            .collect::<Vec<_>>()
+            .map(|t| (&t.name, t.partition_indexes.as_slice()))
     });
-    let found = broker
-        .groups
-        .fetch_offsets(req.group_id.as_str(), wanted.as_deref());
-    let topics = by_topic(found)
+    let topics = committed(broker, req.group_id.as_str(), wanted)
         .into_iter()
         .map(|(name, partitions)| {
             OffsetFetchResponseTopic::default()
@@ -96,6 +88,23 @@ pub fn handle(
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// What `group_id` has committed for the named topics' partitions (`None`: for every partition
+/// it has an offset for), by topic. The v8+ and older requests name them in different types,
+/// hence `(name, partition indexes)` pairs. The responses stay apart: they are different types
+/// too, and before v5 the leader epoch reads -1.
+fn committed<'a>(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<impl Iterator<Item = (&'a TopicName, &'a [i32])>>,
+) -> Vec<TopicOffsets> {
+    let wanted = topics.map(|topics| {
+        topics
+            .flat_map(|(name, partitions)| partitions.iter().map(|p| tp(name, *p)))
+            .collect::<Vec<_>>()
+    });
+    by_topic(broker.groups.fetch_offsets(group_id, wanted.as_deref()))
 }
 
 fn tp(name: &TopicName, partition: i32) -> TopicPartition {
