@@ -212,23 +212,7 @@ impl Log {
                     self.corrupt(format!("batch for offset {}: {e}", batch.base_offset))
                 })?;
         }
-        let info = self.append_info(&planned, append_time);
-        let appended: Vec<_> = planned
-            .iter()
-            .map(|b| AppendedBatch {
-                position: b.range.start,
-                size: b.range.len(),
-                last_offset: b.last_offset,
-                max_timestamp: b.max_timestamp,
-            })
-            .collect();
-        self.write(
-            records,
-            &appended,
-            info.base_offset,
-            info.max_timestamp,
-            now_ms,
-        )?;
+        let info = self.write_planned(records, &planned, append_time, now_ms)?;
         self.producers.commit(staged, next_offset);
         self.maybe_assign_epoch(leader_epoch, info.base_offset)?;
         self.maybe_flush(now_ms)?;
@@ -280,23 +264,7 @@ impl Log {
             });
         }
         self.check_append_size(records.len())?;
-        let info = self.append_info(&planned, None);
-        let appended: Vec<_> = planned
-            .iter()
-            .map(|b| AppendedBatch {
-                position: b.range.start,
-                size: b.range.len(),
-                last_offset: b.last_offset,
-                max_timestamp: b.max_timestamp,
-            })
-            .collect();
-        self.write(
-            records,
-            &appended,
-            info.base_offset,
-            info.max_timestamp,
-            now_ms,
-        )?;
+        let info = self.write_planned(records, &planned, None, now_ms)?;
         self.producers.commit(staged, next_offset);
         for batch in &planned {
             self.maybe_assign_epoch(batch.header.partition_leader_epoch, batch.base_offset)?;
@@ -767,6 +735,35 @@ impl Log {
             });
         }
         Ok(())
+    }
+
+    /// Writes planned batches, laid out in `records` with their final offsets, to the active
+    /// segment: what appends as leader and as follower share once their batches are planned.
+    fn write_planned(
+        &mut self,
+        records: &[u8],
+        planned: &[PlannedBatch],
+        append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let info = self.append_info(planned, append_time);
+        let appended: Vec<_> = planned
+            .iter()
+            .map(|b| AppendedBatch {
+                position: b.range.start,
+                size: b.range.len(),
+                last_offset: b.last_offset,
+                max_timestamp: b.max_timestamp,
+            })
+            .collect();
+        self.write(
+            records,
+            &appended,
+            info.base_offset,
+            info.max_timestamp,
+            now_ms,
+        )?;
+        Ok(info)
     }
 
     fn append_info(&self, planned: &[PlannedBatch], append_time: Option<i64>) -> AppendInfo {
