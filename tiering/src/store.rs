@@ -118,16 +118,7 @@ pub async fn check_store(store: &dyn ObjectStore, prefix: &Path) -> Result<(), T
         .join("_shale_probe")
         .join(uuid::Uuid::new_v4().simple().to_string().as_str());
     let body = Bytes::from(format!("shale store probe {path}"));
-    let unusable = |what: &'static str| {
-        let store = store.to_string();
-        let path = path.to_string();
-        move |source| TieringError::StoreUnusable {
-            store,
-            what,
-            path,
-            source: Box::new(source),
-        }
-    };
+    let unusable = |what| probe_unusable(store, &path, what);
     let create = PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
@@ -148,11 +139,11 @@ pub async fn check_store(store: &dyn ObjectStore, prefix: &Path) -> Result<(), T
     deleted?;
     match store.head(&path).await {
         Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Ok(_) => Err(TieringError::StoreMisbehaves {
-            store: store.to_string(),
-            path: path.to_string(),
-            reason: "the probe object is still there after a successful DELETE".to_string(),
-        }),
+        Ok(_) => Err(probe_misbehaves(
+            store,
+            &path,
+            "the probe object is still there after a successful DELETE".to_string(),
+        )),
         Err(source) => Err(unusable("looking up the deleted probe object")(source)),
     }
 }
@@ -163,21 +154,8 @@ async fn check_written_probe(
     body: &Bytes,
     create: PutOptions,
 ) -> Result<(), TieringError> {
-    let unusable = |what: &'static str| {
-        let store = store.to_string();
-        let path = path.to_string();
-        move |source| TieringError::StoreUnusable {
-            store,
-            what,
-            path,
-            source: Box::new(source),
-        }
-    };
-    let misbehaves = |reason: String| TieringError::StoreMisbehaves {
-        store: store.to_string(),
-        path: path.to_string(),
-        reason,
-    };
+    let unusable = |what| probe_unusable(store, path, what);
+    let misbehaves = |reason| probe_misbehaves(store, path, reason);
     let read = store
         .get(path)
         .await
@@ -209,9 +187,63 @@ async fn check_written_probe(
     }
 }
 
+/// The error for a probe request (step `what`) that failed.
+fn probe_unusable(
+    store: &dyn ObjectStore,
+    path: &Path,
+    what: &'static str,
+) -> impl FnOnce(object_store::Error) -> TieringError {
+    let store = store.to_string();
+    let path = path.to_string();
+    move |source| TieringError::StoreUnusable {
+        store,
+        what,
+        path,
+        source: Box::new(source),
+    }
+}
+
+/// The error for a probe request that succeeded with a wrong answer.
+fn probe_misbehaves(store: &dyn ObjectStore, path: &Path, reason: String) -> TieringError {
+    TieringError::StoreMisbehaves {
+        store: store.to_string(),
+        path: path.to_string(),
+        reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::fault::FaultStore;
+
+    /// A failing step is named in the error, with the store and the probe object.
+    #[tokio::test]
+    async fn check_names_the_failed_step() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let down = FaultStore::flaky(inner.clone(), 1, 1000, 0, std::time::Duration::ZERO);
+        let err = check_store(&down, &Path::from("p")).await.unwrap_err();
+        assert!(
+            matches!(&err, TieringError::StoreUnusable { what, store, path, .. }
+                if what.starts_with("writing a probe object")
+                    && store.starts_with("FaultStore(")
+                    && path.starts_with("p/_shale_probe/")),
+            "{err}"
+        );
+        // The first PUT goes through; the second, the conditional create, fails.
+        let crashes = FaultStore::crash_at(inner, 1, false);
+        let err = check_store(&crashes, &Path::from("p")).await.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                TieringError::StoreUnusable {
+                    what: "a conditional create of an existing object",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 
     /// The startup check passes on the embedded default and in memory, and leaves nothing.
     #[tokio::test]

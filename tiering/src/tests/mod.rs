@@ -4,7 +4,7 @@
 //! SeaweedFS and sets it); without it the S3 variants print why they skip and pass.
 
 mod conformance;
-mod fault;
+pub(crate) mod fault;
 mod fixtures;
 
 use std::path::PathBuf;
