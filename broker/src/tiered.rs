@@ -77,8 +77,9 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
     }
     let (store_config, prefix) =
         store_config(config).map_err(|e| format!("setting `remote_storage_url`: {e}"))?;
-    let store = shale_tiering::store::open_store(&store_config)
-        .map_err(|e| format!("the object store cannot be opened: {e}"))?;
+    let store = shale_tiering::store::open_store(&store_config).map_err(|e| {
+        format!("the object store named by `remote_storage_url` (empty = <data_dir>/remote) cannot be opened: {e}")
+    })?;
     shale_tiering::store::check_store(store.as_ref(), &object_store::path::Path::from(prefix.as_str()))
         .await
         .map_err(|e| {
@@ -346,12 +347,16 @@ pub async fn tier_partition(
             tracing::warn!(tp = %partition.tp, error = %e, "local retention of tiered segments failed");
         }
     }
+    // Kafka counts the whole log against retention.bytes: the remote segments plus every local
+    // byte not in the store yet, the active segment included.
     let local_only_bytes = {
         let log = partition.log();
-        let from = remote.copied_end_offset().map_or(i64::MIN, |e| e + 1);
-        log.sealed_segments(from, i64::MAX)
-            .map(|s| s.iter().map(|s| s.size_bytes).sum::<u64>())
-            .unwrap_or(0)
+        let tiered_below = remote.copied_end_offset().map_or(i64::MIN, |e| e + 1);
+        let tiered_local: u64 = log
+            .sealed_segments(i64::MIN, tiered_below)
+            .map(|s| s.iter().map(|s| s.size_bytes).sum())
+            .unwrap_or(0);
+        log.size_bytes().saturating_sub(tiered_local)
     };
     let outcome = remote
         .enforce_retention(RetentionPolicy {
