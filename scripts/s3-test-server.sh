@@ -27,6 +27,7 @@ VENV="$ROOT/.venv"
 WEED="$VENV/bin/weed"
 SEAWEEDFS_VERSION="${SEAWEEDFS_VERSION:-4.48}"
 STATE="${SHALE_S3_STATE_DIR:-$ROOT/target/s3-test-server}"
+case "$STATE" in /*) ;; *) STATE="$PWD/$STATE" ;; esac
 BUCKET="shale-test"
 ACCESS_KEY="shale-test-access"
 SECRET_KEY="shale-test-secret-key"
@@ -88,8 +89,15 @@ EOF
   fi
 }
 
+# Whether PID is our weed (its command line names our data dir): PIDs get reused, and a stale
+# pid file must never make us signal someone else's process.
+ours() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-dir=$STATE/data"
+}
+
 running() {
-  [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null
+  [ -f "$STATE/pid" ] && ours "$(cat "$STATE/pid")"
 }
 
 answers() {
@@ -194,10 +202,10 @@ kill_server() {
   if [ -f "$STATE/pid" ]; then
     local pid
     pid="$(cat "$STATE/pid")"
-    if kill -0 "$pid" 2>/dev/null; then
+    if ours "$pid"; then
       kill "$pid"
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      if kill -0 "$pid" 2>/dev/null; then
+      for _ in $(seq 1 40); do ours "$pid" || break; sleep 0.25; done
+      if ours "$pid"; then
         log "pid $pid did not stop on SIGTERM within 10 s; sending SIGKILL"
         kill -9 "$pid" 2>/dev/null || true
       fi

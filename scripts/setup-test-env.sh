@@ -63,6 +63,8 @@ apt_install() {
 # --- Debian packages -----------------------------------------------------------------------------
 missing=()
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+# scripts/s3-test-server.sh (the S3 server of the tiering tests) polls it with curl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi

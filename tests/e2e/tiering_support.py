@@ -8,8 +8,8 @@ at it, a listing of the objects in it, and a way to make it fail and recover.
 
 from __future__ import annotations
 
+import ctypes
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -146,17 +146,19 @@ class LocalStore(Store):
         return Objects(sizes)
 
     def break_(self) -> None:
-        # The tests run as root, for whom permissions are no obstacle: the directory is moved
-        # away and a plain file put in its place, so every read and write under it fails.
+        # The tests run as root, for whom permissions are no obstacle. Instead the directory
+        # and a plain file swap places atomically (renameat2 RENAME_EXCHANGE): every read and
+        # write under the store's root then fails, and the broker cannot recreate the directory
+        # in between. fix() swaps them back.
         assert self.root is not None and self.away is None
         self.away = self.root.with_name(self.root.name + ".away")
-        self.root.rename(self.away)
-        self.root.write_text("the object store is down (test)\n")
+        self.away.write_text("the object store is down (test)\n")
+        _exchange(self.root, self.away)
 
     def fix(self) -> None:
         assert self.root is not None and self.away is not None
-        self.root.unlink()
-        self.away.rename(self.root)
+        _exchange(self.root, self.away)
+        self.away.unlink()
         self.away = None
 
     def describe(self) -> str:
@@ -209,6 +211,15 @@ class S3Store(Store):
         return f"s3://{self.bucket}/{self.prefix} at {self.server_env['SHALE_TEST_S3_ENDPOINT']}"
 
 
+def _exchange(a: Path, b: Path) -> None:
+    """Atomically swaps two paths (Linux renameat2 with RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"renameat2(RENAME_EXCHANGE): {os.strerror(err)}", str(a), str(b))
+
+
 def local_segments(data_dir: Path, topic: str, partition: int) -> list[tuple[int, int]]:
     """(base offset, bytes) of the local .log files of a partition, by offset."""
     out = []
@@ -233,7 +244,3 @@ def wait_for(cond, timeout: float, what, interval: float = 0.25):
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for "
                                  f"{what() if callable(what) else what}")
         time.sleep(interval)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
