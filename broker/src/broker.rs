@@ -500,41 +500,27 @@ impl Broker {
     /// One pass of time-based work: retention and `flush.ms`.
     pub fn run_log_maintenance(&self) {
         let now = now_ms();
+        let meta = self.metadata();
         for partition in self.all_partitions() {
             // Tiered topics lose local segments only once they are uploaded: the tiering job
-            // applies their retention (crate::tiered::tier_partition).
-            let tiered = crate::tiered::is_tiered(self, &partition.tp.topic);
-            // Time and size retention apply only to topics whose cleanup.policy includes
-            // `delete`, as in Kafka; a compacted topic keeps its records until compaction.
-            let deletes = self
-                .metadata()
-                .topics
-                .get(&partition.tp.topic)
-                .is_some_and(|t| {
-                    topic_config::effective(
-                        self.topic_defaults(&self.metadata()),
-                        &t.configs,
-                        "cleanup.policy",
-                    )
+            // applies their retention (crate::tiered::tier_partition). Time and size retention
+            // apply only to topics whose cleanup.policy includes `delete`, as in Kafka; a
+            // compacted topic keeps its records until compaction.
+            let deletes = meta.topics.get(&partition.tp.topic).is_some_and(|t| {
+                topic_config::effective(self.topic_defaults(&meta), &t.configs, "cleanup.policy")
                     .split(',')
                     .any(|p| p.trim() == "delete")
-                });
+            });
+            let applies = deletes && !crate::tiered::is_tiered(self, &partition.tp.topic);
             let mut log = partition.log();
-            let retention = if tiered || !deletes {
-                Ok(crate::log::RetentionResult {
-                    segments_deleted: 0,
-                    bytes_deleted: 0,
-                    log_start_offset: log.log_start_offset(),
-                })
-            } else {
-                log.delete_retention(now)
-            };
-            match retention {
-                Ok(r) if r.segments_deleted > 0 => {
-                    tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
+            if applies {
+                match log.delete_retention(now) {
+                    Ok(r) if r.segments_deleted > 0 => {
+                        tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
             }
             log.remove_expired_producers(now, crate::log::PRODUCER_ID_EXPIRATION_MS_DEFAULT);
             if let Err(e) = log.flush_if_due(now) {
