@@ -8,9 +8,12 @@
 //!   offsets, timestamps) and offset assignment by rewriting the header.
 //! - [`record`]: records inside a batch (varint encoding, headers) and whole-batch encoding.
 //! - [`index`]: local segment index entries (`.index`, `.timeindex`) and their lookups.
+//! - [`archive`]: the Parquet archive: the Arrow schema of a topic's archived records, record
+//!   batches decoded into rows, written as ZSTD Parquet with statistics; JSON value projection.
 //! - [`wire`]: a bounded structural validator for Kafka request frames, run before any typed
 //!   decoder so that a lying array count can never turn into a huge allocation.
 
+pub mod archive;
 pub mod batch;
 pub mod compression;
 pub mod index;
