@@ -149,6 +149,16 @@ broker_settings! {
     remote_log_reader_readahead_chunks: u32 = 4, env = "SHALE_REMOTE_LOG_READER_READAHEAD_CHUNKS", kafka = "shale.remote.log.reader.readahead.chunks";
     /// How old an unreferenced object must be before the scrub job deletes it (ms).
     remote_log_scrub_grace_ms: i64 = 3_600_000, env = "SHALE_REMOTE_LOG_SCRUB_GRACE_MS", kafka = "shale.remote.log.scrub.grace.ms";
+    /// Archive tiered topics as Parquet files in the object store; default for topic `archive.enable`.
+    archive_enable: bool = true, env = "SHALE_ARCHIVE_ENABLE", kafka = "shale.archive.enable";
+    /// Record-batch bytes per Parquet archive file; default for topic `archive.file.bytes`.
+    archive_file_bytes: i64 = 128 * 1024 * 1024, env = "SHALE_ARCHIVE_FILE_BYTES", kafka = "shale.archive.file.bytes";
+    /// Uploaded data older than this is archived even if it does not fill a file (ms); default for topic `archive.max.lag.ms`.
+    archive_max_lag_ms: i64 = 600_000, env = "SHALE_ARCHIVE_MAX_LAG_MS", kafka = "shale.archive.max.lag.ms";
+    /// Parquet row groups of the archive close at about this encoded size (bytes).
+    archive_row_group_bytes: u64 = 64 * 1024 * 1024, env = "SHALE_ARCHIVE_ROW_GROUP_BYTES", kafka = "shale.archive.row.group.bytes";
+    /// Partitions archived at once; each keeps about one core busy while it encodes.
+    archive_concurrency: u32 = 1, env = "SHALE_ARCHIVE_CONCURRENCY", kafka = "shale.archive.concurrency";
     /// Producer ids claimed from the metadata file at a time.
     producer_id_block_size: i64 = 1000, env = "SHALE_PRODUCER_ID_BLOCK_SIZE", kafka = "shale.producer.id.block.size";
     /// How long a new group's first rebalance waits for more members to join (ms).
@@ -208,6 +218,12 @@ impl BrokerConfig {
         }
         if self.num_partitions < 1 {
             return bad("num_partitions", "must be >= 1");
+        }
+        if self.archive_row_group_bytes == 0 {
+            return bad("archive_row_group_bytes", "must be >= 1");
+        }
+        if self.archive_concurrency == 0 {
+            return bad("archive_concurrency", "must be >= 1");
         }
         if self.default_replication_factor != 1 {
             return bad(
@@ -357,6 +373,24 @@ impl BrokerConfig {
                 "log_index_size_max_bytes",
                 "log.index.size.max.bytes",
                 self.log_index_size_max_bytes.to_string(),
+            ),
+            d(
+                "archive.enable",
+                "archive_enable",
+                "shale.archive.enable",
+                self.archive_enable.to_string(),
+            ),
+            d(
+                "archive.file.bytes",
+                "archive_file_bytes",
+                "shale.archive.file.bytes",
+                self.archive_file_bytes.to_string(),
+            ),
+            d(
+                "archive.max.lag.ms",
+                "archive_max_lag_ms",
+                "shale.archive.max.lag.ms",
+                self.archive_max_lag_ms.to_string(),
             ),
         ]
     }

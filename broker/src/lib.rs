@@ -9,15 +9,17 @@
 //!   `__consumer_offsets`.
 //! - [`partition`]: one hosted topic-partition: its log, high watermark and long-poll wakeups.
 //! - [`log`]: the local log: segments, offset/time indexes, recovery, retention, producer state.
-//! - [`tiered`]: the broker side of tiered storage: store setup, the copy/retention job, remote
-//!   reads, restore from a bucket.
+//! - [`tiered`]: the broker side of tiered storage: store setup, the copy/retention job, the
+//!   Parquet archive job, remote reads, restore from a bucket.
 //! - [`server`]: the listener and connection limit; graceful shutdown.
 //! - [`connection`]: one client connection: bounded read-ahead, in-order responses.
 //! - [`frame`]: size-prefixed framing with a maximum frame size.
 //! - [`handlers`]: request validation, decoding, dispatch, and one file per Kafka API.
 //! - [`admin`]: `shale admin`, operator commands that talk to a broker as a Kafka client.
+//! - [`archive_cli`]: `shale archive describe`, a topic's Parquet archive read from the store.
 
 pub mod admin;
+pub mod archive_cli;
 pub mod broker;
 pub mod config;
 pub mod connection;

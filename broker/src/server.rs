@@ -22,6 +22,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
         broker.clone(),
         shutdown.clone(),
     ));
+    let archive = tokio::spawn(crate::tiered::archive_loop(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     // The group coordinator's offset retention; on shutdown it answers waiting JoinGroups.
     let coordinator = {
         let (broker, shutdown) = (broker.clone(), shutdown.clone());
@@ -69,6 +73,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch
     }
     maintenance.abort();
     tiering.abort();
+    archive.abort();
     coordinator.abort();
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.close()).await;

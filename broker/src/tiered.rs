@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shale_cache::CacheConfig;
+use shale_formats::archive::JsonProjection;
 use shale_tiering::read::{RemoteReadOutcome, RemoteTimestampOffset};
 use shale_tiering::retention::RetentionPolicy;
 use shale_tiering::store::{S3Config, StoreConfig};
 use shale_tiering::{
-    RemoteLogManager, RemoteLogManagerConfig, RemotePartition, SegmentUpload, TieringError,
-    TopicIdPartition,
+    ArchivePolicy, RemoteLogManager, RemoteLogManagerConfig, RemotePartition, SegmentUpload,
+    TieringError, TopicIdPartition,
 };
 
 use crate::broker::{now_ms, Broker};
@@ -105,6 +106,7 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
             .then_some(config.remote_log_manager_copy_max_bytes_per_second),
         decompressed_bytes_max: config.decompressed_batch_max_bytes,
         local_store_root,
+        archive_row_group_bytes: config.archive_row_group_bytes as usize,
         ..RemoteLogManagerConfig::default()
     };
     let rlm = RemoteLogManager::new(store, cache, manager)
@@ -236,6 +238,113 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             }
         }
     }
+}
+
+/// The archive loop: every `remote_log_manager_task_interval_ms`, for each tiered partition,
+/// applies the log start offset to its archive files, then (if the topic's `archive.enable`)
+/// writes Parquet files for what was uploaded since. At most `archive_concurrency` partitions
+/// at once; the encoding runs on blocking threads, off the request path. A failure is logged
+/// and retried on the next pass: the archive job is idempotent.
+pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if broker.remote().is_none() {
+        return;
+    }
+    let period =
+        Duration::from_millis(broker.config.remote_log_manager_task_interval_ms.max(1) as u64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        broker.config.archive_concurrency.max(1) as usize,
+    ));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut passes = tokio::task::JoinSet::new();
+        for partition in broker.all_partitions() {
+            if *shutdown.borrow() {
+                break;
+            }
+            if !is_tiered(&broker, &partition.tp.topic)
+                || partition
+                    .remote_fenced
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                continue;
+            }
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let broker = broker.clone();
+            passes.spawn(async move {
+                if let Err(e) = archive_partition(&broker, &partition).await {
+                    tracing::error!(tp = %partition.tp, error = %e, "archiving failed; will retry");
+                }
+                drop(permit);
+            });
+        }
+        // A pass in progress finishes (or fails) on its own; shutdown only stops new ones.
+        tokio::select! {
+            _ = async { while passes.join_next().await.is_some() {} } => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The archive policy of `topic` from its configs, or `None` when archiving is off for it.
+pub fn archive_policy(broker: &Broker, topic: &str) -> Option<ArchivePolicy> {
+    let meta = broker.metadata();
+    let t = meta.topics.get(topic)?;
+    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &t.configs, k);
+    if get("archive.enable") != "true" {
+        return None;
+    }
+    let projection = match JsonProjection::parse(&get("archive.json.fields")) {
+        Ok(p) => p.map(Arc::new),
+        Err(reason) => {
+            // Validated on the way in; an old metadata file could still hold a bad value.
+            tracing::error!(topic, %reason, "archive.json.fields is invalid; archiving without the projection");
+            None
+        }
+    };
+    Some(ArchivePolicy {
+        file_bytes: get("archive.file.bytes").parse().unwrap_or(128 << 20),
+        max_lag_ms: get("archive.max.lag.ms").parse().unwrap_or(600_000),
+        projection,
+        now_ms: now_ms(),
+    })
+}
+
+/// One archive pass over one partition: retention of its archive files, then new files.
+pub async fn archive_partition(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+) -> Result<(), TieringError> {
+    let Some(remote) = remote_partition(broker, partition).await else {
+        return Ok(());
+    };
+    let kept = remote.enforce_archive_retention().await?;
+    if kept.files_deleted + kept.files_rewritten > 0 {
+        tracing::info!(tp = %partition.tp, deleted = kept.files_deleted, rewritten = kept.files_rewritten, "archive retention applied");
+    }
+    let Some(policy) = archive_policy(broker, &partition.tp.topic) else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let outcome = remote.archive(&policy).await?;
+    if outcome.files_written > 0 {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            tp = %partition.tp,
+            files = outcome.files_written,
+            rows = outcome.rows_written,
+            input_bytes = outcome.input_bytes,
+            output_bytes = outcome.output_bytes,
+            archived_end_offset = ?remote.archived_end_offset(),
+            mib_per_second = outcome.input_bytes as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
+            "archive pass finished"
+        );
+    }
+    Ok(())
 }
 
 /// Logs each topic's object-store request counters (cumulative since start) when they moved:

@@ -25,12 +25,21 @@ pub mod config_type {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Long { min: i64 },
-    Int { min: i64 },
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+    },
     Bool,
-    Double { min: f64, max: f64 },
+    Double {
+        min: f64,
+        max: f64,
+    },
     Choice(&'static [&'static str]),
     List(&'static [&'static str]),
+    /// `archive.json.fields`: `name:type,…`, checked by the archive encoder's parser.
+    JsonFields,
 }
 
 /// One topic config: name, type, static default (when the broker has no synonym) and meaning.
@@ -45,6 +54,30 @@ const LONG0: Kind = Kind::Long { min: 0 };
 const LONG_ANY: Kind = Kind::Long { min: -1 };
 
 const DEFS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "archive.enable",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Write the topic's uploaded segments as Parquet files under archive/<topic>/ (tiered topics only).",
+    },
+    ConfigDef {
+        name: "archive.file.bytes",
+        kind: Kind::Long { min: 1 },
+        default: "134217728",
+        doc: "Record-batch bytes per Parquet archive file; the file itself is smaller (ZSTD, columnar).",
+    },
+    ConfigDef {
+        name: "archive.json.fields",
+        kind: Kind::JsonFields,
+        default: "",
+        doc: "Top-level JSON value fields archived as typed columns of value_json: name:type,... with types string, long, double, boolean, json.",
+    },
+    ConfigDef {
+        name: "archive.max.lag.ms",
+        kind: LONG0,
+        default: "600000",
+        doc: "Uploaded data older than this is archived even if it does not fill a file (ms).",
+    },
     ConfigDef {
         name: "cleanup.policy",
         kind: Kind::List(&["delete", "compact"]),
@@ -221,6 +254,14 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         Kind::List(choices) => {
             !value.trim().is_empty() && value.split(',').all(|v| choices.contains(&v.trim()))
         }
+        Kind::JsonFields => {
+            if let Err(reason) = shale_formats::archive::JsonProjection::parse(value) {
+                return Err(format!(
+                    "invalid value `{value}` for topic config `{name}`: {reason}"
+                ));
+            }
+            true
+        }
     };
     if ok {
         return Ok(());
@@ -232,6 +273,7 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
         Kind::Double { min, max } => format!("a number in [{min}, {max}]"),
         Kind::Choice(c) => format!("one of {}", c.join(", ")),
         Kind::List(c) => format!("a comma-separated list of {}", c.join(", ")),
+        Kind::JsonFields => "name:type,... (string, long, double, boolean, json)".to_string(),
     };
     Err(format!(
         "invalid value `{value}` for topic config `{name}`: expected {expected}"
@@ -312,6 +354,7 @@ fn kind_type(kind: Kind) -> i8 {
         Kind::Double { .. } => config_type::DOUBLE,
         Kind::Choice(_) => config_type::STRING,
         Kind::List(_) => config_type::LIST,
+        Kind::JsonFields => config_type::STRING,
     }
 }
 

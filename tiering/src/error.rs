@@ -56,6 +56,12 @@ pub enum TieringError {
         timeout_ms: u64,
     },
 
+    #[error("archiving {tp} failed: {reason}")]
+    Archive {
+        tp: TopicIdPartition,
+        reason: String,
+    },
+
     #[error("reading {path} through the cache failed for {tp}: {reason}")]
     Cache {
         tp: TopicIdPartition,

@@ -4,7 +4,14 @@
 //! topics/<topic>-<topic_id>/<partition>/manifest/<version:020>
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.log
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.indexes
+//! archive/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet
+//! archive/_staging/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet.tmp
 //! ```
+//!
+//! The archive is laid out hive-style for query engines, by topic name (engines know names,
+//! not ids); the manifest of the topic's current incarnation says which files are its own.
+//! `_staging` holds a local-directory store's archive files while they are written (engines
+//! skip `_`-prefixed directories, and the names don't end in `.parquet`).
 //!
 //! `topic_id` is the hyphenated UUID (36 characters, fixed width, so a topic name containing `-`
 //! parses unambiguously); `segment_id` is the UUID in simple form (32 hex digits). Zero-padded
@@ -16,6 +23,8 @@ use uuid::Uuid;
 use crate::metadata::{RemoteLogSegmentId, TopicIdPartition};
 
 const TOPICS: &str = "topics";
+const ARCHIVE: &str = "archive";
+const STAGING: &str = "_staging";
 const MANIFEST: &str = "manifest";
 const UUID_HYPHENATED_LEN: usize = 36;
 
@@ -73,6 +82,44 @@ fn segment_name(base_offset: i64, id: RemoteLogSegmentId, extension: &str) -> St
         "a remote segment's base offset must not be negative: {base_offset}"
     );
     format!("{base_offset:020}-{id}.{extension}")
+}
+
+/// The archive directory of one partition: `archive/<topic>/partition=<p>`.
+pub fn archive_dir(prefix: &Path, topic: &str, partition: i32) -> Path {
+    archive_root(prefix)
+        .join(topic)
+        .join(format!("partition={partition}").as_str())
+}
+
+/// Every topic's archive, under `prefix`.
+pub fn archive_root(prefix: &Path) -> Path {
+    prefix.clone().join(ARCHIVE)
+}
+
+/// Where archive files of a local-directory store are written before their rename.
+pub fn archive_staging_root(prefix: &Path) -> Path {
+    archive_root(prefix).join(STAGING)
+}
+
+/// The name of the archive file covering `first..=last`.
+pub fn archive_file_name(first: i64, last: i64) -> String {
+    assert!(
+        0 <= first && first <= last,
+        "an archive file covers a non-empty range of offsets, not {first}..={last}"
+    );
+    format!("{first:020}-{last:020}.parquet")
+}
+
+/// The offsets an archive file name covers.
+pub fn parse_archive_file_name(name: &str) -> Option<(i64, i64)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let (first, last) = stem.split_once('-')?;
+    if first.len() != 20 || last.len() != 20 {
+        return None;
+    }
+    let first = first.parse().ok()?;
+    let last = last.parse().ok()?;
+    (first <= last).then_some((first, last))
 }
 
 /// The directory holding every partition, under `prefix`.

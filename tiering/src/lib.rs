@@ -14,6 +14,7 @@
 //!   - [`copy`]: `copy_segment` (`.log`, `.indexes`, then the manifest);
 //!   - [`read`]: `read` and `offset_for_timestamp`, through the cache;
 //!   - [`retention`]: `enforce_retention`, `delete_segments_before`, `delete_all`.
+//!   - [`archive`]: the Parquet archive job (`archive`, `enforce_archive_retention`).
 //! - [`scrub`]: the job that deletes orphaned objects and old manifest versions.
 //!
 //! # What it is
@@ -33,6 +34,7 @@
 //! - Nothing on the read path LISTs: a partition's manifest is LISTed once, when its handle
 //!   is opened (takeover).
 
+pub mod archive;
 pub mod copy;
 pub mod counters;
 pub mod error;
@@ -51,10 +53,11 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use archive::{ArchiveOutcome, ArchivePolicy};
 pub use counters::{RequestCounts, StoreCounters};
 pub use error::TieringError;
 pub use manager::{RemoteLogManager, RemoteLogManagerConfig};
-pub use manifest::Manifest;
+pub use manifest::{ArchiveFile, Manifest};
 pub use metadata::{
     EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
     TopicIdPartition,

@@ -51,6 +51,9 @@ pub struct RemoteLogManagerConfig {
     /// When the store is a local directory, its root: the scrub then also removes the staging
     /// files (`name#N`) that an interrupted write leaves, which the store's LIST does not show.
     pub local_store_root: Option<PathBuf>,
+    /// Parquet row groups of the archive close at about this encoded size: the unit engines
+    /// skip or read in parallel, and the memory an archive pass holds per column set.
+    pub archive_row_group_bytes: usize,
 }
 
 impl Default for RemoteLogManagerConfig {
@@ -67,6 +70,7 @@ impl Default for RemoteLogManagerConfig {
             indexes_cached_max: 1024,
             decompressed_bytes_max: 64 * 1024 * 1024,
             local_store_root: None,
+            archive_row_group_bytes: 64 * 1024 * 1024,
         }
     }
 }

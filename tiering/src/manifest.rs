@@ -67,6 +67,33 @@ pub struct Manifest {
     pub deleted: bool,
     /// Oldest first.
     pub segments: Vec<RemoteLogSegmentMetadata>,
+    /// The Parquet archive's files, oldest first (see [`crate::archive`]).
+    #[serde(default)]
+    pub archive_files: Vec<ArchiveFile>,
+    /// The last offset the archive has covered, inclusive: the next archive file starts after
+    /// it. Kept when retention deletes every file.
+    #[serde(default)]
+    pub archived_end_offset: Option<i64>,
+}
+
+/// One Parquet archive file, as the manifest records it. Its object name is derived from
+/// `first_offset` and `last_offset`, the range of log offsets it covers; its rows are the data
+/// records of that range (control records are left out, and a DeleteRecords rewrite drops
+/// the rows below the new log start offset).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveFile {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub rows: u64,
+    /// Bytes of the Parquet object.
+    pub size_bytes: u64,
+    /// Bytes of record batches it was made from.
+    pub input_bytes: u64,
+    /// The lowest offset of a row, if it has rows.
+    pub min_row_offset: Option<i64>,
+    pub min_timestamp: Option<i64>,
+    pub max_timestamp: Option<i64>,
+    pub created_at_ms: i64,
 }
 
 impl Manifest {
@@ -81,6 +108,8 @@ impl Manifest {
             end_offset: None,
             deleted: false,
             segments: Vec::new(),
+            archive_files: Vec::new(),
+            archived_end_offset: None,
         }
     }
 
@@ -139,6 +168,39 @@ impl Manifest {
                 }
             }
             previous = Some(segment);
+        }
+        let mut previous_file: Option<&ArchiveFile> = None;
+        for file in &self.archive_files {
+            if file.first_offset < 0 || file.first_offset > file.last_offset {
+                return Err(format!(
+                    "archive file {}-{} has an empty or negative range",
+                    file.first_offset, file.last_offset
+                ));
+            }
+            if let Some(previous) = previous_file {
+                if file.first_offset <= previous.last_offset {
+                    return Err(format!(
+                        "archive file {}-{} overlaps the one before it ({}-{}): an offset would \
+                         be archived twice",
+                        file.first_offset,
+                        file.last_offset,
+                        previous.first_offset,
+                        previous.last_offset
+                    ));
+                }
+            }
+            previous_file = Some(file);
+        }
+        if let Some(last) = previous_file {
+            if self
+                .archived_end_offset
+                .is_none_or(|end| end < last.last_offset)
+            {
+                return Err(format!(
+                    "the archived end offset {:?} is below the last archive file's last offset {}",
+                    self.archived_end_offset, last.last_offset
+                ));
+            }
         }
         if let Some(last) = previous {
             if self.end_offset.is_none_or(|end| end < last.end_offset) {
@@ -280,6 +342,8 @@ mod tests {
                     end_offset: Some(base - 1),
                     deleted,
                     segments,
+                    archive_files: Vec::new(),
+                    archived_end_offset: None,
                 }
             })
     }

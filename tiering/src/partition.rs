@@ -34,6 +34,11 @@ pub struct RemotePartition {
     pub(crate) manifest_write: tokio::sync::Mutex<()>,
     /// Serializes copies of this handle: segments are committed in offset order.
     pub(crate) copy_lock: tokio::sync::Mutex<()>,
+    /// Serializes archive passes and archive retention of this handle.
+    pub(crate) archive_lock: tokio::sync::Mutex<()>,
+    /// Whether this handle has made sure that no visible archive file is missing from the
+    /// manifest (see [`crate::archive`]); false after any failed archive pass.
+    pub(crate) archive_checked: std::sync::atomic::AtomicBool,
 }
 
 /// What a conditional manifest write found.
@@ -53,6 +58,8 @@ impl RemotePartition {
             manifest: RwLock::new(Arc::new(Manifest::empty(tp.clone()))),
             manifest_write: tokio::sync::Mutex::new(()),
             copy_lock: tokio::sync::Mutex::new(()),
+            archive_lock: tokio::sync::Mutex::new(()),
+            archive_checked: std::sync::atomic::AtomicBool::new(false),
             tp,
         }
     }

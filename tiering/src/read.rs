@@ -222,8 +222,20 @@ impl RemotePartition {
         successor: Option<&RemoteLogSegmentMetadata>,
         offset: i64,
     ) -> Result<Option<(u64, RecordBatchHeader)>, TieringError> {
+        let position = self.index_position(segment, offset).await?;
+        self.scan_headers(segment, successor, position, |h| h.last_offset() >= offset)
+            .await
+    }
+
+    /// Where the batch holding `offset` starts or, the offset index being sparse, a batch
+    /// boundary before it.
+    pub(crate) async fn index_position(
+        &self,
+        segment: &RemoteLogSegmentMetadata,
+        offset: i64,
+    ) -> Result<u64, TieringError> {
         let indexes = self.segment_indexes(segment).await?;
-        let relative = (offset - segment.base_offset) as u32;
+        let relative = (offset.max(segment.base_offset) - segment.base_offset) as u32;
         let position = index::offset_index_lookup(&indexes.offset_index, relative)
             .map_or(0, |e| u64::from(e.position));
         if position >= segment.size_bytes {
@@ -237,8 +249,7 @@ impl RemotePartition {
                 ),
             ));
         }
-        self.scan_headers(segment, successor, position, |h| h.last_offset() >= offset)
-            .await
+        Ok(position)
     }
 
     /// Walks batch headers from `position` to the first batch `wanted` accepts, reading windows

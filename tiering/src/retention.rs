@@ -125,6 +125,7 @@ impl RemotePartition {
         for segment in &marker.segments {
             self.delete_segment_objects(segment).await?;
         }
+        self.delete_archive_files_of(&marker).await?;
         for version in (1..marker.version).rev() {
             self.delete_object(&self.layout.manifest(version)).await?;
         }

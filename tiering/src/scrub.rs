@@ -17,14 +17,14 @@
 //! they fail. For a local-directory store the equivalent, staging files `name#N` of interrupted
 //! writes (which LIST does not show), are removed when `local_store_root` is configured.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStoreExt};
 
 use crate::error::TieringError;
 use crate::layout;
@@ -83,14 +83,34 @@ pub(crate) async fn scrub(
         }
     }
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    // Archive files each live partition's manifest lists, by topic name and partition; `None`
+    // for a partition that could not be read (its archive is left alone).
+    let mut archived: HashMap<(String, i32), Option<HashSet<(i64, i64)>>> = HashMap::new();
     for (tp, objects) in by_partition {
         report.partitions_scanned += 1;
         let partition = RemotePartition::unloaded(shared.clone(), tp.clone());
-        if let Err(error) = scrub_partition(&partition, objects, grace_ms, &mut report).await {
-            tracing::warn!(%tp, error = %error, "scrub skipped a partition");
-            report.partitions_skipped.push((tp, error.to_string()));
+        let key = (tp.topic.clone(), tp.partition);
+        match scrub_partition(&partition, objects, grace_ms, &mut report).await {
+            Ok(()) => {
+                let manifest = partition.manifest();
+                if !manifest.deleted {
+                    let files = manifest
+                        .archive_files
+                        .iter()
+                        .map(|f| (f.first_offset, f.last_offset));
+                    if let Some(set) = archived.entry(key).or_insert_with(|| Some(HashSet::new())) {
+                        set.extend(files);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%tp, error = %error, "scrub skipped a partition");
+                report.partitions_skipped.push((tp, error.to_string()));
+                archived.insert(key, None);
+            }
         }
     }
+    scrub_archive(shared, &archived, grace_ms, &mut report).await?;
     if let Some(root) = &shared.config.local_store_root {
         let dir = prefix_dir(root, &topics_dir);
         let (files, bytes) = tokio::task::spawn_blocking(move || remove_staged_files(&dir, grace))
@@ -103,6 +123,81 @@ pub(crate) async fn scrub(
     }
     tracing::info!(?report, "scrub finished");
     Ok(report)
+}
+
+/// Deletes archive objects older than the grace period that no live manifest lists: files of
+/// deleted topics, files a crash left unrecorded, and staging files of interrupted writes.
+async fn scrub_archive(
+    shared: &Arc<Shared>,
+    archived: &HashMap<(String, i32), Option<HashSet<(i64, i64)>>>,
+    grace_ms: i64,
+    report: &mut ScrubReport,
+) -> Result<(), TieringError> {
+    let root = layout::archive_root(&shared.prefix);
+    let staging = layout::archive_staging_root(&shared.prefix);
+    let objects: Vec<ObjectMeta> =
+        shared
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|source| TieringError::StoreUnusable {
+                store: shared.store_name.clone(),
+                what: "listing the archive for the scrub",
+                path: root.to_string(),
+                source: Box::new(source),
+            })?;
+    report.objects_listed += objects.len() as u64;
+    let now = now_ms();
+    for meta in objects {
+        if now - meta.last_modified.timestamp_millis() < grace_ms {
+            continue;
+        }
+        let orphan = if meta.location.prefix_matches(&staging) {
+            true
+        } else {
+            let parts: Vec<String> = meta
+                .location
+                .prefix_match(&root)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            match parts.as_slice() {
+                [topic, dir, name] => {
+                    let partition = dir
+                        .strip_prefix("partition=")
+                        .and_then(|p| p.parse::<i32>().ok());
+                    match (partition, layout::parse_archive_file_name(name)) {
+                        (Some(p), Some(range)) => match archived.get(&(topic.clone(), p)) {
+                            Some(None) => false,
+                            Some(Some(listed)) => !listed.contains(&range),
+                            None => true,
+                        },
+                        _ => {
+                            report.unknown_objects += 1;
+                            false
+                        }
+                    }
+                }
+                _ => {
+                    report.unknown_objects += 1;
+                    false
+                }
+            }
+        };
+        if orphan {
+            match shared.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(path = %meta.location, error = %e, "scrub could not delete an orphaned archive object");
+                    continue;
+                }
+            }
+            tracing::info!(path = %meta.location, bytes = meta.size, "scrub deleted an orphaned archive object");
+            report.orphans_deleted += 1;
+            report.orphan_bytes_deleted += meta.size;
+        }
+    }
+    Ok(())
 }
 
 async fn scrub_partition(

@@ -27,6 +27,9 @@ enum Command {
     Serve(ServeArgs),
     /// Operate a running broker over the Kafka protocol: topics, configs, groups, cluster.
     Admin(shale_broker::admin::AdminArgs),
+    /// Show a topic's Parquet archive (files, offset ranges, rows, lag) from the object store.
+    #[command(name = "archive")]
+    Archive(shale_broker::archive_cli::ArchiveArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Admin(a)) => std::process::exit(admin(a)?),
+        Some(Command::Archive(a)) => std::process::exit(shale_broker::archive_cli::main(a)),
         None => ServeArgs::parse_default(),
     };
     let mut config = match &args.config {

@@ -1,0 +1,290 @@
+//! `shale archive describe TOPIC`: a topic's Parquet archive as the partition manifests record it
+//! (files, offset ranges, rows, bytes), and how far it lags behind the log.
+//!
+//! It reads the object store named by the same settings as `shale serve` (`--config`, flags,
+//! `SHALE_*`), without writing to it, and asks the broker (`--bootstrap-server`, default the
+//! configured listener) for each partition's log end offset. If the broker cannot be reached,
+//! it says so on stderr and reports no lag.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use shale_cache::CacheConfig;
+use shale_tiering::{RemoteLogManager, RemoteLogManagerConfig, RemotePartition};
+
+use crate::admin::client::ClientOptions;
+use crate::admin::output::{opt, render, Align, Report, Table};
+use crate::admin::session::{Session, LATEST};
+use crate::admin::{EXIT_BROKER, EXIT_OK, EXIT_USAGE};
+use crate::config::{BrokerConfig, BrokerConfigArgs};
+
+#[derive(clap::Args)]
+pub struct ArchiveArgs {
+    #[command(subcommand)]
+    command: ArchiveCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ArchiveCommand {
+    /// Show a topic's archive: files, offset ranges, rows, bytes and lag behind the log.
+    Describe(DescribeArgs),
+}
+
+#[derive(clap::Args)]
+struct DescribeArgs {
+    /// The topic.
+    topic: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// The broker to ask for log end offsets (HOST:PORT); default: the configured listener.
+    #[arg(long)]
+    bootstrap_server: Option<String>,
+    /// TOML config file of the broker, naming its object store; flags and SHALE_* override it.
+    #[arg(long, env = "SHALE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: BrokerConfigArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct ArchiveReport {
+    topic: String,
+    topic_id: String,
+    archive_dir: String,
+    partitions: Vec<PartitionReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionReport {
+    partition: i32,
+    /// The last offset the archive covers, inclusive.
+    archived_end_offset: Option<i64>,
+    log_end_offset: Option<i64>,
+    /// Offsets in the log and not (yet) in the archive.
+    lag: Option<i64>,
+    rows: u64,
+    size_bytes: u64,
+    files: Vec<FileReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileReport {
+    path: String,
+    first_offset: i64,
+    last_offset: i64,
+    rows: u64,
+    size_bytes: u64,
+    min_timestamp: Option<i64>,
+    max_timestamp: Option<i64>,
+}
+
+impl Report for ArchiveReport {
+    fn human(&self) -> String {
+        let mut out = format!(
+            "topic {} (id {}), archive under {}\n\n",
+            self.topic, self.topic_id, self.archive_dir
+        );
+        let mut partitions = Table::new(&[
+            ("PARTITION", Align::Right),
+            ("FILES", Align::Right),
+            ("ROWS", Align::Right),
+            ("BYTES", Align::Right),
+            ("ARCHIVED-END", Align::Right),
+            ("LOG-END", Align::Right),
+            ("LAG", Align::Right),
+        ]);
+        let mut files = Table::new(&[
+            ("PARTITION", Align::Right),
+            ("FIRST", Align::Right),
+            ("LAST", Align::Right),
+            ("ROWS", Align::Right),
+            ("BYTES", Align::Right),
+            ("PATH", Align::Left),
+        ]);
+        for p in &self.partitions {
+            partitions.row(vec![
+                p.partition.to_string(),
+                p.files.len().to_string(),
+                p.rows.to_string(),
+                p.size_bytes.to_string(),
+                opt(p.archived_end_offset),
+                opt(p.log_end_offset),
+                opt(p.lag),
+            ]);
+            for f in &p.files {
+                files.row(vec![
+                    p.partition.to_string(),
+                    f.first_offset.to_string(),
+                    f.last_offset.to_string(),
+                    f.rows.to_string(),
+                    f.size_bytes.to_string(),
+                    f.path.clone(),
+                ]);
+            }
+        }
+        out.push_str(&partitions.render());
+        if !files.is_empty() {
+            out.push('\n');
+            out.push_str(&files.render());
+        }
+        out
+    }
+}
+
+/// Runs the command; the exit status is 0 ok, 1 unknown topic, 2 usage or store error.
+pub fn main(args: ArchiveArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let ArchiveCommand::Describe(describe) = args.command;
+    match runtime.block_on(run_describe(describe)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => BrokerConfig::default(),
+    };
+    args.settings.apply(&mut config);
+    config.validate().map_err(|e| e.to_string())?;
+    let (store_config, prefix) = crate::tiered::store_config(&config)
+        .map_err(|e| format!("setting `remote_storage_url`: {e}"))?;
+    let store = shale_tiering::store::open_store(&store_config)
+        .map_err(|e| format!("the object store cannot be opened: {e}"))?;
+    let store_name = store.to_string();
+    let manager = RemoteLogManager::new(
+        store,
+        CacheConfig {
+            capacity_bytes: 16 << 20,
+            ..CacheConfig::default()
+        },
+        RemoteLogManagerConfig {
+            prefix: prefix.clone(),
+            ..RemoteLogManagerConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let mut live: BTreeMap<i32, Arc<RemotePartition>> = BTreeMap::new();
+    let mut topic_id = None;
+    for tp in manager
+        .discover_partitions()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if tp.topic != args.topic {
+            continue;
+        }
+        let partition = manager
+            .open_partition(&tp)
+            .await
+            .map_err(|e| e.to_string())?;
+        if partition.manifest().deleted {
+            continue;
+        }
+        topic_id = Some(tp.topic_id);
+        live.insert(tp.partition, partition);
+    }
+    let Some(topic_id) = topic_id else {
+        eprintln!(
+            "error: topic `{}` has nothing in the object store ({}): it does not exist, is not \
+             tiered, or has not uploaded a segment yet",
+            args.topic, store_name
+        );
+        return Ok(EXIT_BROKER);
+    };
+    let bootstrap = args.bootstrap_server.clone().unwrap_or_else(|| {
+        if config.advertised_listener.is_empty() {
+            config.listen.clone()
+        } else {
+            config.advertised_listener.clone()
+        }
+    });
+    let partitions: Vec<i32> = live.keys().copied().collect();
+    let log_ends = match log_end_offsets(&bootstrap, &args.topic, &partitions).await {
+        Ok(ends) => ends,
+        Err(e) => {
+            eprintln!("warning: no lag: cannot ask {bootstrap} for log end offsets: {e}");
+            BTreeMap::new()
+        }
+    };
+    let archive_dir =
+        shale_tiering::layout::archive_root(&object_store::path::Path::from(prefix.as_str()))
+            .join(args.topic.as_str());
+    let mut report = ArchiveReport {
+        topic: args.topic.clone(),
+        topic_id: topic_id.hyphenated().to_string(),
+        archive_dir: archive_dir.to_string(),
+        partitions: Vec::new(),
+    };
+    for (p, remote) in live {
+        let files: Vec<FileReport> = remote
+            .archive_files()
+            .iter()
+            .map(|f| FileReport {
+                path: remote.archive_path(f).to_string(),
+                first_offset: f.first_offset,
+                last_offset: f.last_offset,
+                rows: f.rows,
+                size_bytes: f.size_bytes,
+                min_timestamp: f.min_timestamp,
+                max_timestamp: f.max_timestamp,
+            })
+            .collect();
+        let archived_end_offset = remote.archived_end_offset();
+        let log_end_offset = log_ends.get(&p).copied().flatten();
+        let lag = log_end_offset.map(|end| {
+            end.saturating_sub(archived_end_offset.map_or(0, |a| a + 1))
+                .max(0)
+        });
+        report.partitions.push(PartitionReport {
+            partition: p,
+            archived_end_offset,
+            log_end_offset,
+            lag,
+            rows: files.iter().map(|f| f.rows).sum(),
+            size_bytes: files.iter().map(|f| f.size_bytes).sum(),
+            files,
+        });
+    }
+    print!("{}", render(&report, args.json));
+    Ok(EXIT_OK)
+}
+
+async fn log_end_offsets(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, Option<i64>>, String> {
+    let options = ClientOptions {
+        request_timeout: std::time::Duration::from_secs(10),
+        client_id: "shale-archive".to_string(),
+        ..ClientOptions::default()
+    };
+    let mut session = Session::connect(bootstrap, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let view = session
+        .metadata(Some(&[topic.to_string()]))
+        .await
+        .map_err(|e| e.to_string())?;
+    session
+        .list_offsets(&view, topic, partitions, LATEST)
+        .await
+        .map_err(|e| e.to_string())
+}
