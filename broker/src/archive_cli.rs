@@ -67,6 +67,8 @@ struct PartitionReport {
     lag: Option<i64>,
     rows: u64,
     size_bytes: u64,
+    /// Record-batch bytes the files were made from.
+    input_bytes: u64,
     files: Vec<FileReport>,
 }
 
@@ -77,6 +79,7 @@ struct FileReport {
     last_offset: i64,
     rows: u64,
     size_bytes: u64,
+    input_bytes: u64,
     min_timestamp: Option<i64>,
     max_timestamp: Option<i64>,
 }
@@ -242,6 +245,7 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
                 last_offset: f.last_offset,
                 rows: f.rows,
                 size_bytes: f.size_bytes,
+                input_bytes: f.input_bytes,
                 min_timestamp: f.min_timestamp,
                 max_timestamp: f.max_timestamp,
             })
@@ -259,6 +263,7 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
             lag,
             rows: files.iter().map(|f| f.rows).sum(),
             size_bytes: files.iter().map(|f| f.size_bytes).sum(),
+            input_bytes: files.iter().map(|f| f.input_bytes).sum(),
             files,
         });
     }
