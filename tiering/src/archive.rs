@@ -13,7 +13,9 @@
 //! `archive.file.bytes` of record batches, so small segments merge and large ones split. Data
 //! that does not fill a file waits until it was uploaded more than `archive.max.lag.ms` ago.
 //! A file's bytes are held in memory until uploaded (about `archive.file.bytes` at most, less
-//! after compression), so a failed upload is retried without encoding again.
+//! after compression), so a failed upload is retried without encoding again; at most two files
+//! are in memory per pass (one uploading, the next being encoded), plus the read-ahead windows
+//! and the Parquet row group in progress.
 //!
 //! # Exactly one visible copy of every offset
 //! - Files appear whole: on S3 a PUT or a completed multipart upload is atomic; a local
@@ -56,6 +58,8 @@ use crate::partition::{now_ms, RemotePartition};
 const READ_WINDOW_BYTES: u64 = 8 * 1024 * 1024;
 /// Windows read ahead of the encoder.
 const READ_AHEAD_WINDOWS: usize = 4;
+/// Archive files held in memory at once by one pass (encoding or uploading).
+const FILES_IN_MEMORY: usize = 2;
 /// The encoder's output is collected in chunks of this size (and uploaded in parts of two).
 const OUTPUT_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
@@ -270,12 +274,25 @@ impl RemotePartition {
             },
         };
         let (input_tx, input_rx) = mpsc::channel(READ_AHEAD_WINDOWS);
-        let (output_tx, mut output_rx) = mpsc::channel(1);
-        let encoder = tokio::task::spawn_blocking(move || encode(plan, input_rx, output_tx));
+        let (output_tx, output_rx) = mpsc::channel(1);
+        // At most two files in memory: one uploading while the next is encoded.
+        let (slots_tx, slots_rx) = mpsc::channel(FILES_IN_MEMORY);
+        for _ in 0..FILES_IN_MEMORY {
+            slots_tx
+                .try_send(())
+                .expect("the channel has room for every token");
+        }
+        let encoder =
+            tokio::task::spawn_blocking(move || encode(plan, input_rx, output_tx, slots_rx));
         let reader = self.read_segments(&pending, position, input_tx);
         let uploader = async {
+            // Owned here, so that a failed uploader hangs up on the encoder (which then stops)
+            // instead of leaving it waiting for room or a token.
+            let (mut output_rx, slots_tx) = (output_rx, slots_tx);
             while let Some(file) = output_rx.recv().await {
                 self.upload_and_record(file, outcome).await?;
+                // The encoder may have finished and dropped its end.
+                let _ = slots_tx.send(()).await;
             }
             Ok::<(), TieringError>(())
         };
@@ -758,9 +775,11 @@ fn encode(
     plan: EncodePlan,
     mut input: mpsc::Receiver<Input>,
     output: mpsc::Sender<EncodedFile>,
+    file_slots: mpsc::Receiver<()>,
 ) -> Result<(), EncodeError> {
     let mut state = Encoder {
         plan,
+        file_slots,
         writer: None,
         file_started_in_due_data: false,
         segment_created_at_ms: i64::MIN,
@@ -834,6 +853,9 @@ fn batch_size(buf: &[u8]) -> Result<Option<usize>, EncodeError> {
 
 struct Encoder {
     plan: EncodePlan,
+    /// One token per file that may be in memory (being encoded or uploaded); the uploader
+    /// returns a token when it has uploaded a file.
+    file_slots: mpsc::Receiver<()>,
     writer: Option<ArchiveWriter<ChunkSink>>,
     /// Whether the file in progress began in data old enough to be archived without filling.
     file_started_in_due_data: bool,
@@ -866,6 +888,9 @@ impl Encoder {
                 return Ok(false);
             }
             self.file_started_in_due_data = due;
+            if self.file_slots.blocking_recv().is_none() {
+                return Err(EncodeError::Closed);
+            }
             self.writer = Some(
                 ArchiveWriter::new(ChunkSink::default(), self.plan.options.clone())
                     .map_err(EncodeError::Archive)?,

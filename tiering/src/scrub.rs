@@ -83,24 +83,18 @@ pub(crate) async fn scrub(
         }
     }
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    // Archive files each live partition's manifest lists, by topic name and partition; `None`
-    // for a partition that could not be read (its archive is left alone).
-    let mut archived: HashMap<(String, i32), Option<HashSet<(i64, i64)>>> = HashMap::new();
+    // The live partition handle of each (topic name, partition), whose manifest says which
+    // archive files are its own; `None` for one that could not be read (its archive is left
+    // alone).
+    let mut archived: HashMap<(String, i32), Option<RemotePartition>> = HashMap::new();
     for (tp, objects) in by_partition {
         report.partitions_scanned += 1;
         let partition = RemotePartition::unloaded(shared.clone(), tp.clone());
         let key = (tp.topic.clone(), tp.partition);
         match scrub_partition(&partition, objects, grace_ms, &mut report).await {
             Ok(()) => {
-                let manifest = partition.manifest();
-                if !manifest.deleted {
-                    let files = manifest
-                        .archive_files
-                        .iter()
-                        .map(|f| (f.first_offset, f.last_offset));
-                    if let Some(set) = archived.entry(key).or_insert_with(|| Some(HashSet::new())) {
-                        set.extend(files);
-                    }
+                if !partition.manifest().deleted && !matches!(archived.get(&key), Some(None)) {
+                    archived.insert(key, Some(partition));
                 }
             }
             Err(error) => {
@@ -129,7 +123,7 @@ pub(crate) async fn scrub(
 /// deleted topics, files a crash left unrecorded, and staging files of interrupted writes.
 async fn scrub_archive(
     shared: &Arc<Shared>,
-    archived: &HashMap<(String, i32), Option<HashSet<(i64, i64)>>>,
+    archived: &HashMap<(String, i32), Option<RemotePartition>>,
     grace_ms: i64,
     report: &mut ScrubReport,
 ) -> Result<(), TieringError> {
@@ -169,7 +163,13 @@ async fn scrub_archive(
                     match (partition, layout::parse_archive_file_name(name)) {
                         (Some(p), Some(range)) => match archived.get(&(topic.clone(), p)) {
                             Some(None) => false,
-                            Some(Some(listed)) => !listed.contains(&range),
+                            Some(Some(partition)) => {
+                                // An archive pass may have recorded it since the manifest was
+                                // read: look again before deleting.
+                                !lists(partition, range)
+                                    && partition.catch_up().await.is_ok()
+                                    && !lists(partition, range)
+                            }
                             None => true,
                         },
                         _ => {
@@ -198,6 +198,14 @@ async fn scrub_archive(
         }
     }
     Ok(())
+}
+
+fn lists(partition: &RemotePartition, range: (i64, i64)) -> bool {
+    partition
+        .manifest()
+        .archive_files
+        .iter()
+        .any(|f| (f.first_offset, f.last_offset) == range)
 }
 
 async fn scrub_partition(
