@@ -19,7 +19,7 @@
 //!
 //! # Exactly one visible copy of every offset
 //! - Files appear whole: on S3 a PUT or a completed multipart upload is atomic; a local
-//!   directory gets the file under `archive/_staging/` first, then a rename.
+//!   directory gets the file under `_staging/archive/` first, then a rename.
 //! - The manifest is the archive's record: a file counts once a manifest version lists it, and
 //!   the next file starts after `archived_end_offset`. A crash between the upload and the
 //!   manifest write leaves a visible file the manifest does not list; before a handle writes
@@ -573,6 +573,10 @@ impl RemotePartition {
                 }
             })
             .await?;
+        // This handle's manifest may be behind the store's: a manifest write whose answer was
+        // lost (it landed), or another writer's. Compare with the newest version, read after
+        // the LIST, or a listed file would be deleted.
+        self.catch_up().await?;
         let manifest = self.manifest();
         for meta in objects {
             let Some(range) = meta

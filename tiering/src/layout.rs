@@ -5,13 +5,14 @@
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.log
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.indexes
 //! archive/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet
-//! archive/_staging/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet.tmp
+//! _staging/archive/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet.tmp
 //! ```
 //!
 //! The archive is laid out hive-style for query engines, by topic name (engines know names,
 //! not ids); the manifest of the topic's current incarnation says which files are its own.
-//! `_staging` holds a local-directory store's archive files while they are written (engines
-//! skip `_`-prefixed directories, and the names don't end in `.parquet`).
+//! `_staging/archive` holds a local-directory store's archive files while they are written:
+//! outside `archive/`, so no topic name can collide with it and no reader of `archive/` sees a
+//! file being written.
 //!
 //! `topic_id` is the hyphenated UUID (36 characters, fixed width, so a topic name containing `-`
 //! parses unambiguously); `segment_id` is the UUID in simple form (32 hex digits). Zero-padded
@@ -98,7 +99,7 @@ pub fn archive_root(prefix: &Path) -> Path {
 
 /// Where archive files of a local-directory store are written before their rename.
 pub fn archive_staging_root(prefix: &Path) -> Path {
-    archive_root(prefix).join(STAGING)
+    prefix.clone().join(STAGING).join(ARCHIVE)
 }
 
 /// The name of the archive file covering `first..=last`.

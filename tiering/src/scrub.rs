@@ -129,18 +129,22 @@ async fn scrub_archive(
 ) -> Result<(), TieringError> {
     let root = layout::archive_root(&shared.prefix);
     let staging = layout::archive_staging_root(&shared.prefix);
-    let objects: Vec<ObjectMeta> =
-        shared
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|source| TieringError::StoreUnusable {
-                store: shared.store_name.clone(),
-                what: "listing the archive for the scrub",
-                path: root.to_string(),
-                source: Box::new(source),
-            })?;
+    let mut objects = Vec::new();
+    for dir in [&root, &staging] {
+        let listed: Vec<ObjectMeta> =
+            shared
+                .store
+                .list(Some(dir))
+                .try_collect()
+                .await
+                .map_err(|source| TieringError::StoreUnusable {
+                    store: shared.store_name.clone(),
+                    what: "listing the archive for the scrub",
+                    path: dir.to_string(),
+                    source: Box::new(source),
+                })?;
+        objects.extend(listed);
+    }
     report.objects_listed += objects.len() as u64;
     let now = now_ms();
     for meta in objects {

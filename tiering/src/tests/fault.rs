@@ -130,6 +130,14 @@ impl FaultStore {
         self.state.lock().unwrap().crashed
     }
 
+    /// Ends a crash: every later request passes again, so the same handle can carry on (the
+    /// outage is over, the process did not die).
+    pub fn heal(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.crashed = false;
+        s.crash_at = None;
+    }
+
     /// (failures injected, stalls injected)
     pub fn injected(&self) -> (u64, u64) {
         let s = self.state.lock().unwrap();

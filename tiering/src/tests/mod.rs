@@ -3,6 +3,7 @@
 //! `SHALE_TEST_S3_ENDPOINT` is set (`eval "$(scripts/s3-test-server.sh start)"` starts
 //! SeaweedFS and sets it); without it the S3 variants print why they skip and pass.
 
+mod archive;
 mod conformance;
 pub(crate) mod fault;
 mod fixtures;
