@@ -190,7 +190,12 @@ impl RemoteLogManager {
         if let Some(handle) = self.partitions.lock().expect("partitions lock").get(tp) {
             return Ok(handle.clone());
         }
-        self.open_partition(tp).await
+        let loaded = Arc::new(RemotePartition::load(self.shared.clone(), tp.clone()).await?);
+        // Two callers (the copy job and the archive job) may both have missed and loaded: the
+        // first handle in wins, so that every caller shares one handle, one in-memory manifest
+        // and one write lock. A second handle would hold a stale manifest and fence itself.
+        let mut partitions = self.partitions.lock().expect("partitions lock");
+        Ok(partitions.entry(tp.clone()).or_insert(loaded).clone())
     }
 
     /// Loads `tp`'s newest manifest afresh and replaces any handle this manager had: what a

@@ -869,3 +869,30 @@ async fn uploaded_indexes(
     assert_eq!(bytes.len() as u64, segment.indexes_size_bytes);
     crate::indexes::SegmentIndexes::decode(&bytes).unwrap()
 }
+
+/// The copy job and the archive job look a partition up concurrently; both must get the same
+/// handle, or the one whose manifest is stale fences itself on its next write. Every request
+/// stalls, so both lookups miss and load before either inserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lookups_share_one_handle() {
+    let env = Env::new(super::Backend::Memory, "one_handle").unwrap();
+    let slow: Arc<dyn ObjectStore> = Arc::new(FaultStore::flaky(
+        env.store.clone(),
+        7,
+        0,
+        1000,
+        Duration::from_millis(20),
+    ));
+    let manager = env.manager_over(slow, env.config());
+    for partition in 0..5 {
+        let tp = env.tp(partition);
+        let (a, b) = tokio::join!(manager.partition(&tp), manager.partition(&tp));
+        let (a, b) = (a.expect("first lookup"), b.expect("second lookup"));
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "two handles for {tp}: concurrent lookups must share one"
+        );
+        let again = manager.partition(&tp).await.expect("third lookup");
+        assert!(Arc::ptr_eq(&a, &again));
+    }
+}
