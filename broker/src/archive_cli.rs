@@ -52,6 +52,8 @@ struct DescribeArgs {
 #[derive(Debug, Serialize)]
 struct ArchiveReport {
     topic: String,
+    /// The hyphenated UUID from the store; Kafka's printed form (base64) when only the broker
+    /// knows the topic yet.
     topic_id: String,
     archive_dir: String,
     partitions: Vec<PartitionReport>,
@@ -203,14 +205,6 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
         topic_id = Some(tp.topic_id);
         live.insert(tp.partition, partition);
     }
-    let Some(topic_id) = topic_id else {
-        eprintln!(
-            "error: topic `{}` has nothing in the object store ({}): it does not exist, is not \
-             tiered, or has not uploaded a segment yet",
-            args.topic, store_name
-        );
-        return Ok(EXIT_BROKER);
-    };
     let bootstrap = args.bootstrap_server.clone().unwrap_or_else(|| {
         if config.advertised_listener.is_empty() {
             config.listen.clone()
@@ -218,29 +212,51 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
             config.advertised_listener.clone()
         }
     });
-    let partitions: Vec<i32> = live.keys().copied().collect();
-    let log_ends = match log_end_offsets(&bootstrap, &args.topic, &partitions).await {
-        Ok(ends) => ends,
+    // The broker knows partitions that have uploaded nothing yet, and every log end offset.
+    let from_broker = match broker_view(&bootstrap, &args.topic).await {
+        Ok(view) => view,
         Err(e) => {
             eprintln!("warning: no lag: cannot ask {bootstrap} for log end offsets: {e}");
-            BTreeMap::new()
+            None
         }
     };
+    let topic_id = match (topic_id, &from_broker) {
+        (Some(id), _) => id.hyphenated().to_string(),
+        (None, Some(view)) => view.topic_id.clone().unwrap_or_default(),
+        (None, None) => {
+            eprintln!(
+                "error: topic `{}` is unknown: the broker does not have it and the object store \
+                 ({store_name}) has nothing of it",
+                args.topic
+            );
+            return Ok(EXIT_BROKER);
+        }
+    };
+    let log_ends = from_broker
+        .as_ref()
+        .map(|v| v.log_ends.clone())
+        .unwrap_or_default();
+    let mut partitions: std::collections::BTreeSet<i32> = live.keys().copied().collect();
+    partitions.extend(log_ends.keys().copied());
     let archive_dir =
         shale_tiering::layout::archive_root(&object_store::path::Path::from(prefix.as_str()))
             .join(args.topic.as_str());
     let mut report = ArchiveReport {
         topic: args.topic.clone(),
-        topic_id: topic_id.hyphenated().to_string(),
+        topic_id,
         archive_dir: archive_dir.to_string(),
         partitions: Vec::new(),
     };
-    for (p, remote) in live {
+    for p in partitions {
+        let remote = live.get(&p);
         let files: Vec<FileReport> = remote
-            .archive_files()
+            .map(|r| r.archive_files())
+            .unwrap_or_default()
             .iter()
             .map(|f| FileReport {
-                path: remote.archive_path(f).to_string(),
+                path: remote
+                    .map(|r| r.archive_path(f).to_string())
+                    .unwrap_or_default(),
                 first_offset: f.first_offset,
                 last_offset: f.last_offset,
                 rows: f.rows,
@@ -250,7 +266,7 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
                 max_timestamp: f.max_timestamp,
             })
             .collect();
-        let archived_end_offset = remote.archived_end_offset();
+        let archived_end_offset = remote.and_then(|r| r.archived_end_offset());
         let log_end_offset = log_ends.get(&p).copied().flatten();
         let lag = log_end_offset.map(|end| {
             end.saturating_sub(archived_end_offset.map_or(0, |a| a + 1))
@@ -271,11 +287,13 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
     Ok(EXIT_OK)
 }
 
-async fn log_end_offsets(
-    bootstrap: &str,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<BTreeMap<i32, Option<i64>>, String> {
+/// What the broker says of the topic: `None` if it does not have it.
+struct BrokerView {
+    topic_id: Option<String>,
+    log_ends: BTreeMap<i32, Option<i64>>,
+}
+
+async fn broker_view(bootstrap: &str, topic: &str) -> Result<Option<BrokerView>, String> {
     let options = ClientOptions {
         request_timeout: std::time::Duration::from_secs(10),
         client_id: "shale-archive".to_string(),
@@ -288,8 +306,14 @@ async fn log_end_offsets(
         .metadata(Some(&[topic.to_string()]))
         .await
         .map_err(|e| e.to_string())?;
-    session
-        .list_offsets(&view, topic, partitions, LATEST)
+    let Some(info) = view.topic(topic) else {
+        return Ok(None);
+    };
+    let partitions: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
+    let topic_id = info.id.clone();
+    let log_ends = session
+        .list_offsets(&view, topic, &partitions, LATEST)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(Some(BrokerView { topic_id, log_ends }))
 }
