@@ -157,6 +157,8 @@ broker_settings! {
     archive_max_lag_ms: i64 = 600_000, env = "SHALE_ARCHIVE_MAX_LAG_MS", kafka = "shale.archive.max.lag.ms";
     /// Parquet row groups of the archive close at about this encoded size (bytes).
     archive_row_group_bytes: u64 = 64 * 1024 * 1024, env = "SHALE_ARCHIVE_ROW_GROUP_BYTES", kafka = "shale.archive.row.group.bytes";
+    /// ZSTD level of archive files, 1-22: 1 writes about twice as fast as 3 with slightly larger files.
+    archive_zstd_level: i32 = 3, env = "SHALE_ARCHIVE_ZSTD_LEVEL", kafka = "shale.archive.zstd.level";
     /// Partitions archived at once; each keeps about one core busy while it encodes.
     archive_concurrency: u32 = 1, env = "SHALE_ARCHIVE_CONCURRENCY", kafka = "shale.archive.concurrency";
     /// Producer ids claimed from the metadata file at a time.
@@ -221,6 +223,9 @@ impl BrokerConfig {
         }
         if self.archive_row_group_bytes == 0 {
             return bad("archive_row_group_bytes", "must be >= 1");
+        }
+        if !(1..=22).contains(&self.archive_zstd_level) {
+            return bad("archive_zstd_level", "must be 1 to 22");
         }
         if self.archive_concurrency == 0 {
             return bad("archive_concurrency", "must be >= 1");

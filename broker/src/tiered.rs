@@ -107,6 +107,7 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
         decompressed_bytes_max: config.decompressed_batch_max_bytes,
         local_store_root,
         archive_row_group_bytes: config.archive_row_group_bytes as usize,
+        archive_zstd_level: config.archive_zstd_level,
         ..RemoteLogManagerConfig::default()
     };
     let rlm = RemoteLogManager::new(store, cache, manager)

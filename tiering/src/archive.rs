@@ -269,8 +269,8 @@ impl RemotePartition {
                 projection: policy.projection.clone(),
                 max_decompressed: self.shared.config.decompressed_bytes_max,
                 row_group_bytes: self.shared.config.archive_row_group_bytes,
+                zstd_level: self.shared.config.archive_zstd_level,
                 metadata: self.file_metadata(),
-                ..ArchiveOptions::default()
             },
         };
         let (input_tx, input_rx) = mpsc::channel(READ_AHEAD_WINDOWS);
@@ -657,14 +657,17 @@ impl RemotePartition {
                 "{path} is listed in the manifest but missing from the store"
             )));
         };
-        let row_group_bytes = self.shared.config.archive_row_group_bytes;
-        let max_decompressed = self.shared.config.decompressed_bytes_max;
-        let rewritten = tokio::task::spawn_blocking(move || {
-            rewrite_rows_from(bytes, start, row_group_bytes, max_decompressed)
-        })
-        .await
-        .map_err(|e| self.archive_failed(format!("the rewrite panicked: {e}")))?
-        .map_err(|e| self.archive_failed(format!("rewriting {path}: {e}")))?;
+        let options = ArchiveOptions {
+            max_decompressed: self.shared.config.decompressed_bytes_max,
+            row_group_bytes: self.shared.config.archive_row_group_bytes,
+            zstd_level: self.shared.config.archive_zstd_level,
+            ..ArchiveOptions::default()
+        };
+        let rewritten =
+            tokio::task::spawn_blocking(move || rewrite_rows_from(bytes, start, options))
+                .await
+                .map_err(|e| self.archive_failed(format!("the rewrite panicked: {e}")))?
+                .map_err(|e| self.archive_failed(format!("rewriting {path}: {e}")))?;
         self.put_archive_object(&path, &rewritten.chunks).await?;
         let size = rewritten.size();
         let stats = rewritten.stats;
@@ -736,11 +739,12 @@ fn archive_floor(manifest: &Manifest) -> Option<i64> {
         .map(|floor| floor.max(lso))
 }
 
+/// The file's rows from `start` on, in a new file with the same schema and metadata (`options`
+/// gives the encoding settings; its projection and metadata come from the file).
 fn rewrite_rows_from(
     file: Bytes,
     start: i64,
-    row_group_bytes: usize,
-    max_decompressed: usize,
+    options: ArchiveOptions,
 ) -> Result<EncodedFile, encoding::ArchiveError> {
     let metadata = encoding::read_key_value_metadata(&file)?;
     let projection = metadata
@@ -757,10 +761,8 @@ fn rewrite_rows_from(
     let batches = encoding::read_file(file)?;
     let options = ArchiveOptions {
         projection,
-        max_decompressed,
-        row_group_bytes,
         metadata: kept,
-        ..ArchiveOptions::default()
+        ..options
     };
     let mut writer = ArchiveWriter::new(ChunkSink::default(), options)?;
     for batch in &batches {

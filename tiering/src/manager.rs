@@ -54,6 +54,9 @@ pub struct RemoteLogManagerConfig {
     /// Parquet row groups of the archive close at about this encoded size: the unit engines
     /// skip or read in parallel, and the memory an archive pass holds per column set.
     pub archive_row_group_bytes: usize,
+    /// ZSTD level of archive files (1–22): higher is smaller and slower to write; reading
+    /// costs about the same.
+    pub archive_zstd_level: i32,
 }
 
 impl Default for RemoteLogManagerConfig {
@@ -71,6 +74,7 @@ impl Default for RemoteLogManagerConfig {
             decompressed_bytes_max: 64 * 1024 * 1024,
             local_store_root: None,
             archive_row_group_bytes: 64 * 1024 * 1024,
+            archive_zstd_level: 3,
         }
     }
 }
