@@ -239,8 +239,15 @@ impl RemotePartition {
         };
         let next = manifest.archived_end_offset.map_or(floor, |end| end + 1);
         if next < floor {
-            let skipped = (floor - next) as u64;
-            outcome.offsets_skipped += skipped;
+            // Recorded, so that the warning is given once and the lag counts from here.
+            self.update_archive(|m| {
+                m.archived_end_offset = Some(
+                    m.archived_end_offset
+                        .map_or(floor - 1, |e| e.max(floor - 1)),
+                )
+            })
+            .await?;
+            outcome.offsets_skipped += (floor - next) as u64;
             tracing::warn!(tp = %self.tp, from = next, to = floor - 1,
                 "offsets expired before the archive reached them; they are not archived");
         }
@@ -697,12 +704,17 @@ impl RemotePartition {
         &self,
         change: impl FnOnce(&mut Vec<ArchiveFile>),
     ) -> Result<(), TieringError> {
+        self.update_archive(|m| change(&mut m.archive_files)).await
+    }
+
+    /// Writes a manifest version with `change` applied (to its archive fields).
+    async fn update_archive(&self, change: impl FnOnce(&mut Manifest)) -> Result<(), TieringError> {
         let _write = self.manifest_write.lock().await;
         let current = self.manifest();
         self.check_not_deleted(&current)?;
         let mut next = (*current).clone();
         next.version += 1;
-        change(&mut next.archive_files);
+        change(&mut next);
         self.commit(next).await?;
         Ok(())
     }
