@@ -255,11 +255,16 @@ pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
     let slots = Arc::new(tokio::sync::Semaphore::new(
         broker.config.archive_concurrency.max(1) as usize,
     ));
+    let mut backlog = false;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = shutdown.changed() => return,
+        // Straight on while a partition has a backlog; otherwise wait for the next tick.
+        if !backlog {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
         }
+        backlog = false;
         let mut passes = tokio::task::JoinSet::new();
         for partition in broker.all_partitions() {
             if *shutdown.borrow() {
@@ -277,15 +282,25 @@ pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             };
             let broker = broker.clone();
             passes.spawn(async move {
-                if let Err(e) = archive_partition(&broker, &partition).await {
-                    tracing::error!(tp = %partition.tp, error = %e, "archiving failed; will retry");
-                }
+                let more = match archive_partition(&broker, &partition).await {
+                    Ok(more) => more,
+                    Err(e) => {
+                        tracing::error!(tp = %partition.tp, error = %e, "archiving failed; will retry");
+                        false
+                    }
+                };
                 drop(permit);
+                more
             });
         }
-        // A pass in progress finishes (or fails) on its own; shutdown only stops new ones.
+        // Shutdown drops the passes in progress; what they uploaded without recording is
+        // removed by the next start's first pass.
         tokio::select! {
-            _ = async { while passes.join_next().await.is_some() {} } => {}
+            _ = async {
+                while let Some(more) = passes.join_next().await {
+                    backlog |= more.unwrap_or(false);
+                }
+            } => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -311,24 +326,30 @@ pub fn archive_policy(broker: &Broker, topic: &str) -> Option<ArchivePolicy> {
         file_bytes: get("archive.file.bytes").parse().unwrap_or(128 << 20),
         max_lag_ms: get("archive.max.lag.ms").parse().unwrap_or(600_000),
         projection,
+        max_files_per_pass: ARCHIVE_FILES_PER_PASS,
         now_ms: now_ms(),
     })
 }
 
+/// Files one archive pass writes at most (1 GiB of batches at the default `archive.file.bytes`),
+/// so that a partition with a large backlog does not hold the other partitions back.
+const ARCHIVE_FILES_PER_PASS: usize = 8;
+
 /// One archive pass over one partition: retention of its archive files, then new files.
+/// `Ok(true)` when the pass stopped at its file limit with more to archive.
 pub async fn archive_partition(
     broker: &Broker,
     partition: &Arc<Partition>,
-) -> Result<(), TieringError> {
+) -> Result<bool, TieringError> {
     let Some(remote) = remote_partition(broker, partition).await else {
-        return Ok(());
+        return Ok(false);
     };
     let kept = remote.enforce_archive_retention().await?;
     if kept.files_deleted + kept.files_rewritten > 0 {
         tracing::info!(tp = %partition.tp, deleted = kept.files_deleted, rewritten = kept.files_rewritten, "archive retention applied");
     }
     let Some(policy) = archive_policy(broker, &partition.tp.topic) else {
-        return Ok(());
+        return Ok(false);
     };
     let started = std::time::Instant::now();
     let outcome = remote.archive(&policy).await?;
@@ -342,10 +363,11 @@ pub async fn archive_partition(
             output_bytes = outcome.output_bytes,
             archived_end_offset = ?remote.archived_end_offset(),
             mib_per_second = outcome.input_bytes as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
+            more_pending = outcome.more_pending,
             "archive pass finished"
         );
     }
-    Ok(())
+    Ok(outcome.more_pending)
 }
 
 /// Logs each topic's object-store request counters (cumulative since start) when they moved:

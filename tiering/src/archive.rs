@@ -73,6 +73,9 @@ pub struct ArchivePolicy {
     pub max_lag_ms: i64,
     /// `archive.json.fields`, parsed.
     pub projection: Option<Arc<JsonProjection>>,
+    /// Files one pass writes at most, so that partitions with a large backlog take turns;
+    /// [`ArchiveOutcome::more_pending`] says when a pass stopped there.
+    pub max_files_per_pass: usize,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
 }
@@ -92,6 +95,8 @@ pub struct ArchiveOutcome {
     pub unlisted_files_deleted: usize,
     /// Offsets that retention or DeleteRecords removed before the archive reached them.
     pub offsets_skipped: u64,
+    /// The pass stopped at `max_files_per_pass` with more to archive: run another soon.
+    pub more_pending: bool,
 }
 
 enum Input {
@@ -122,6 +127,8 @@ struct EncodePlan {
     available: u64,
     /// Files may start in data uploaded at or before this time even if they won't fill.
     overdue_before_ms: i64,
+    /// Files to write at most.
+    max_files: usize,
     options: ArchiveOptions,
 }
 
@@ -272,6 +279,7 @@ impl RemotePartition {
             file_bytes: policy.file_bytes.max(1),
             available,
             overdue_before_ms,
+            max_files: policy.max_files_per_pass.max(1),
             options: ArchiveOptions {
                 projection: policy.projection.clone(),
                 max_decompressed: self.shared.config.decompressed_bytes_max,
@@ -310,7 +318,10 @@ impl RemotePartition {
         upload?;
         read?;
         match encoded {
-            Ok(()) => Ok(()),
+            Ok(limited) => {
+                outcome.more_pending = limited;
+                Ok(())
+            }
             Err(EncodeError::Archive(e)) => Err(self.archive_failed(e.to_string())),
             Err(EncodeError::Framing(reason)) => Err(self.archive_failed(reason)),
             Err(EncodeError::Closed) => {
@@ -788,16 +799,19 @@ fn rewrite_rows_from(
 }
 
 /// The encoder thread: windows of segment bytes in, whole files out. Returns when the input
-/// ends or when what is left would not fill a file that is not yet due.
+/// ends, when what is left would not fill a file that is not yet due, or at the file limit
+/// (then `Ok(true)`: more is pending).
 fn encode(
     plan: EncodePlan,
     mut input: mpsc::Receiver<Input>,
     output: mpsc::Sender<EncodedFile>,
     file_slots: mpsc::Receiver<()>,
-) -> Result<(), EncodeError> {
+) -> Result<bool, EncodeError> {
     let mut state = Encoder {
         plan,
         file_slots,
+        files_done: 0,
+        limited: false,
         writer: None,
         file_started_in_due_data: false,
         segment_created_at_ms: i64::MIN,
@@ -826,7 +840,7 @@ fn encode(
                     if batch_size(&carry)? == Some(carry.len()) {
                         let batch = carry.split().freeze();
                         if !state.batch(&batch)? {
-                            return Ok(());
+                            return Ok(state.limited);
                         }
                     }
                 }
@@ -835,7 +849,7 @@ fn encode(
                     match batch_size(&window[at..])? {
                         Some(size) if at + size <= window.len() => {
                             if !state.batch(&window.slice(at..at + size))? {
-                                return Ok(());
+                                return Ok(state.limited);
                             }
                             at += size;
                         }
@@ -877,6 +891,10 @@ struct Encoder {
     writer: Option<ArchiveWriter<ChunkSink>>,
     /// Whether the file in progress began in data old enough to be archived without filling.
     file_started_in_due_data: bool,
+    /// Files handed to the uploader so far.
+    files_done: usize,
+    /// Stopped at `max_files` with data left.
+    limited: bool,
     segment_created_at_ms: i64,
     /// Record-batch bytes seen so far (including batches below the start).
     consumed: u64,
@@ -901,6 +919,10 @@ impl Encoder {
             return Ok(true);
         }
         if self.writer.is_none() {
+            if self.files_done >= self.plan.max_files {
+                self.limited = true;
+                return Ok(false);
+            }
             let due = self.segment_created_at_ms <= self.plan.overdue_before_ms;
             if remaining < self.plan.file_bytes && !due {
                 return Ok(false);
@@ -932,6 +954,7 @@ impl Encoder {
         if let Some(last) = stats.last_offset {
             self.plan.start = last + 1;
         }
+        self.files_done += 1;
         self.output
             .blocking_send(EncodedFile {
                 chunks: sink.into_chunks(),
@@ -941,10 +964,10 @@ impl Encoder {
     }
 
     /// At the end of the input: the partial file is written if it began in due data.
-    fn finish_tail(mut self) -> Result<(), EncodeError> {
+    fn finish_tail(mut self) -> Result<bool, EncodeError> {
         if self.writer.is_some() && self.file_started_in_due_data {
             self.finish_file()?;
         }
-        Ok(())
+        Ok(self.limited)
     }
 }

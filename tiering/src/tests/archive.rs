@@ -79,6 +79,7 @@ archive_suite!(
     delete_all_and_scrub_remove_unlisted_archive_files,
     json_projection_survives_a_rewrite,
     corrupt_segment_bytes_fail_the_pass,
+    a_pass_stops_at_its_file_limit,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -447,6 +448,7 @@ fn due_now(file_bytes: u64) -> ArchivePolicy {
         file_bytes,
         max_lag_ms: 0,
         projection: None,
+        max_files_per_pass: usize::MAX,
         now_ms: now_ms(),
     }
 }
@@ -743,6 +745,57 @@ async fn check_archive(
 /// produced, each offset once; ranges follow each other from offset 0 to the archived end and
 /// are cut at the first batch boundary after `file_bytes`; the manifest's rows and sizes match
 /// the objects. A second pass with nothing new writes nothing and makes no write request.
+/// A pass writes at most `max_files_per_pass` files and says more is pending; passes after it
+/// carry on where it stopped, and together they write exactly the files one unlimited pass
+/// would.
+pub async fn a_pass_stops_at_its_file_limit(env: Env) {
+    let manager = env.manager();
+    let segments = write_segments(env.fixtures.path(), 0, 3, RICH);
+    let produced = all_rows(&segments);
+    // Due for both partitions whenever they are copied: the tail is written too.
+    let unlimited = ArchivePolicy {
+        now_ms: now_ms() + HOUR_MS,
+        ..due_now(log_bytes(&segments) / 5 + 1)
+    };
+    let reference = manager.partition(&env.tp(1)).await.unwrap();
+    copy_all(&reference, &segments).await;
+    let all = reference.archive(&unlimited).await.unwrap();
+    assert!(all.files_written >= 3, "{all:?}");
+    assert!(!all.more_pending, "{all:?}");
+
+    let p = manager.partition(&env.tp(0)).await.unwrap();
+    copy_all(&p, &segments).await;
+    let limited = ArchivePolicy {
+        max_files_per_pass: 2,
+        ..unlimited.clone()
+    };
+    let mut passes = Vec::new();
+    loop {
+        let outcome = p.archive(&limited).await.unwrap();
+        assert!(outcome.files_written <= 2, "{outcome:?}");
+        passes.push(outcome.files_written);
+        if !outcome.more_pending {
+            break;
+        }
+        assert_eq!(
+            outcome.files_written, 2,
+            "stopped at the limit: {outcome:?}"
+        );
+        assert!(passes.len() < 20, "passes do not finish: {passes:?}");
+    }
+    assert_eq!(
+        passes.iter().sum::<usize>(),
+        all.files_written,
+        "{passes:?}"
+    );
+    assert!(passes.len() >= 2, "{passes:?}");
+    assert_eq!(
+        ranges(&p.archive_files()),
+        ranges(&reference.archive_files())
+    );
+    check_archive(&env, &p, &produced, 0).await;
+}
+
 pub async fn archive_writes_every_record_once(env: Env) {
     let manager = env.manager();
     let tp = env.tp(0);
@@ -833,6 +886,7 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
         file_bytes: NEVER_FULL,
         max_lag_ms: HOUR_MS,
         projection: None,
+        max_files_per_pass: usize::MAX,
         now_ms: *created.iter().max().unwrap(),
     };
     assert_eq!(
@@ -867,6 +921,7 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
         file_bytes,
         max_lag_ms: HOUR_MS,
         projection: None,
+        max_files_per_pass: usize::MAX,
         now_ms: *created.iter().max().unwrap(),
     };
     let expected = expected_files(&segments[..3], &created, 0, &not_due);
@@ -1257,6 +1312,7 @@ pub async fn archive_lag_past_retention_skips_offsets(env: Env) {
             file_bytes: segment_bytes / 2,
             max_lag_ms: HOUR_MS,
             projection: None,
+            max_files_per_pass: usize::MAX,
             now_ms: created_at(&p)[0],
         };
         assert_eq!(p.archive(&half).await.unwrap().files_written, 1);
