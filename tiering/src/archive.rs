@@ -15,7 +15,8 @@
 //! A file's bytes are held in memory until uploaded (about `archive.file.bytes` at most, less
 //! after compression), so a failed upload is retried without encoding again; at most two files
 //! are in memory per pass (one uploading, the next being encoded), plus the read-ahead windows
-//! and the Parquet row group in progress.
+//! and the Parquet row group in progress. A pass writes at most `max_files_per_pass` files and
+//! then says more is pending, so that partitions with a large backlog take turns.
 //!
 //! # Exactly one visible copy of every offset
 //! - Files appear whole: on S3 a PUT or a completed multipart upload is atomic; a local
