@@ -40,9 +40,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use shale_formats::archive::{self as encoding, ArchiveOptions, ArchiveWriter, JsonProjection};
 use shale_formats::batch::{
     BATCH_LENGTH_MIN, BATCH_LENGTH_OFFSET, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD,
@@ -473,26 +472,11 @@ impl RemotePartition {
             path.clone()
         };
         let size: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        self.shared.rate.acquire(size).await;
         if local || size <= self.shared.config.multipart_threshold_bytes {
-            let store = self.shared.store.clone();
-            let target_ref = &target;
-            self.shared
-                .config
-                .retry
-                .run(&self.tp, "PUT", &target, || {
-                    let store = store.clone();
-                    let payload: PutPayload = chunks.iter().cloned().collect();
-                    async move {
-                        store
-                            .put(target_ref, payload)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| self.store_error("PUT", target_ref, e))
-                    }
-                })
+            self.put_retried(&target, chunks.iter().cloned().collect())
                 .await?;
         } else {
+            self.shared.rate.acquire(size).await;
             self.put_multipart_from_memory(&target, chunks).await?;
         }
         if local {
@@ -526,19 +510,10 @@ impl RemotePartition {
         let part_chunks = (self.shared.config.multipart_part_bytes / OUTPUT_CHUNK_BYTES).max(1);
         retry
             .run(&self.tp, "multipart upload", path, || async {
-                let store = self.shared.store.clone();
-                let mut upload = retry
-                    .timed(&self.tp, "multipart create", path, async {
-                        store
-                            .put_multipart(path)
-                            .await
-                            .map_err(|e| self.store_error("multipart create", path, e))
-                    })
-                    .await?;
+                let mut upload = self.multipart_create(path).await?;
                 let sent = async {
                     for part in chunks.chunks(part_chunks) {
-                        let payload: PutPayload = part.iter().cloned().collect();
-                        let put = upload.put_part(payload);
+                        let put = upload.put_part(part.iter().cloned().collect());
                         retry
                             .timed(&self.tp, "multipart part PUT", path, async {
                                 put.await
@@ -546,23 +521,13 @@ impl RemotePartition {
                             })
                             .await?;
                     }
-                    retry
-                        .timed(&self.tp, "multipart complete", path, async {
-                            upload
-                                .complete()
-                                .await
-                                .map_err(|e| self.store_error("multipart complete", path, e))
-                        })
-                        .await
+                    self.multipart_complete(path, upload.as_mut()).await
                 }
                 .await;
-                if let Err(error) = sent {
-                    if let Err(e) = upload.abort().await {
-                        tracing::warn!(tp = %self.tp, %path, error = %e, "aborting a failed multipart upload failed");
-                    }
-                    return Err(error);
+                if sent.is_err() {
+                    self.multipart_abort(path, upload.as_mut()).await;
                 }
-                Ok(())
+                sent
             })
             .await
     }
@@ -574,24 +539,7 @@ impl RemotePartition {
         &self,
         outcome: &mut ArchiveOutcome,
     ) -> Result<(), TieringError> {
-        let dir = self.archive_dir();
-        let store = self.shared.store.clone();
-        let objects: Vec<_> = self
-            .shared
-            .config
-            .retry
-            .run(&self.tp, "LIST", &dir, || {
-                let store = store.clone();
-                let dir = dir.clone();
-                async move {
-                    store
-                        .list(Some(&dir))
-                        .try_collect::<Vec<_>>()
-                        .await
-                        .map_err(|e| self.store_error("LIST", &dir, e))
-                }
-            })
-            .await?;
+        let objects = self.list_retried(&self.archive_dir()).await?;
         // This handle's manifest may be behind the store's: a manifest write whose answer was
         // lost (it landed), or another writer's. Compare with the newest version, read after
         // the LIST, or a listed file would be deleted.

@@ -17,7 +17,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use object_store::path::Path;
@@ -104,7 +103,8 @@ impl RemotePartition {
         }
         .encode();
         metadata.indexes_size_bytes = indexes.len() as u64;
-        self.put_retried(&indexes_path, indexes).await?;
+        self.put_retried(&indexes_path, PutPayload::from(indexes))
+            .await?;
 
         self.transition(&mut metadata, RemoteLogSegmentState::CopySegmentFinished)?;
         metadata.created_at_ms = now_ms();
@@ -222,28 +222,6 @@ impl RemotePartition {
         Ok(())
     }
 
-    /// One PUT, retried. Data objects are plain PUTs: their names are unique per attempt, so
-    /// repeating one after a lost answer is harmless.
-    async fn put_retried(&self, path: &Path, body: Bytes) -> Result<(), TieringError> {
-        self.shared.rate.acquire(body.len() as u64).await;
-        let store = self.shared.store.clone();
-        self.shared
-            .config
-            .retry
-            .run(&self.tp, "PUT", path, || {
-                let store = store.clone();
-                let payload = PutPayload::from(body.clone());
-                async move {
-                    store
-                        .put(path, payload)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| self.store_error("PUT", path, e))
-                }
-            })
-            .await
-    }
-
     /// Uploads the `.log` object; returns the CRC-32C of its bytes.
     async fn upload_log(&self, segment: &SegmentUpload, path: &Path) -> Result<u32, TieringError> {
         let size = self.local_size(segment).await?;
@@ -258,7 +236,7 @@ impl RemotePartition {
             checker.feed(&bytes).map_err(|r| self.invalid(segment, r))?;
             checker.finish().map_err(|r| self.invalid(segment, r))?;
             let crc = crc32c::crc32c(&bytes);
-            self.put_retried(path, Bytes::from(bytes)).await?;
+            self.put_retried(path, PutPayload::from(bytes)).await?;
             return Ok(crc);
         }
         let retry = self.shared.config.retry.clone();
@@ -301,25 +279,12 @@ impl RemotePartition {
         segment: &SegmentUpload,
         path: &Path,
     ) -> Result<u32, TieringError> {
-        let retry = &self.shared.config.retry;
-        let store = self.shared.store.clone();
-        let mut upload = retry
-            .timed(&self.tp, "multipart create", path, async {
-                store
-                    .put_multipart(path)
-                    .await
-                    .map_err(|e| self.store_error("multipart create", path, e))
-            })
-            .await?;
-        match self.send_parts(segment, path, upload.as_mut()).await {
-            Ok(crc) => Ok(crc),
-            Err(error) => {
-                if let Err(e) = upload.abort().await {
-                    tracing::warn!(tp = %self.tp, %path, error = %e, "aborting a failed multipart upload failed");
-                }
-                Err(error)
-            }
+        let mut upload = self.multipart_create(path).await?;
+        let sent = self.send_parts(segment, path, upload.as_mut()).await;
+        if sent.is_err() {
+            self.multipart_abort(path, upload.as_mut()).await;
         }
+        sent
     }
 
     async fn send_parts(
@@ -382,14 +347,7 @@ impl RemotePartition {
                 ),
             ));
         }
-        retry
-            .timed(&self.tp, "multipart complete", path, async {
-                upload
-                    .complete()
-                    .await
-                    .map_err(|e| self.store_error("multipart complete", path, e))
-            })
-            .await?;
+        self.multipart_complete(path, upload).await?;
         Ok(crc)
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{MultipartUpload, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use uuid::Uuid;
 
 use crate::error::TieringError;
@@ -147,24 +147,7 @@ impl RemotePartition {
 
     /// The newest manifest version the LIST shows, 0 if none.
     async fn newest_listed_version(&self) -> Result<u64, TieringError> {
-        let dir = self.layout.manifest_dir();
-        let store = self.shared.store.clone();
-        let objects: Vec<_> = self
-            .shared
-            .config
-            .retry
-            .run(&self.tp, "LIST", &dir, || {
-                let store = store.clone();
-                let dir = dir.clone();
-                async move {
-                    store
-                        .list(Some(&dir))
-                        .try_collect::<Vec<_>>()
-                        .await
-                        .map_err(|e| self.store_error("LIST", &dir, e))
-                }
-            })
-            .await?;
+        let objects = self.list_retried(&self.layout.manifest_dir()).await?;
         Ok(objects
             .iter()
             .filter_map(|meta| {
@@ -174,6 +157,102 @@ impl RemotePartition {
             })
             .max()
             .unwrap_or(0))
+    }
+
+    /// Every object under `dir`, LISTed with retries.
+    pub(crate) async fn list_retried(&self, dir: &Path) -> Result<Vec<ObjectMeta>, TieringError> {
+        let store = self.shared.store.clone();
+        self.shared
+            .config
+            .retry
+            .run(&self.tp, "LIST", dir, || {
+                let store = store.clone();
+                async move {
+                    store
+                        .list(Some(dir))
+                        .try_collect::<Vec<_>>()
+                        .await
+                        .map_err(|e| self.store_error("LIST", dir, e))
+                }
+            })
+            .await
+    }
+
+    /// One PUT under the upload rate limit, retried. For data objects: their names are unique
+    /// per attempt or their contents deterministic, so repeating one after a lost answer is
+    /// harmless (manifests use [`Self::commit`] instead).
+    pub(crate) async fn put_retried(
+        &self,
+        path: &Path,
+        payload: PutPayload,
+    ) -> Result<(), TieringError> {
+        self.shared
+            .rate
+            .acquire(payload.content_length() as u64)
+            .await;
+        let store = self.shared.store.clone();
+        self.shared
+            .config
+            .retry
+            .run(&self.tp, "PUT", path, || {
+                let store = store.clone();
+                let payload = payload.clone();
+                async move {
+                    store
+                        .put(path, payload)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.store_error("PUT", path, e))
+                }
+            })
+            .await
+    }
+
+    /// Starts a multipart upload, bounded by the request timeout. object_store's
+    /// `MultipartUpload` cannot resend a failed part, so callers retry a whole upload and call
+    /// [`Self::multipart_abort`] on failure.
+    pub(crate) async fn multipart_create(
+        &self,
+        path: &Path,
+    ) -> Result<Box<dyn MultipartUpload>, TieringError> {
+        let store = self.shared.store.clone();
+        self.shared
+            .config
+            .retry
+            .timed(&self.tp, "multipart create", path, async {
+                store
+                    .put_multipart(path)
+                    .await
+                    .map_err(|e| self.store_error("multipart create", path, e))
+            })
+            .await
+    }
+
+    /// Completes a multipart upload, bounded by the request timeout.
+    pub(crate) async fn multipart_complete(
+        &self,
+        path: &Path,
+        upload: &mut dyn MultipartUpload,
+    ) -> Result<(), TieringError> {
+        self.shared
+            .config
+            .retry
+            .timed(&self.tp, "multipart complete", path, async {
+                upload
+                    .complete()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.store_error("multipart complete", path, e))
+            })
+            .await
+    }
+
+    /// Aborts a failed multipart upload; a failure to abort is only logged (a bucket lifecycle
+    /// rule or the scrub cleans up).
+    pub(crate) async fn multipart_abort(&self, path: &Path, upload: &mut dyn MultipartUpload) {
+        if let Err(e) = upload.abort().await {
+            tracing::warn!(tp = %self.tp, %path, error = %e, "aborting a failed multipart upload failed");
+        }
     }
 
     /// Reads version `version`; `None` if it does not exist.

@@ -59,17 +59,7 @@ pub(crate) async fn scrub(
     grace: Duration,
 ) -> Result<ScrubReport, TieringError> {
     let topics_dir = layout::topics_dir(&shared.prefix);
-    let objects: Vec<ObjectMeta> = shared
-        .store
-        .list(Some(&topics_dir))
-        .try_collect()
-        .await
-        .map_err(|source| TieringError::StoreUnusable {
-            store: shared.store_name.clone(),
-            what: "listing objects for the scrub",
-            path: topics_dir.to_string(),
-            source: Box::new(source),
-        })?;
+    let objects = list(shared, &topics_dir, "listing objects for the scrub").await?;
     let mut report = ScrubReport {
         objects_listed: objects.len() as u64,
         ..ScrubReport::default()
@@ -119,6 +109,25 @@ pub(crate) async fn scrub(
     Ok(report)
 }
 
+/// Every object under `dir`; a failure means the scrub cannot run at all.
+async fn list(
+    shared: &Shared,
+    dir: &Path,
+    what: &'static str,
+) -> Result<Vec<ObjectMeta>, TieringError> {
+    shared
+        .store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|source| TieringError::StoreUnusable {
+            store: shared.store_name.clone(),
+            what,
+            path: dir.to_string(),
+            source: Box::new(source),
+        })
+}
+
 /// Deletes archive objects older than the grace period that no live manifest lists: files of
 /// deleted topics, files a crash left unrecorded, and staging files of interrupted writes.
 async fn scrub_archive(
@@ -131,19 +140,7 @@ async fn scrub_archive(
     let staging = layout::archive_staging_root(&shared.prefix);
     let mut objects = Vec::new();
     for dir in [&root, &staging] {
-        let listed: Vec<ObjectMeta> =
-            shared
-                .store
-                .list(Some(dir))
-                .try_collect()
-                .await
-                .map_err(|source| TieringError::StoreUnusable {
-                    store: shared.store_name.clone(),
-                    what: "listing the archive for the scrub",
-                    path: dir.to_string(),
-                    source: Box::new(source),
-                })?;
-        objects.extend(listed);
+        objects.extend(list(shared, dir, "listing the archive for the scrub").await?);
     }
     report.objects_listed += objects.len() as u64;
     let now = now_ms();
