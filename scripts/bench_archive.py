@@ -37,7 +37,6 @@ import random
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import kafka_wire as wire  # noqa: E402
+# The broker process and topic creation are the tiering benchmark's.
+from bench_tiering import Broker, create_topic  # noqa: E402
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -56,18 +57,6 @@ TOPIC = "events"
 
 def log(msg: str) -> None:
     print(f"[bench-archive] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
@@ -99,42 +88,6 @@ def children_cpu() -> float:
 
 # --- Broker --------------------------------------------------------------------------------------
 
-class Broker:
-    def __init__(self, shale: Path, data_dir: Path, log_path: Path, settings: dict):
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        args = [str(shale), "serve", "--data-dir", str(data_dir), "--listen", self.bootstrap]
-        for k, v in settings.items():
-            args.append(f"--{k.replace('_', '-')}={v}")
-        self.log_path = log_path
-        self.logf = open(log_path, "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHALE_")}
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"shale exited with {self.proc.returncode} at startup; see {log_path}")
-            if "shale listening" in self.log_text():
-                return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"shale did not start within 60 s; see {log_path}")
-            time.sleep(0.1)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def cpu(self) -> float:
-        return proc_cpu(self.proc.pid)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(60)
-        self.logf.close()
-        return rc
-
-
 def alter_topic(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
     from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                        ConfigResource, ResourceType)
@@ -144,13 +97,6 @@ def alter_topic(bootstrap: str, topic: str, configs: dict[str, str]) -> None:
     res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
     for f in admin.incremental_alter_configs([res]).values():
         f.result(30)
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int, config: dict) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, partitions, 1, config=config)])[topic].result(30)
-    time.sleep(0.5)
 
 
 # --- Records -------------------------------------------------------------------------------------
@@ -345,7 +291,7 @@ def main() -> int:
         "archive_zstd_level": a.zstd_level,
     }
     status = 0
-    b = Broker(shale, data, work / "shale.log", settings)
+    b = Broker(shale, data, work / "shale.log", {}, settings)
     perf = None
     try:
         # --- 1. load --------------------------------------------------------------------------

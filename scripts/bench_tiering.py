@@ -99,6 +99,7 @@ class Broker:
     def __init__(self, shale: Path, data_dir: Path, log_path: Path, env: dict, settings: dict):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         args = [str(shale), "serve", "--data-dir", str(data_dir), "--listen", self.bootstrap]
         for k, v in settings.items():
             args.append(f"--{k.replace('_', '-')}={v}")
