@@ -1,0 +1,606 @@
+//! The broker's shared state: configuration, cluster metadata, the partitions hosted here and
+//! the producer-id allocator; plus the operations that change them (topic create/delete/grow)
+//! and the background job that applies retention and time-based flushes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
+use crate::metadata::{validate_topic_name, ClusterMetadata, MetadataError, TopicMetadata};
+use crate::partition::{Partition, TopicPartition};
+use crate::topic_config;
+use shale_log::Log;
+
+/// Errors opening the broker's state at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("cannot open the log of {tp}: {source}")]
+    Log {
+        tp: TopicPartition,
+        source: shale_log::LogError,
+    },
+}
+
+/// A request-level failure: a Kafka error code and a message for the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+    pub fn code(&self) -> i16 {
+        self.error.code()
+    }
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, u16),
+    /// Readers take a cheap `Arc` snapshot; writers hold `meta_write` and swap in a new one.
+    meta: RwLock<Arc<ClusterMetadata>>,
+    meta_write: Mutex<()>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// `(next id to hand out, end of the reserved block)`.
+    producer_ids: Mutex<(i64, i64)>,
+    /// The group coordinator (consumer groups and committed offsets).
+    pub groups: GroupCoordinator,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: crate::handlers::fetch_session::FetchSessionCache,
+    /// The remote tier, when tiered storage is on (set once at startup).
+    remote: std::sync::OnceLock<Arc<shale_tiering::RemoteLogManager>>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
+    data_dir.join(format!("{}-{}", tp.topic, tp.partition))
+}
+
+impl Broker {
+    /// Loads the metadata and opens (recovering) every partition's log.
+    pub fn open(
+        config: BrokerConfig,
+        advertised: (String, u16),
+    ) -> Result<Arc<Self>, StartupError> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let meta = ClusterMetadata::load(&data_dir)?;
+        meta.persist(&data_dir)?;
+        let mut partitions = HashMap::new();
+        for topic in meta.topics.values() {
+            for p in 0..topic.partitions {
+                let tp = TopicPartition {
+                    topic: topic.name.clone(),
+                    partition: p,
+                };
+                let partition =
+                    open_partition(&config, &meta.dynamic_broker_configs, topic, tp.clone())?;
+                partitions.insert(tp, partition);
+            }
+        }
+        let groups = GroupCoordinator::open(&config, &partitions)
+            .map_err(|(tp, source)| StartupError::Log { tp, source })?;
+        let reserved = meta.producer_id_reserved_until;
+        tracing::info!(
+            topics = meta.topics.len(),
+            partitions = partitions.len(),
+            cluster_id = %meta.cluster_id,
+            "broker state loaded"
+        );
+        let fetch_sessions = crate::handlers::fetch_session::FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots as usize,
+        );
+        Ok(Arc::new(Self {
+            config,
+            advertised,
+            meta: RwLock::new(Arc::new(meta)),
+            meta_write: Mutex::new(()),
+            partitions: RwLock::new(partitions),
+            producer_ids: Mutex::new((reserved, reserved)),
+            groups,
+            fetch_sessions,
+            remote: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The remote tier, if tiered storage is on.
+    pub fn remote(&self) -> Option<&Arc<shale_tiering::RemoteLogManager>> {
+        self.remote.get()
+    }
+
+    /// Attaches the remote tier; called once, before serving.
+    pub fn set_remote(&self, rlm: Arc<shale_tiering::RemoteLogManager>) {
+        assert!(
+            self.remote.set(rlm).is_ok(),
+            "the remote tier was attached twice"
+        );
+    }
+
+    /// Recreates a topic found in remote storage (same id), each partition's local log starting
+    /// at `next_offsets[p]`, the offset after the remote end.
+    pub fn restore_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        next_offsets: &[i64],
+    ) -> Result<(), ApiError> {
+        let topic = TopicMetadata {
+            name: name.to_string(),
+            id,
+            partitions: next_offsets.len() as i32,
+            configs: BTreeMap::new(),
+        };
+        self.update_metadata(|meta| {
+            check_new_topic_name(meta, name)?;
+            meta.topics.insert(name.to_string(), topic.clone());
+            Ok(())
+        })?;
+        self.open_partitions(&topic, 0)?;
+        for (p, &next) in next_offsets.iter().enumerate() {
+            if let Some(partition) = self.partition(name, p as i32) {
+                if next > 0 {
+                    partition
+                        .log()
+                        .truncate_fully_and_start_at(next)
+                        .map_err(|e| {
+                            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                        })?;
+                    partition.reset_high_watermark();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.meta.read().expect("metadata lock").clone()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(&tp)
+            .cloned()
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Applies `change` to a copy of the metadata, persists it, then publishes it.
+    fn update_metadata<T>(
+        &self,
+        change: impl FnOnce(&mut ClusterMetadata) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let _writer = self.meta_write.lock().expect("metadata writer lock");
+        let mut next = (*self.metadata()).clone();
+        let out = change(&mut next)?;
+        next.persist(&self.config.data_dir).map_err(|e| {
+            tracing::error!(error = %e, "cannot persist cluster metadata");
+            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+        })?;
+        *self.meta.write().expect("metadata lock") = Arc::new(next);
+        Ok(out)
+    }
+
+    /// Creates a topic (CreateTopics, or auto-creation).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMetadata, ApiError> {
+        validate_topic_name(name)
+            .map_err(|m| ApiError::new(ResponseError::InvalidTopicException, m))?;
+        let num_partitions = if num_partitions == -1 {
+            self.config.num_partitions
+        } else {
+            num_partitions
+        };
+        if num_partitions < 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be at least 1, got {num_partitions}"),
+            ));
+        }
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if rf != 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {rf} is larger than the 1 available broker"),
+            ));
+        }
+        topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        let topic = TopicMetadata {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions: num_partitions,
+            configs,
+        };
+        if validate_only {
+            check_new_topic_name(&self.metadata(), name)?;
+            return Ok(topic);
+        }
+        self.update_metadata(|meta| {
+            check_new_topic_name(meta, name)?;
+            meta.topics.insert(name.to_string(), topic.clone());
+            Ok(())
+        })?;
+        self.open_partitions(&topic, 0)?;
+        tracing::info!(topic = name, partitions = num_partitions, id = %topic.id, "topic created");
+        Ok(topic)
+    }
+
+    fn open_partitions(&self, topic: &TopicMetadata, from: i32) -> Result<(), ApiError> {
+        for p in from..topic.partitions {
+            let tp = TopicPartition {
+                topic: topic.name.clone(),
+                partition: p,
+            };
+            let meta = self.metadata();
+            let dynamic = &meta.dynamic_broker_configs;
+            let partition =
+                open_partition(&self.config, dynamic, topic, tp.clone()).map_err(|e| {
+                    tracing::error!(error = %e, "cannot create partition log");
+                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
+                })?;
+            self.partitions
+                .write()
+                .expect("partitions lock")
+                .insert(tp, partition);
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic and its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, ApiError> {
+        let topic = self.update_metadata(|meta| {
+            meta.topics.remove(name).ok_or_else(|| {
+                ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic `{name}` does not exist"),
+                )
+            })
+        })?;
+        let removed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write().expect("partitions lock");
+            (0..topic.partitions)
+                .filter_map(|p| {
+                    parts.remove(&TopicPartition {
+                        topic: name.to_string(),
+                        partition: p,
+                    })
+                })
+                .collect()
+        };
+        for partition in removed {
+            if let Err(e) = partition.log().delete() {
+                tracing::warn!(tp = %partition.tp, error = %e, "could not remove deleted partition's files");
+            }
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(topic.id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let topic = self.update_metadata(|meta| {
+            let Some(topic) = meta.topics.get_mut(name) else {
+                return Err(ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic `{name}` does not exist"),
+                ));
+            };
+            if count <= topic.partitions {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "topic `{name}` has {} partitions; the new count {count} must be larger",
+                        topic.partitions
+                    ),
+                ));
+            }
+            let before = topic.partitions;
+            if !validate_only {
+                topic.partitions = count;
+            }
+            Ok((topic.clone(), before))
+        })?;
+        if !validate_only {
+            self.open_partitions(&topic.0, topic.1)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs / IncrementalAlterConfigs) and applies
+    /// them to its logs at once.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        let meta = self.metadata();
+        if !meta.topics.contains_key(name) {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
+        }
+        self.check_log_config(&meta.dynamic_broker_configs, &configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.update_metadata(|meta| match meta.topics.get_mut(name) {
+            Some(t) => {
+                t.configs = configs;
+                Ok(())
+            }
+            None => Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            )),
+        })?;
+        tracing::info!(topic = name, "topic configs changed");
+        self.apply_configs();
+        Ok(())
+    }
+
+    /// Replaces the broker's dynamic configs (by Kafka name) and applies them to every log that
+    /// does not override them.
+    pub fn alter_broker_configs(
+        &self,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        for (k, v) in &configs {
+            let Some(topic_key) = topic_config::topic_synonym_of_broker_config(k) else {
+                return Err(ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!(
+                        "broker config `{k}` cannot be changed at runtime; set it in shale.toml, a flag or a SHALE_* variable"
+                    ),
+                ));
+            };
+            topic_config::validate_value(topic_key, v).map_err(|m| {
+                ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("invalid value `{v}` for broker config `{k}`: {m}"),
+                )
+            })?;
+        }
+        let meta = self.metadata();
+        for t in meta.topics.values() {
+            self.check_log_config(&configs, &t.configs)?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.update_metadata(|meta| {
+            meta.dynamic_broker_configs = configs;
+            Ok(())
+        })?;
+        tracing::info!("dynamic broker configs changed");
+        self.apply_configs();
+        Ok(())
+    }
+
+    /// Refuses combinations the log would reject (e.g. values each valid alone).
+    fn check_log_config(
+        &self,
+        dynamic: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let defaults = topic_config::Defaults {
+            broker: &self.config,
+            dynamic,
+        };
+        topic_config::log_config(defaults, overrides)
+            .validate()
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
+    }
+
+    /// Pushes the current effective configs into every open log.
+    fn apply_configs(&self) {
+        let meta = self.metadata();
+        let defaults = topic_config::Defaults {
+            broker: &self.config,
+            dynamic: &meta.dynamic_broker_configs,
+        };
+        for partition in self.all_partitions() {
+            let Some(topic) = meta.topics.get(&partition.tp.topic) else {
+                continue;
+            };
+            let config = topic_config::log_config(defaults, &topic.configs);
+            if let Err(e) = partition.log().set_config(config) {
+                tracing::error!(tp = %partition.tp, error = %e, "cannot apply new configs");
+            }
+        }
+    }
+
+    /// The layered defaults for topic configs, as of `meta`.
+    pub fn topic_defaults<'a>(&'a self, meta: &'a ClusterMetadata) -> topic_config::Defaults<'a> {
+        topic_config::Defaults {
+            broker: &self.config,
+            dynamic: &meta.dynamic_broker_configs,
+        }
+    }
+
+    /// Hands out a producer id, reserving a block in the metadata file so ids never repeat
+    /// across restarts.
+    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut ids = self.producer_ids.lock().expect("producer id lock");
+        if ids.0 >= ids.1 {
+            let block = self.config.producer_id_block_size;
+            let end = self.update_metadata(|meta| {
+                let start = meta.producer_id_reserved_until.max(ids.0);
+                meta.producer_id_reserved_until = start + block;
+                Ok(start + block)
+            })?;
+            *ids = (end - block, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// One pass of time-based work: retention and `flush.ms`.
+    pub fn run_log_maintenance(&self) {
+        let now = now_ms();
+        let meta = self.metadata();
+        for partition in self.all_partitions() {
+            // Tiered topics lose local segments only once they are uploaded: the tiering job
+            // applies their retention (crate::tiered::tier_partition). Time and size retention
+            // apply only to topics whose cleanup.policy includes `delete`, as in Kafka; a
+            // compacted topic keeps its records until compaction.
+            let deletes = meta.topics.get(&partition.tp.topic).is_some_and(|t| {
+                topic_config::effective(self.topic_defaults(&meta), &t.configs, "cleanup.policy")
+                    .split(',')
+                    .any(|p| p.trim() == "delete")
+            });
+            let applies = deletes && !crate::tiered::is_tiered(self, &partition.tp.topic);
+            let mut log = partition.log();
+            if applies {
+                match log.delete_retention(now) {
+                    Ok(r) if r.segments_deleted > 0 => {
+                        tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
+                }
+            }
+            log.remove_expired_producers(now, shale_log::PRODUCER_ID_EXPIRATION_MS_DEFAULT);
+            if let Err(e) = log.flush_if_due(now) {
+                tracing::warn!(tp = %partition.tp, error = %e, "flush failed");
+            }
+        }
+    }
+
+    /// Background loop for [`Self::run_log_maintenance`] until shutdown.
+    pub async fn maintenance_loop(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let period =
+            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
+            let broker = self.clone();
+            if tokio::task::spawn_blocking(move || broker.run_log_maintenance())
+                .await
+                .is_err()
+            {
+                tracing::error!("log maintenance panicked");
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close(&self) {
+        for partition in self.all_partitions() {
+            if let Err(e) = partition.log().close() {
+                tracing::error!(tp = %partition.tp, error = %e, "error closing log");
+            }
+        }
+    }
+}
+
+/// Refuses a name that exists, or that collides with one in Kafka's '.' vs '_' sense (they
+/// would share metric names).
+fn check_new_topic_name(meta: &ClusterMetadata, name: &str) -> Result<(), ApiError> {
+    if meta.topics.contains_key(name) {
+        return Err(ApiError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("topic `{name}` already exists"),
+        ));
+    }
+    let normalized = name.replace('.', "_");
+    if let Some(other) = meta
+        .topics
+        .keys()
+        .find(|t| t.replace('.', "_") == normalized)
+    {
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("topic `{name}` collides with existing topic `{other}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn open_partition(
+    config: &BrokerConfig,
+    dynamic_broker_configs: &BTreeMap<String, String>,
+    topic: &TopicMetadata,
+    tp: TopicPartition,
+) -> Result<Arc<Partition>, StartupError> {
+    let dir = partition_dir(&config.data_dir, &tp);
+    let log_config = topic_config::log_config(
+        topic_config::Defaults {
+            broker: config,
+            dynamic: dynamic_broker_configs,
+        },
+        &topic.configs,
+    );
+    let log = Log::open(&dir, log_config, now_ms()).map_err(|source| StartupError::Log {
+        tp: tp.clone(),
+        source,
+    })?;
+    Ok(Partition::new(tp, topic.id, 0, log))
+}

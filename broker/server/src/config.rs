@@ -1,0 +1,473 @@
+//! Broker configuration: one struct, filled from defaults, then `shale.toml`, then `SHALE_*`
+//! environment variables and command-line flags (flags win over the environment).
+//!
+//! Every setting is declared once, in [`broker_settings!`], with its type, default, environment
+//! variable, Kafka name and meaning; the TOML struct, the clap overrides and the DescribeConfigs
+//! listing are all generated from that one table so they can never drift apart.
+
+use std::path::{Path, PathBuf};
+
+/// Errors that stop startup. Each names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("setting `{setting}` is invalid: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+macro_rules! broker_settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident : $ty:ty = $default:expr, env = $env:literal, kafka = $kafka:literal;
+    )*) => {
+        /// The broker's settings. Field names are the TOML keys; see `infra/shale.example.toml`.
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct BrokerConfig {
+            $( $(#[doc = $doc])+ pub $field: $ty, )*
+        }
+
+        impl Default for BrokerConfig {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        /// Command-line / environment overrides; each is optional and wins over the file.
+        #[derive(Debug, Default, Clone, clap::Args)]
+        pub struct BrokerConfigArgs {
+            $( $(#[doc = $doc])+ #[arg(long, env = $env)] pub $field: Option<$ty>, )*
+        }
+
+        impl BrokerConfigArgs {
+            /// Applies the overrides that were given.
+            pub fn apply(&self, config: &mut BrokerConfig) {
+                $( if let Some(v) = &self.$field { config.$field = v.clone(); } )*
+            }
+        }
+
+        impl BrokerConfig {
+            /// `(kafka name, value, documentation)` for every setting, for DescribeConfigs.
+            pub fn describe(&self) -> Vec<(&'static str, String, &'static str)> {
+                vec![ $( ($kafka, setting_value(&self.$field), concat!($($doc, " ",)+).trim()), )* ]
+            }
+        }
+    };
+}
+
+fn setting_value<T: std::fmt::Debug + serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => format!("{v:?}"),
+    }
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+broker_settings! {
+    /// Directory holding the log, the cluster metadata and producer ids.
+    data_dir: PathBuf = PathBuf::from("./data"), env = "SHALE_DATA_DIR", kafka = "log.dirs";
+    /// Address the Kafka listener binds, `HOST:PORT`.
+    listen: String = "127.0.0.1:9092".to_string(), env = "SHALE_LISTEN", kafka = "listeners";
+    /// `HOST:PORT` that clients are told to connect to; empty means the bound address.
+    advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
+    /// This broker's node id.
+    node_id: i32 = 0, env = "SHALE_NODE_ID", kafka = "node.id";
+    /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
+    num_partitions: i32 = 1, env = "SHALE_NUM_PARTITIONS", kafka = "num.partitions";
+    /// Replication factor used when CreateTopics asks for -1. Only 1 is possible on one node.
+    default_replication_factor: i16 = 1, env = "SHALE_DEFAULT_REPLICATION_FACTOR", kafka = "default.replication.factor";
+    /// Create a topic when a client asks Metadata or Produce for one that does not exist.
+    auto_create_topics_enable: bool = true, env = "SHALE_AUTO_CREATE_TOPICS_ENABLE", kafka = "auto.create.topics.enable";
+    /// Largest record batch accepted (bytes), the default for the topic's `max.message.bytes`.
+    message_max_bytes: i32 = 1_048_588, env = "SHALE_MESSAGE_MAX_BYTES", kafka = "message.max.bytes";
+    /// Largest request frame accepted (bytes); a bigger frame closes the connection.
+    socket_request_max_bytes: i32 = 104_857_600, env = "SHALE_SOCKET_REQUEST_MAX_BYTES", kafka = "socket.request.max.bytes";
+    /// Most client connections open at once; more are accepted and closed immediately.
+    max_connections: u32 = 10_000, env = "SHALE_MAX_CONNECTIONS", kafka = "max.connections";
+    /// Requests read ahead per connection before the broker stops reading from it.
+    max_inflight_requests_per_connection: u32 = 100, env = "SHALE_MAX_INFLIGHT_REQUESTS_PER_CONNECTION", kafka = "queued.max.requests";
+    /// Incremental fetch sessions (KIP-227) the broker keeps at once; more clients fetch without one.
+    max_incremental_fetch_session_cache_slots: u32 = 1000, env = "SHALE_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS", kafka = "max.incremental.fetch.session.cache.slots";
+    /// Most array elements in one request; bounds what decoding a request can allocate.
+    request_max_array_elements: u64 = 1_000_000, env = "SHALE_REQUEST_MAX_ARRAY_ELEMENTS", kafka = "shale.request.max.array.elements";
+    /// Largest decompressed size of one batch when the broker must decode records (bytes).
+    decompressed_batch_max_bytes: usize = 256 * 1024 * 1024, env = "SHALE_DECOMPRESSED_BATCH_MAX_BYTES", kafka = "shale.decompressed.batch.max.bytes";
+    /// Segment size at which the log rolls (bytes); default for topic `segment.bytes`.
+    log_segment_bytes: i64 = 1 << 30, env = "SHALE_LOG_SEGMENT_BYTES", kafka = "log.segment.bytes";
+    /// Age at which the active segment rolls (ms); default for topic `segment.ms`.
+    log_roll_ms: i64 = 7 * DAY_MS, env = "SHALE_LOG_ROLL_MS", kafka = "log.roll.ms";
+    /// Time to keep data (ms), -1 forever; default for topic `retention.ms`.
+    log_retention_ms: i64 = 7 * DAY_MS, env = "SHALE_LOG_RETENTION_MS", kafka = "log.retention.ms";
+    /// Size to keep per partition (bytes), -1 unlimited; default for topic `retention.bytes`.
+    log_retention_bytes: i64 = -1, env = "SHALE_LOG_RETENTION_BYTES", kafka = "log.retention.bytes";
+    /// How often retention and time-based flush run (ms).
+    log_retention_check_interval_ms: i64 = 300_000, env = "SHALE_LOG_RETENTION_CHECK_INTERVAL_MS", kafka = "log.retention.check.interval.ms";
+    /// fsync after this many messages; the default leaves flushing to the OS, as Kafka does.
+    log_flush_interval_messages: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MESSAGES", kafka = "log.flush.interval.messages";
+    /// fsync when data is older than this (ms); the default leaves flushing to the OS.
+    log_flush_interval_ms: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MS", kafka = "log.flush.interval.ms";
+    /// Bytes between sparse offset/time index entries.
+    log_index_interval_bytes: i32 = 4096, env = "SHALE_LOG_INDEX_INTERVAL_BYTES", kafka = "log.index.interval.bytes";
+    /// Largest index file (bytes); a full index rolls the segment.
+    log_index_size_max_bytes: i32 = 10 * 1024 * 1024, env = "SHALE_LOG_INDEX_SIZE_MAX_BYTES", kafka = "log.index.size.max.bytes";
+    /// `CreateTime` keeps the producer's timestamps; `LogAppendTime` stamps batches on append.
+    log_message_timestamp_type: String = "CreateTime".to_string(), env = "SHALE_LOG_MESSAGE_TIMESTAMP_TYPE", kafka = "log.message.timestamp.type";
+    /// Default cleanup policy for new topics: `delete` or `compact`.
+    log_cleanup_policy: String = "delete".to_string(), env = "SHALE_LOG_CLEANUP_POLICY", kafka = "log.cleanup.policy";
+    /// Tier sealed segments to object storage at all (topics opt out with `remote.storage.enable=false`).
+    remote_storage_enable: bool = true, env = "SHALE_REMOTE_STORAGE_ENABLE", kafka = "remote.log.storage.system.enable";
+    /// Object store URL: empty = the directory `<data_dir>/remote` on local disk; `s3://BUCKET[/PREFIX]` for S3-compatible stores; `memory://` for tests.
+    remote_storage_url: String = String::new(), env = "SHALE_REMOTE_STORAGE_URL", kafka = "shale.remote.storage.url";
+    /// S3 endpoint for non-AWS stores (MinIO, SeaweedFS, Ceph), e.g. `http://127.0.0.1:9000`; empty = AWS or `AWS_ENDPOINT`.
+    remote_storage_endpoint: String = String::new(), env = "SHALE_REMOTE_STORAGE_ENDPOINT", kafka = "shale.remote.storage.endpoint";
+    /// S3 region; empty = `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+    remote_storage_region: String = String::new(), env = "SHALE_REMOTE_STORAGE_REGION", kafka = "shale.remote.storage.region";
+    /// Path-style S3 requests (`endpoint/bucket/key`), which MinIO, SeaweedFS and Ceph usually need.
+    remote_storage_path_style: bool = false, env = "SHALE_REMOTE_STORAGE_PATH_STYLE", kafka = "shale.remote.storage.path.style";
+    /// How often each partition's sealed segments are uploaded and remote/local retention applied (ms).
+    remote_log_manager_task_interval_ms: i64 = 30_000, env = "SHALE_REMOTE_LOG_MANAGER_TASK_INTERVAL_MS", kafka = "remote.log.manager.task.interval.ms";
+    /// Upload bandwidth cap across all partitions (bytes/s); 0 = unlimited.
+    remote_log_manager_copy_max_bytes_per_second: u64 = 0, env = "SHALE_REMOTE_LOG_MANAGER_COPY_MAX_BYTES_PER_SECOND", kafka = "remote.log.manager.copy.max.bytes.per.second";
+    /// Segments uploading at once across all partitions.
+    remote_log_manager_copier_concurrency: u32 = 4, env = "SHALE_REMOTE_LOG_MANAGER_COPIER_CONCURRENCY", kafka = "remote.log.manager.copier.thread.pool.size";
+    /// Bytes of remote data the read cache holds in memory.
+    remote_log_reader_cache_bytes: u64 = 512 * 1024 * 1024, env = "SHALE_REMOTE_LOG_READER_CACHE_BYTES", kafka = "shale.remote.log.reader.cache.bytes";
+    /// Size of one cached chunk and of one ranged GET (bytes).
+    remote_log_reader_chunk_bytes: u64 = 4 * 1024 * 1024, env = "SHALE_REMOTE_LOG_READER_CHUNK_BYTES", kafka = "shale.remote.log.reader.chunk.bytes";
+    /// Chunks read ahead of a sequential remote reader.
+    remote_log_reader_readahead_chunks: u32 = 4, env = "SHALE_REMOTE_LOG_READER_READAHEAD_CHUNKS", kafka = "shale.remote.log.reader.readahead.chunks";
+    /// How old an unreferenced object must be before the scrub job deletes it (ms).
+    remote_log_scrub_grace_ms: i64 = 3_600_000, env = "SHALE_REMOTE_LOG_SCRUB_GRACE_MS", kafka = "shale.remote.log.scrub.grace.ms";
+    /// Archive tiered topics as Parquet files in the object store; default for topic `archive.enable`.
+    archive_enable: bool = true, env = "SHALE_ARCHIVE_ENABLE", kafka = "shale.archive.enable";
+    /// Record-batch bytes per Parquet archive file; default for topic `archive.file.bytes`.
+    archive_file_bytes: i64 = 128 * 1024 * 1024, env = "SHALE_ARCHIVE_FILE_BYTES", kafka = "shale.archive.file.bytes";
+    /// Uploaded data older than this is archived even if it does not fill a file (ms); default for topic `archive.max.lag.ms`.
+    archive_max_lag_ms: i64 = 600_000, env = "SHALE_ARCHIVE_MAX_LAG_MS", kafka = "shale.archive.max.lag.ms";
+    /// Parquet row groups of the archive close at about this encoded size (bytes).
+    archive_row_group_bytes: u64 = 64 * 1024 * 1024, env = "SHALE_ARCHIVE_ROW_GROUP_BYTES", kafka = "shale.archive.row.group.bytes";
+    /// ZSTD level of archive files, 1-22: 1 writes about twice as fast as 3 with slightly larger files.
+    archive_zstd_level: i32 = 3, env = "SHALE_ARCHIVE_ZSTD_LEVEL", kafka = "shale.archive.zstd.level";
+    /// Partitions archived at once; each keeps about one core busy while it encodes.
+    archive_concurrency: u32 = 1, env = "SHALE_ARCHIVE_CONCURRENCY", kafka = "shale.archive.concurrency";
+    /// Producer ids claimed from the metadata file at a time.
+    producer_id_block_size: i64 = 1000, env = "SHALE_PRODUCER_ID_BLOCK_SIZE", kafka = "shale.producer.id.block.size";
+    /// How long a new group's first rebalance waits for more members to join (ms).
+    group_initial_rebalance_delay_ms: i64 = 3000, env = "SHALE_GROUP_INITIAL_REBALANCE_DELAY_MS", kafka = "group.initial.rebalance.delay.ms";
+    /// Smallest session timeout a group member may ask for (ms).
+    group_min_session_timeout_ms: i32 = 6000, env = "SHALE_GROUP_MIN_SESSION_TIMEOUT_MS", kafka = "group.min.session.timeout.ms";
+    /// Largest session timeout a group member may ask for (ms).
+    group_max_session_timeout_ms: i32 = 1_800_000, env = "SHALE_GROUP_MAX_SESSION_TIMEOUT_MS", kafka = "group.max.session.timeout.ms";
+    /// Most members in one consumer group.
+    group_max_size: i32 = i32::MAX, env = "SHALE_GROUP_MAX_SIZE", kafka = "group.max.size";
+    /// Largest metadata string of a committed offset (bytes).
+    offset_metadata_max_bytes: i32 = 4096, env = "SHALE_OFFSET_METADATA_MAX_BYTES", kafka = "offset.metadata.max.bytes";
+    /// How long an empty group's committed offsets are kept (minutes).
+    offsets_retention_minutes: i32 = 10080, env = "SHALE_OFFSETS_RETENTION_MINUTES", kafka = "offsets.retention.minutes";
+    /// How often expired committed offsets are removed (ms).
+    offsets_retention_check_interval_ms: i64 = 600_000, env = "SHALE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", kafka = "offsets.retention.check.interval.ms";
+    /// Partitions of `__consumer_offsets` when it is created.
+    offsets_topic_num_partitions: i32 = 50, env = "SHALE_OFFSETS_TOPIC_NUM_PARTITIONS", kafka = "offsets.topic.num.partitions";
+    /// Segment size of `__consumer_offsets` when it is created (bytes).
+    offsets_topic_segment_bytes: i64 = 104_857_600, env = "SHALE_OFFSETS_TOPIC_SEGMENT_BYTES", kafka = "offsets.topic.segment.bytes";
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every setting's range; the error names the first one at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(setting: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.into(),
+            })
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
+            return bad("listen", format!("`{}` is not HOST:PORT", self.listen));
+        }
+        if !self.advertised_listener.is_empty()
+            && parse_host_port(&self.advertised_listener).is_none()
+        {
+            return bad(
+                "advertised_listener",
+                format!("`{}` is not HOST:PORT", self.advertised_listener),
+            );
+        }
+        if self.node_id < 0 {
+            return bad("node_id", "must be >= 0");
+        }
+        if self.num_partitions < 1 {
+            return bad("num_partitions", "must be >= 1");
+        }
+        if self.archive_row_group_bytes == 0 {
+            return bad("archive_row_group_bytes", "must be >= 1");
+        }
+        if !(1..=22).contains(&self.archive_zstd_level) {
+            return bad("archive_zstd_level", "must be 1 to 22");
+        }
+        if self.archive_concurrency == 0 {
+            return bad("archive_concurrency", "must be >= 1");
+        }
+        if self.default_replication_factor != 1 {
+            return bad(
+                "default_replication_factor",
+                "must be 1: this build runs a single broker",
+            );
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return bad("socket_request_max_bytes", "must be >= 1024");
+        }
+        if self.message_max_bytes < 64 {
+            return bad("message_max_bytes", "must be >= 64");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be >= 1");
+        }
+        if self.max_inflight_requests_per_connection == 0 {
+            return bad("max_inflight_requests_per_connection", "must be >= 1");
+        }
+        if self.request_max_array_elements == 0 {
+            return bad("request_max_array_elements", "must be >= 1");
+        }
+        if self.decompressed_batch_max_bytes < 1024 {
+            return bad("decompressed_batch_max_bytes", "must be >= 1024");
+        }
+        if self.log_retention_check_interval_ms < 1 {
+            return bad("log_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.producer_id_block_size < 1 {
+            return bad("producer_id_block_size", "must be >= 1");
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return bad("group_initial_rebalance_delay_ms", "must be >= 0");
+        }
+        if self.group_min_session_timeout_ms < 0
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return bad(
+                "group_min_session_timeout_ms",
+                "must be >= 0 and <= group_max_session_timeout_ms",
+            );
+        }
+        if self.group_max_size < 1 {
+            return bad("group_max_size", "must be >= 1");
+        }
+        if !(0..=i32::from(i16::MAX)).contains(&self.offset_metadata_max_bytes) {
+            // The metadata is a Kafka string (int16 length) in __consumer_offsets.
+            return bad("offset_metadata_max_bytes", "must be between 0 and 32767");
+        }
+        if self.offsets_retention_minutes < 1 {
+            return bad("offsets_retention_minutes", "must be >= 1");
+        }
+        if self.offsets_retention_check_interval_ms < 1 {
+            return bad("offsets_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            return bad("offsets_topic_num_partitions", "must be >= 1");
+        }
+        if let Err(reason) = crate::topic_config::validate_value(
+            "segment.bytes",
+            &self.offsets_topic_segment_bytes.to_string(),
+        ) {
+            return bad("offsets_topic_segment_bytes", reason);
+        }
+        // The per-topic defaults are validated by the same rules as topic configs.
+        for d in self.topic_defaults() {
+            if let Err(reason) = crate::topic_config::validate_value(d.topic, &d.value) {
+                return bad(d.setting, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker-level defaults of topic configs: the topic config, the broker setting that
+    /// holds its default, and that setting's Kafka name (its synonym in DescribeConfigs, and the
+    /// key for changing it at runtime with AlterConfigs on the broker).
+    pub fn topic_defaults(&self) -> Vec<TopicDefault> {
+        let d = |topic, setting, kafka, value: String| TopicDefault {
+            topic,
+            setting,
+            kafka,
+            value,
+        };
+        vec![
+            d(
+                "cleanup.policy",
+                "log_cleanup_policy",
+                "log.cleanup.policy",
+                self.log_cleanup_policy.clone(),
+            ),
+            d(
+                "retention.ms",
+                "log_retention_ms",
+                "log.retention.ms",
+                self.log_retention_ms.to_string(),
+            ),
+            d(
+                "retention.bytes",
+                "log_retention_bytes",
+                "log.retention.bytes",
+                self.log_retention_bytes.to_string(),
+            ),
+            d(
+                "segment.bytes",
+                "log_segment_bytes",
+                "log.segment.bytes",
+                self.log_segment_bytes.to_string(),
+            ),
+            d(
+                "segment.ms",
+                "log_roll_ms",
+                "log.roll.ms",
+                self.log_roll_ms.to_string(),
+            ),
+            d(
+                "max.message.bytes",
+                "message_max_bytes",
+                "message.max.bytes",
+                self.message_max_bytes.to_string(),
+            ),
+            d(
+                "message.timestamp.type",
+                "log_message_timestamp_type",
+                "log.message.timestamp.type",
+                self.log_message_timestamp_type.clone(),
+            ),
+            d(
+                "flush.messages",
+                "log_flush_interval_messages",
+                "log.flush.interval.messages",
+                self.log_flush_interval_messages.to_string(),
+            ),
+            d(
+                "flush.ms",
+                "log_flush_interval_ms",
+                "log.flush.interval.ms",
+                self.log_flush_interval_ms.to_string(),
+            ),
+            d(
+                "index.interval.bytes",
+                "log_index_interval_bytes",
+                "log.index.interval.bytes",
+                self.log_index_interval_bytes.to_string(),
+            ),
+            d(
+                "segment.index.bytes",
+                "log_index_size_max_bytes",
+                "log.index.size.max.bytes",
+                self.log_index_size_max_bytes.to_string(),
+            ),
+            d(
+                "archive.enable",
+                "archive_enable",
+                "shale.archive.enable",
+                self.archive_enable.to_string(),
+            ),
+            d(
+                "archive.file.bytes",
+                "archive_file_bytes",
+                "shale.archive.file.bytes",
+                self.archive_file_bytes.to_string(),
+            ),
+            d(
+                "archive.max.lag.ms",
+                "archive_max_lag_ms",
+                "shale.archive.max.lag.ms",
+                self.archive_max_lag_ms.to_string(),
+            ),
+        ]
+    }
+}
+
+/// A broker setting that is the default of a topic config.
+#[derive(Debug, Clone)]
+pub struct TopicDefault {
+    /// The topic config name, e.g. `retention.ms`.
+    pub topic: &'static str,
+    /// The TOML key / flag, e.g. `log_retention_ms`.
+    pub setting: &'static str,
+    /// Kafka's broker config name, e.g. `log.retention.ms`.
+    pub kafka: &'static str,
+    pub value: String,
+}
+
+/// Splits `HOST:PORT` (IPv6 in brackets allowed).
+pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        BrokerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn example_config_lists_every_setting_at_its_default() {
+        let text = include_str!("../../../infra/shale.example.toml");
+        let parsed: BrokerConfig = toml::from_str(text).unwrap();
+        let listed: toml::Table = toml::from_str(text).unwrap();
+        let defaults = serde_json::to_value(BrokerConfig::default()).unwrap();
+        let fields = defaults.as_object().unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), defaults);
+        for name in fields.keys() {
+            assert!(
+                listed.contains_key(name),
+                "infra/shale.example.toml does not document `{name}`"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_toml_key_names_the_key() {
+        let err = toml::from_str::<BrokerConfig>("num_partitons = 3").unwrap_err();
+        assert!(err.to_string().contains("num_partitons"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_setting() {
+        let config = BrokerConfig {
+            num_partitions: 0,
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("num_partitions"), "{err}");
+        let config = BrokerConfig {
+            log_message_timestamp_type: "Sometime".into(),
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("log_message_timestamp_type"), "{err}");
+    }
+}

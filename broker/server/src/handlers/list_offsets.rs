@@ -1,0 +1,146 @@
+//! ListOffsets v1–9: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
+//! latest tiered (-5) and by timestamp (the first offset whose timestamp is at or after it).
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::fetch::epoch_error;
+use super::RequestContext;
+use crate::broker::Broker;
+
+pub const MIN_VERSION: i16 = 1;
+pub const MAX_VERSION: i16 = 9;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        // Partitions are looked up concurrently: a lookup may go to the remote tier.
+        let lookups = t.partitions.iter().map(|p| {
+            lookup(
+                broker,
+                t.name.as_str(),
+                p.partition_index,
+                p.current_leader_epoch,
+                p.timestamp,
+            )
+        });
+        let found = futures::future::join_all(lookups).await;
+        let partitions = t
+            .partitions
+            .iter()
+            .zip(found)
+            .map(|(p, found)| {
+                let resp = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(-1);
+                match found {
+                    // The leader epoch exists from v4; earlier versions must leave it unset.
+                    Ok((offset, timestamp, epoch)) => resp
+                        .with_offset(offset)
+                        .with_timestamp(timestamp)
+                        .with_leader_epoch(if ctx.api_version >= 4 { epoch } else { -1 }),
+                    Err(e) => resp.with_error_code(e.code()),
+                }
+            })
+            .collect();
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn found(
+    result: Result<Option<shale_log::TimestampOffset>, shale_log::LogError>,
+    hw: i64,
+    tp: &crate::partition::TopicPartition,
+) -> Result<(i64, i64, i32), ResponseError> {
+    match result {
+        Ok(Some(t)) if t.offset < hw => Ok((t.offset, t.timestamp, t.leader_epoch.unwrap_or(-1))),
+        Ok(_) => Ok((-1, -1, -1)),
+        Err(e) => Err(super::log_error(tp, e).error),
+    }
+}
+
+/// `(offset, timestamp, leader epoch)`; offset -1 when no record matches. Tiered partitions
+/// answer EARLIEST from the remote log start, LATEST_TIERED from the remote end, and timestamps
+/// from the remote tier first (it holds the older records).
+async fn lookup(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_epoch: i32,
+    ts: i64,
+) -> Result<(i64, i64, i32), ResponseError> {
+    let partition = broker
+        .partition(topic, index)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if let Some(e) = epoch_error(current_epoch, partition.leader_epoch) {
+        return Err(e);
+    }
+    let remote = crate::tiered::remote_partition(broker, &partition).await;
+    if let Some(remote) = remote {
+        match ts {
+            EARLIEST => {
+                let local = partition.log().log_start_offset();
+                let start = remote
+                    .remote_log_start_offset()
+                    .map_or(local, |r| r.min(local));
+                return Ok((start, -1, -1));
+            }
+            LATEST_TIERED => {
+                return Ok((remote.copied_end_offset().unwrap_or(-1), -1, -1));
+            }
+            ts if ts >= 0 => match remote.offset_for_timestamp(ts).await {
+                Ok(Some(found)) => return Ok((found.offset, found.timestamp, -1)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(tp = %partition.tp, error = %e, "remote offset-for-timestamp failed");
+                    return Err(ResponseError::KafkaStorageError);
+                }
+            },
+            _ => {}
+        }
+    }
+    local_lookup(&partition, ts)
+}
+
+fn local_lookup(
+    partition: &crate::partition::Partition,
+    ts: i64,
+) -> Result<(i64, i64, i32), ResponseError> {
+    let hw = partition.high_watermark();
+    let log = partition.log();
+    let epoch_at = |offset: i64| {
+        log.epoch_for_offset(offset)
+            .unwrap_or(partition.leader_epoch)
+    };
+    Ok(match ts {
+        LATEST => (hw, -1, partition.leader_epoch),
+        EARLIEST | EARLIEST_LOCAL => {
+            let start = log.log_start_offset();
+            (start, -1, epoch_at(start))
+        }
+        LATEST_TIERED => (-1, -1, -1),
+        MAX_TIMESTAMP => found(log.max_timestamp_offset(), hw, &partition.tp)?,
+        ts if ts >= 0 => found(log.fetch_offset_by_timestamp(ts), hw, &partition.tp)?,
+        _ => return Err(ResponseError::InvalidRequest),
+    })
+}

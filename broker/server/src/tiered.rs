@@ -1,0 +1,606 @@
+//! The broker side of tiered storage: builds the object store and the `RemoteLogManager` from
+//! the broker config, runs the per-partition job that copies sealed segments below the high
+//! watermark and applies local and total retention, answers reads of offsets that exist only
+//! remotely, and restores topics from a bucket into an empty data directory.
+//!
+//! Local segments of a tiered topic are deleted only by [`tier_partition`], and only once they
+//! are in the remote manifest; the plain retention pass skips tiered topics. So when the object
+//! store is down, produce keeps working, local segments pile up, and the backlog is reported
+//! loudly instead of un-uploaded data being deleted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shale_cache::CacheConfig;
+use shale_formats::archive::JsonProjection;
+use shale_tiering::read::{RemoteReadOutcome, RemoteTimestampOffset};
+use shale_tiering::retention::RetentionPolicy;
+use shale_tiering::store::{S3Config, StoreConfig};
+use shale_tiering::{
+    ArchivePolicy, RemoteLogManager, RemoteLogManagerConfig, RemotePartition, SegmentUpload,
+    TieringError, TopicIdPartition,
+};
+
+use crate::broker::{now_ms, Broker};
+use crate::config::BrokerConfig;
+use crate::partition::Partition;
+use crate::topic_config;
+use shale_log::SealedSegment;
+
+/// What the object store configuration names, for startup.
+pub fn store_config(config: &BrokerConfig) -> Result<(StoreConfig, String), String> {
+    let url = config.remote_storage_url.trim();
+    if url.is_empty() {
+        return Ok((
+            StoreConfig::Local {
+                root: config.data_dir.join("remote"),
+            },
+            String::new(),
+        ));
+    }
+    if url == "memory://" {
+        return Ok((StoreConfig::Memory, String::new()));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!(
+                "`{url}` names no bucket; expected s3://BUCKET[/PREFIX]"
+            ));
+        }
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        return Ok((
+            StoreConfig::S3(S3Config {
+                bucket: bucket.to_string(),
+                endpoint: opt(&config.remote_storage_endpoint),
+                region: opt(&config.remote_storage_region),
+                path_style: config.remote_storage_path_style,
+                access_key_id: None,
+                secret_access_key: None,
+            }),
+            prefix.trim_matches('/').to_string(),
+        ));
+    }
+    if let Some(dir) = url.strip_prefix("file://") {
+        return Ok((StoreConfig::Local { root: dir.into() }, String::new()));
+    }
+    Err(format!(
+        "`{url}` is not a supported object store URL; use s3://BUCKET[/PREFIX], file:///DIR, memory:// or leave it empty for <data_dir>/remote"
+    ))
+}
+
+/// Opens and checks the object store and builds the manager; errors name the setting at fault.
+pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogManager>>, String> {
+    if !config.remote_storage_enable {
+        return Ok(None);
+    }
+    let (store_config, prefix) =
+        store_config(config).map_err(|e| format!("setting `remote_storage_url`: {e}"))?;
+    let store = shale_tiering::store::open_store(&store_config).map_err(|e| {
+        format!("the object store named by `remote_storage_url` (empty = <data_dir>/remote) cannot be opened: {e}")
+    })?;
+    shale_tiering::store::check_store(store.as_ref(), &object_store::path::Path::from(prefix.as_str()))
+        .await
+        .map_err(|e| {
+            format!(
+                "the object store ({}) is not usable: {e}. Check remote_storage_url / remote_storage_endpoint and the AWS_* credentials, or set remote_storage_enable = false",
+                store
+            )
+        })?;
+    let cache = CacheConfig {
+        chunk_bytes: config.remote_log_reader_chunk_bytes,
+        capacity_bytes: config.remote_log_reader_cache_bytes,
+        readahead_chunks: config.remote_log_reader_readahead_chunks as usize,
+        ..CacheConfig::default()
+    };
+    let local_store_root = match &store_config {
+        StoreConfig::Local { root } => Some(root.clone()),
+        _ => None,
+    };
+    let manager = RemoteLogManagerConfig {
+        prefix,
+        upload_concurrency_max: config.remote_log_manager_copier_concurrency.max(1) as usize,
+        upload_bytes_per_second_max: (config.remote_log_manager_copy_max_bytes_per_second > 0)
+            .then_some(config.remote_log_manager_copy_max_bytes_per_second),
+        decompressed_bytes_max: config.decompressed_batch_max_bytes,
+        local_store_root,
+        archive_row_group_bytes: config.archive_row_group_bytes as usize,
+        archive_zstd_level: config.archive_zstd_level,
+        ..RemoteLogManagerConfig::default()
+    };
+    let rlm = RemoteLogManager::new(store, cache, manager)
+        .map_err(|e| format!("the remote log manager cannot start: {e}"))?;
+    Ok(Some(Arc::new(rlm)))
+}
+
+pub fn topic_id_partition(partition: &Partition) -> TopicIdPartition {
+    TopicIdPartition::new(
+        partition.tp.topic.clone(),
+        partition.topic_id,
+        partition.tp.partition,
+    )
+}
+
+/// Whether `topic` is tiered: the broker has a store, and the topic is neither opted out nor
+/// compacted (compaction across tiers is not built yet, so compacted topics stay local).
+pub fn is_tiered(broker: &Broker, topic: &str) -> bool {
+    if broker.remote().is_none() {
+        return false;
+    }
+    let meta = broker.metadata();
+    let Some(t) = meta.topics.get(topic) else {
+        return false;
+    };
+    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &t.configs, k);
+    get("remote.storage.enable") == "true" && !get("cleanup.policy").contains("compact")
+}
+
+/// The remote handle of a tiered partition.
+pub async fn remote_partition(
+    broker: &Broker,
+    partition: &Partition,
+) -> Option<Arc<RemotePartition>> {
+    let rlm = broker.remote()?;
+    if !is_tiered(broker, &partition.tp.topic) {
+        return None;
+    }
+    match rlm.partition(&topic_id_partition(partition)).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(tp = %partition.tp, error = %e, "remote log unavailable");
+            None
+        }
+    }
+}
+
+/// Reads `offset` from the remote tier if that is where it lives. `None`: not remote.
+pub async fn read_remote(
+    broker: &Broker,
+    partition: &Partition,
+    offset: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
+) -> Option<Result<RemoteReadOutcome, TieringError>> {
+    let remote = remote_partition(broker, partition).await?;
+    Some(remote.read(offset, max_bytes, min_one_batch).await)
+}
+
+/// The first record at or after `timestamp` in the remote tier.
+pub async fn remote_offset_for_timestamp(
+    broker: &Broker,
+    partition: &Partition,
+    timestamp: i64,
+) -> Option<Result<Option<RemoteTimestampOffset>, TieringError>> {
+    let remote = remote_partition(broker, partition).await?;
+    Some(remote.offset_for_timestamp(timestamp).await)
+}
+
+/// The partition's log start offset across both tiers.
+pub async fn log_start_offset(broker: &Broker, partition: &Partition) -> i64 {
+    let local = partition.log().log_start_offset();
+    match remote_partition(broker, partition).await {
+        Some(r) => r.remote_log_start_offset().map_or(local, |s| s.min(local)),
+        None => local,
+    }
+}
+
+/// The background loop: every `remote_log_manager_task_interval_ms`, [`tier_partition`] for
+/// each tiered partition, then (less often) the scrub.
+pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(rlm) = broker.remote().cloned() else {
+        return;
+    };
+    let period =
+        Duration::from_millis(broker.config.remote_log_manager_task_interval_ms.max(1) as u64);
+    let scrub_every = Duration::from_secs(600);
+    let counters_every = Duration::from_secs(60);
+    let mut last_scrub = tokio::time::Instant::now();
+    let mut last_counters = tokio::time::Instant::now();
+    let mut logged = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        for partition in broker.all_partitions() {
+            if *shutdown.borrow() {
+                return;
+            }
+            if !is_tiered(&broker, &partition.tp.topic)
+                || partition
+                    .remote_fenced
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                continue;
+            }
+            if let Err(e) = tier_partition(&broker, &partition).await {
+                let backlog = partition.log().size_bytes();
+                tracing::error!(
+                    tp = %partition.tp,
+                    error = %e,
+                    local_bytes = backlog,
+                    "tiering failed; local segments are kept until they are uploaded"
+                );
+            }
+        }
+        if last_counters.elapsed() >= counters_every {
+            last_counters = tokio::time::Instant::now();
+            log_counters(&rlm, &mut logged);
+        }
+        if last_scrub.elapsed() >= scrub_every {
+            last_scrub = tokio::time::Instant::now();
+            let grace =
+                Duration::from_millis(broker.config.remote_log_scrub_grace_ms.max(0) as u64);
+            match rlm.scrub(grace).await {
+                Ok(report) => tracing::info!(?report, "remote scrub finished"),
+                Err(e) => tracing::warn!(error = %e, "remote scrub failed"),
+            }
+        }
+    }
+}
+
+/// The archive loop: every `remote_log_manager_task_interval_ms`, for each tiered partition,
+/// applies the log start offset to its archive files, then (if the topic's `archive.enable`)
+/// writes Parquet files for what was uploaded since. At most `archive_concurrency` partitions
+/// at once; the encoding runs on blocking threads, off the request path. A failure is logged
+/// and retried on the next pass: the archive job is idempotent.
+pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if broker.remote().is_none() {
+        return;
+    }
+    let period =
+        Duration::from_millis(broker.config.remote_log_manager_task_interval_ms.max(1) as u64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        broker.config.archive_concurrency.max(1) as usize,
+    ));
+    let mut backlog = false;
+    loop {
+        // Straight on while a partition has a backlog; otherwise wait for the next tick.
+        if !backlog {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        backlog = false;
+        let mut passes = tokio::task::JoinSet::new();
+        for partition in broker.all_partitions() {
+            if *shutdown.borrow() {
+                break;
+            }
+            if !is_tiered(&broker, &partition.tp.topic)
+                || partition
+                    .remote_fenced
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                continue;
+            }
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let broker = broker.clone();
+            passes.spawn(async move {
+                let more = match archive_partition(&broker, &partition).await {
+                    Ok(more) => more,
+                    Err(e) => {
+                        tracing::error!(tp = %partition.tp, error = %e, "archiving failed; will retry");
+                        false
+                    }
+                };
+                drop(permit);
+                more
+            });
+        }
+        // Shutdown drops the passes in progress; what they uploaded without recording is
+        // removed by the next start's first pass.
+        tokio::select! {
+            _ = async {
+                while let Some(more) = passes.join_next().await {
+                    backlog |= more.unwrap_or(false);
+                }
+            } => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The archive policy of `topic` from its configs, or `None` when archiving is off for it.
+pub fn archive_policy(broker: &Broker, topic: &str) -> Option<ArchivePolicy> {
+    let meta = broker.metadata();
+    let t = meta.topics.get(topic)?;
+    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &t.configs, k);
+    if get("archive.enable") != "true" {
+        return None;
+    }
+    let projection = match JsonProjection::parse(&get("archive.json.fields")) {
+        Ok(p) => p.map(Arc::new),
+        Err(reason) => {
+            // Validated on the way in; an old metadata file could still hold a bad value.
+            tracing::error!(topic, %reason, "archive.json.fields is invalid; archiving without the projection");
+            None
+        }
+    };
+    Some(ArchivePolicy {
+        file_bytes: get("archive.file.bytes").parse().unwrap_or(128 << 20),
+        max_lag_ms: get("archive.max.lag.ms").parse().unwrap_or(600_000),
+        projection,
+        max_files_per_pass: ARCHIVE_FILES_PER_PASS,
+        now_ms: now_ms(),
+    })
+}
+
+/// Files one archive pass writes at most (1 GiB of batches at the default `archive.file.bytes`),
+/// so that a partition with a large backlog does not hold the other partitions back.
+const ARCHIVE_FILES_PER_PASS: usize = 8;
+
+/// One archive pass over one partition: retention of its archive files, then new files.
+/// `Ok(true)` when the pass stopped at its file limit with more to archive.
+pub async fn archive_partition(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+) -> Result<bool, TieringError> {
+    let Some(remote) = remote_partition(broker, partition).await else {
+        return Ok(false);
+    };
+    let kept = remote.enforce_archive_retention().await?;
+    if kept.files_deleted + kept.files_rewritten > 0 {
+        tracing::info!(tp = %partition.tp, deleted = kept.files_deleted, rewritten = kept.files_rewritten, "archive retention applied");
+    }
+    let Some(policy) = archive_policy(broker, &partition.tp.topic) else {
+        return Ok(false);
+    };
+    let started = std::time::Instant::now();
+    let outcome = remote.archive(&policy).await?;
+    if outcome.files_written > 0 {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            tp = %partition.tp,
+            files = outcome.files_written,
+            rows = outcome.rows_written,
+            input_bytes = outcome.input_bytes,
+            output_bytes = outcome.output_bytes,
+            archived_end_offset = ?remote.archived_end_offset(),
+            mib_per_second = outcome.input_bytes as f64 / (1024.0 * 1024.0) / secs.max(1e-9),
+            more_pending = outcome.more_pending,
+            "archive pass finished"
+        );
+    }
+    Ok(outcome.more_pending)
+}
+
+/// Logs each topic's object-store request counters (cumulative since start) when they moved:
+/// the operator's view of PUT/GET/LIST/DELETE costs until metrics exist.
+fn log_counters(
+    rlm: &RemoteLogManager,
+    logged: &mut BTreeMap<String, shale_tiering::RequestCounts>,
+) {
+    for (topic, c) in rlm.counters() {
+        if logged.get(&topic) == Some(&c) {
+            continue;
+        }
+        tracing::info!(
+            topic = %topic,
+            put_requests = c.put_requests,
+            put_bytes = c.put_bytes,
+            get_requests = c.get_requests,
+            get_bytes = c.get_bytes,
+            list_requests = c.list_requests,
+            delete_requests = c.delete_requests,
+            "remote storage requests"
+        );
+        logged.insert(topic, c);
+    }
+}
+
+/// One pass over one partition: copy sealed segments below the high watermark (oldest first,
+/// stopping at the first failure so the remote log never has a gap), then local retention
+/// (only of copied segments), then total retention on the remote tier.
+pub async fn tier_partition(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+) -> Result<(), TieringError> {
+    let Some(remote) = remote_partition(broker, partition).await else {
+        return Ok(());
+    };
+    let hw = partition.high_watermark();
+    let copied_end = remote.copied_end_offset();
+    let from = copied_end.map_or(i64::MIN, |e| e + 1);
+    let sealed = {
+        let log = partition.log();
+        log.sealed_segments(from, hw)
+    };
+    let sealed = match sealed {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(tp = %partition.tp, error = %e, "cannot list sealed segments");
+            Vec::new()
+        }
+    };
+    let mut pending: u64 = sealed.iter().map(|s| s.size_bytes).sum();
+    for segment in sealed {
+        if let Some(end) = remote.copied_end_offset() {
+            if segment.base_offset != end + 1 {
+                // A hole between the remote end and local data (e.g. tiering turned on after
+                // local retention deleted segments): start the remote log afresh is not safe, so
+                // report and stop.
+                tracing::error!(tp = %partition.tp, remote_end = end, local_base = segment.base_offset, "local segments do not continue the remote log; not uploading");
+                break;
+            }
+        }
+        let upload = build_upload(partition, &segment).await;
+        let upload = match upload {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(tp = %partition.tp, base_offset = segment.base_offset, error = %e, "cannot read a sealed segment for upload");
+                break;
+            }
+        };
+        match remote.copy_segment(upload).await {
+            Ok(meta) => {
+                pending = pending.saturating_sub(segment.size_bytes);
+                tracing::info!(tp = %partition.tp, base_offset = meta.base_offset, end_offset = meta.end_offset, bytes = segment.size_bytes, "segment copied to remote storage");
+            }
+            Err(e @ TieringError::Fenced { .. }) => {
+                partition
+                    .remote_fenced
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(tp = %partition.tp, error = %e, "another writer owns this partition's remote log; uploads for it stop until restart");
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::error!(tp = %partition.tp, base_offset = segment.base_offset, backlog_bytes = pending, error = %e, "segment upload failed; will retry");
+                return Err(e);
+            }
+        }
+    }
+    let meta = broker.metadata();
+    let Some(topic) = meta.topics.get(&partition.tp.topic) else {
+        return Ok(());
+    };
+    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &topic.configs, k);
+    let num = |k| get(k).parse::<i64>().unwrap_or(-1);
+    let (retention_ms, retention_bytes) = (num("retention.ms"), num("retention.bytes"));
+    let local_ms = match num("local.retention.ms") {
+        -2 => retention_ms,
+        v => v,
+    };
+    let local_bytes = match num("local.retention.bytes") {
+        -2 => retention_bytes,
+        v => v,
+    };
+    let now = now_ms();
+    if let Some(end) = remote.copied_end_offset() {
+        let result = partition
+            .log()
+            .delete_tiered_segments(end + 1, local_ms, local_bytes, now);
+        if let Err(e) = result {
+            tracing::warn!(tp = %partition.tp, error = %e, "local retention of tiered segments failed");
+        }
+    }
+    // Kafka counts the whole log against retention.bytes: the remote segments plus every local
+    // byte not in the store yet, the active segment included.
+    let local_only_bytes = {
+        let log = partition.log();
+        let tiered_below = remote.copied_end_offset().map_or(i64::MIN, |e| e + 1);
+        let tiered_local: u64 = log
+            .sealed_segments(i64::MIN, tiered_below)
+            .map(|s| s.iter().map(|s| s.size_bytes).sum())
+            .unwrap_or(0);
+        log.size_bytes().saturating_sub(tiered_local)
+    };
+    let outcome = remote
+        .enforce_retention(RetentionPolicy {
+            retention_ms,
+            retention_bytes,
+            now_ms: now,
+            local_only_bytes,
+        })
+        .await?;
+    if outcome.segments_deleted > 0 {
+        tracing::info!(tp = %partition.tp, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, remote_log_start_offset = ?outcome.remote_log_start_offset, "remote retention deleted segments");
+    }
+    Ok(())
+}
+
+/// Reads what the upload needs from the local segment's files (off the async threads).
+async fn build_upload(
+    partition: &Partition,
+    segment: &SealedSegment,
+) -> std::io::Result<SegmentUpload> {
+    let epochs: Vec<(i32, i64)> = {
+        let log = partition.log();
+        let entries = log.leader_epochs();
+        let mut in_range = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let next_start = entries.get(i + 1).map_or(i64::MAX, |n| n.start_offset);
+            if next_start <= segment.base_offset || e.start_offset >= segment.next_offset {
+                continue;
+            }
+            in_range.push((e.epoch, e.start_offset.max(segment.base_offset)));
+        }
+        in_range
+    };
+    let seg = segment.clone();
+    let dir = partition.log().dir().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = dir.join(format!("{:020}.snapshot", seg.next_offset));
+        Ok(SegmentUpload {
+            base_offset: seg.base_offset,
+            end_offset: seg.next_offset - 1,
+            max_timestamp: seg.max_timestamp,
+            size_bytes: seg.size_bytes,
+            log_path: seg.log_path.clone(),
+            offset_index: Bytes::from(std::fs::read(&seg.index_path)?),
+            time_index: Bytes::from(std::fs::read(&seg.time_index_path)?),
+            transaction_index: None,
+            leader_epochs: epochs,
+            producer_snapshot: std::fs::read(&snapshot).ok().map(Bytes::from),
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Restores topics from the bucket into an empty data directory: every partition found in the
+/// store becomes a topic partition (same topic id) whose local log starts right after the
+/// remote end, so consumers read the history from the remote tier.
+pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
+    let Some(rlm) = broker.remote().cloned() else {
+        return Ok(0);
+    };
+    if !broker.metadata().topics.is_empty() {
+        return Ok(0);
+    }
+    let found = rlm
+        .discover_partitions()
+        .await
+        .map_err(|e| format!("cannot list the object store for a restore: {e}"))?;
+    let mut topics: BTreeMap<(String, uuid::Uuid), i32> = BTreeMap::new();
+    for tp in &found {
+        let n = topics.entry((tp.topic.clone(), tp.topic_id)).or_insert(0);
+        *n = (*n).max(tp.partition + 1);
+    }
+    let mut restored = 0;
+    for ((name, id), partitions) in topics {
+        let mut ends = Vec::new();
+        for p in 0..partitions {
+            let tp = TopicIdPartition::new(name.clone(), id, p);
+            let remote = rlm
+                .open_partition(&tp)
+                .await
+                .map_err(|e| format!("cannot read the manifest of {name}-{p}: {e}"))?;
+            ends.push(remote.copied_end_offset().map_or(0, |e| e + 1));
+        }
+        broker
+            .restore_topic(&name, id, &ends)
+            .map_err(|e| format!("cannot restore topic {name}: {}", e.message))?;
+        tracing::info!(topic = %name, partitions, "topic restored from remote storage");
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+/// Topic deletion in the remote tier, in the background: each partition's segments, then its
+/// manifests (the tiering crate orders it so a crash leaves work the scrub finishes).
+pub fn delete_remote_topic(broker: &Broker, topic: &str, topic_id: uuid::Uuid, partitions: i32) {
+    let Some(rlm) = broker.remote().cloned() else {
+        return;
+    };
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        for p in 0..partitions {
+            let tp = TopicIdPartition::new(topic.clone(), topic_id, p);
+            let result = match rlm.open_partition(&tp).await {
+                Ok(remote) => remote.delete_all().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            rlm.close_partition(&tp);
+            if let Err(e) = result {
+                tracing::warn!(topic = %topic, partition = p, error = %e, "remote deletion of a deleted topic failed; the scrub will retry");
+            }
+        }
+        tracing::info!(topic = %topic, "remote data of deleted topic removed");
+    });
+}
