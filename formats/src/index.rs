@@ -106,6 +106,14 @@ pub fn time_index_len(entries: &[u8]) -> usize {
     index_len(entries, TIME_INDEX_ENTRY_SIZE, false)
 }
 
+/// Number of real entries in a `.timeindex` byte slice that is known to have been written whole
+/// and not preallocated (Shale's own file, fsynced before a clean shutdown): an all-zero first
+/// entry is real. librdkafka sends batches without timestamps, so `(timestamp 0, offset 0)` is
+/// a common first entry, and dropping it would make every clean restart rescan the segment.
+pub fn time_index_len_written_whole(entries: &[u8]) -> usize {
+    index_len(entries, TIME_INDEX_ENTRY_SIZE, true)
+}
+
 /// The `i`th entry of a `.index` byte slice.
 pub fn offset_index_entry(entries: &[u8], i: usize) -> Option<OffsetIndexEntry> {
     OffsetIndexEntry::decode(entry(entries, OFFSET_INDEX_ENTRY_SIZE, i)?)

@@ -182,9 +182,9 @@ impl ActiveSegment {
     fn try_open_clean(segment: &Arc<LogSegment>, now_ms: i64) -> Result<Option<Self>, LogError> {
         let read = |path: &Path| std::fs::read(path).map_err(|e| e.to_string());
         let size = segment.size();
-        let indexes = match read(&segment.index_path)
-            .and_then(|offsets| Indexes::decode(&offsets, &read(&segment.time_index_path)?, size))
-        {
+        let indexes = match read(&segment.index_path).and_then(|offsets| {
+            Indexes::decode(&offsets, &read(&segment.time_index_path)?, size, true)
+        }) {
             Ok(indexes) => indexes,
             Err(reason) => {
                 tracing::warn!(segment = %segment.log_path.display(), reason,

@@ -7,9 +7,9 @@
 //! the target and a short forward scan of batch headers finds the batch that holds it.
 
 use shale_formats::index::{
-    offset_index_entry, offset_index_len, offset_index_lookup, time_index_entry, time_index_last,
-    time_index_len, time_index_lookup, OffsetIndexEntry, TimeIndexEntry, OFFSET_INDEX_ENTRY_SIZE,
-    TIME_INDEX_ENTRY_SIZE,
+    offset_index_entry, offset_index_len, offset_index_lookup, time_index_entry, time_index_len,
+    time_index_len_written_whole, time_index_lookup, OffsetIndexEntry, TimeIndexEntry,
+    OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE,
 };
 
 /// Both indexes of a segment, as the bytes of their real entries.
@@ -67,19 +67,31 @@ impl Indexes {
     }
 
     pub(super) fn last_time_entry(&self) -> Option<TimeIndexEntry> {
-        time_index_last(&self.times)
+        // `times` holds only real entries (see `decode`), including a real all-zero first one,
+        // which `time_index_last` would take for padding.
+        self.time_entries()
+            .checked_sub(1)
+            .and_then(|i| time_index_entry(&self.times, i))
     }
 
     /// Reads index files: keeps their real entries (a crash can leave a partial entry, Kafka's
     /// preallocation a zero tail) and checks that they increase and stay inside the segment.
+    /// `written_whole`: the files were fsynced before a clean shutdown, so an all-zero first
+    /// time entry is a real `(timestamp 0, offset 0)`, not padding.
     pub(super) fn decode(
         offset_file: &[u8],
         time_file: &[u8],
         segment_size: u64,
+        written_whole: bool,
     ) -> Result<Self, String> {
         let offsets =
             offset_file[..offset_index_len(offset_file) * OFFSET_INDEX_ENTRY_SIZE].to_vec();
-        let times = time_file[..time_index_len(time_file) * TIME_INDEX_ENTRY_SIZE].to_vec();
+        let time_entries = if written_whole {
+            time_index_len_written_whole(time_file)
+        } else {
+            time_index_len(time_file)
+        };
+        let times = time_file[..time_entries * TIME_INDEX_ENTRY_SIZE].to_vec();
         let ix = Self { offsets, times };
         let mut previous: Option<OffsetIndexEntry> = None;
         for i in 0..ix.offset_entries() {
@@ -242,12 +254,40 @@ mod tests {
         assert_eq!((last.timestamp, last.relative_offset), (1_009, 19));
         assert!(rule.maybe_time_entry().is_none());
         assert_eq!(
-            Indexes::decode(ix.offset_bytes(), ix.time_bytes(), 600).unwrap(),
+            Indexes::decode(ix.offset_bytes(), ix.time_bytes(), 600, false).unwrap(),
             ix
         );
-        assert!(Indexes::decode(ix.offset_bytes(), ix.time_bytes(), 480).is_err());
+        assert!(Indexes::decode(ix.offset_bytes(), ix.time_bytes(), 480, false).is_err());
         // A torn last entry is dropped, not an error.
-        let torn = Indexes::decode(&ix.offset_bytes()[..31], ix.time_bytes(), 600).unwrap();
+        let torn = Indexes::decode(&ix.offset_bytes()[..31], ix.time_bytes(), 600, false).unwrap();
         assert_eq!(torn.offset_entries(), 3);
+    }
+
+    /// A `(timestamp 0, offset 0)` time entry, what a batch without timestamps gives, survives a
+    /// clean shutdown; in a file that may have been preallocated it stays ambiguous and is dropped.
+    #[test]
+    fn zero_first_time_entry_is_kept_when_written_whole() {
+        let mut time = TimeIndexEntry {
+            timestamp: 0,
+            relative_offset: 0,
+        }
+        .encode()
+        .to_vec();
+        time.extend_from_slice(&[0u8; 24]); // a zero tail after it is still ignored
+        let offsets = OffsetIndexEntry {
+            relative_offset: 0,
+            position: 0,
+        }
+        .encode();
+        let whole = Indexes::decode(&offsets, &time, 100, true).unwrap();
+        assert_eq!(whole.time_entries(), 1);
+        let last = whole.last_time_entry().unwrap();
+        assert_eq!((last.timestamp, last.relative_offset), (0, 0));
+        assert_eq!(
+            Indexes::decode(&offsets, &time, 100, false)
+                .unwrap()
+                .time_entries(),
+            0
+        );
     }
 }

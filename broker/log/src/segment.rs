@@ -282,7 +282,7 @@ impl LogSegment {
         let read = |path: &Path| std::fs::read(path).map_err(|e| e.to_string());
         let loaded = read(&self.index_path).and_then(|offsets| {
             let times = read(&self.time_index_path)?;
-            Indexes::decode(&offsets, &times, self.size())
+            Indexes::decode(&offsets, &times, self.size(), false)
         });
         let indexes = match loaded {
             Ok(indexes) => indexes,

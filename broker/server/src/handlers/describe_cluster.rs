@@ -4,7 +4,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
-use super::{sb, RequestContext, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{sb, RequestContext, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS};
 use crate::broker::Broker;
 
 pub const MIN_VERSION: i16 = 0;
@@ -24,7 +24,11 @@ pub fn handle(
         .with_cluster_id(sb(meta.cluster_id.clone()))
         .with_controller_id(BrokerId(node))
         .with_endpoint_type(ENDPOINT_BROKERS)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        });
     if req.endpoint_type != ENDPOINT_BROKERS {
         return resp
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

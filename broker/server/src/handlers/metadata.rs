@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-use super::{sb, RequestContext, AUTHORIZED_OPERATIONS_OMITTED};
+use super::{sb, RequestContext, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS};
 use crate::broker::Broker;
 use crate::metadata::{validate_topic_name, TopicMetadata};
 
@@ -20,8 +20,6 @@ pub const MAX_VERSION: i16 = 12;
 /// allowed while Shale has no authorizer.
 const ALL_TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-const ALL_CLUSTER_OPERATIONS: i32 =
-    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let v = ctx.api_version;
@@ -58,7 +56,7 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
         .with_controller_id(BrokerId(node))
         .with_topics(topics);
     resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
-        ALL_CLUSTER_OPERATIONS
+        CLUSTER_OPERATIONS
     } else {
         AUTHORIZED_OPERATIONS_OMITTED
     };

@@ -335,6 +335,13 @@ pub(crate) fn sb(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
 /// Kafka returns this in `*_authorized_operations` when the client did not ask for them.
 pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// The operations Kafka's CLUSTER resource supports, as a bit set of `AclOperation` codes:
+/// ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12 and CREATE 5. There is no WRITE (4) on a cluster: librdkafka's admin
+/// client expects exactly these seven. Without authorization every client may do all of them.
+pub(crate) const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 /// The Kafka error for a log failure, logged when it is the broker's fault rather than the
 /// client's.
 pub(crate) fn log_error(
