@@ -9,6 +9,8 @@
 # and stopped at the end, so the tiering crate's S3 conformance tests and tests/e2e/test_tiering.py
 # run against it (SHALE_TEST_S3_ENDPOINT and the AWS_* variables are exported to both).
 #
+# With CI=true (or SHALE_CHECK_STYLE=1) it first runs `cargo fmt --check` and
+# `cargo clippy --workspace --all-targets -- -D warnings`.
 # Environment: SHALE_SKIP_RUST_TESTS=1 skips the cargo test step (handy while iterating on e2e).
 # SHALE_TEST_S3_ENDPOINT already set: that server is used and none is started.
 set -uo pipefail
@@ -21,6 +23,14 @@ failed=()
 
 step "setting up the test environment"
 scripts/setup-test-env.sh || { echo "setup-test-env.sh failed" >&2; exit 1; }
+
+if [ "${CI:-}" = "true" ] || [ "${SHALE_CHECK_STYLE:-0}" = "1" ]; then
+  # Fast, before the tests: a formatting or lint failure fails CI without waiting for them.
+  step "cargo fmt --check"
+  cargo fmt --all --check || { echo "cargo fmt --check failed: run cargo fmt --all" >&2; exit 1; }
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings || { echo "clippy found warnings" >&2; exit 1; }
+fi
 
 step "cargo build -p shale-broker"
 cargo build -p shale-broker || { echo "the broker does not build" >&2; exit 1; }

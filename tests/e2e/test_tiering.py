@@ -352,6 +352,28 @@ def test_one_fetch_spans_remote_partitions(history):
         assert not problems, f"fetch at {label} {offsets}:\n" + "\n".join(problems)
 
 
+def test_fetch_max_bytes_is_one_budget_across_remote_partitions(history):
+    """A Fetch of remote-only offsets of three partitions, each allowed 1 MiB, with a response limit of 1.5 MiB returns at most 1.5 MiB of records in all (KIP-74: the response limit is shared, not granted to each remote partition again); the first partition gets data and every partition's data is whole batches from its fetch offset."""
+    h = history
+    max_bytes = 3 << 19  # 1.5 MiB
+    offsets = {p: 0 for p in PARTITIONS}
+    with wire.Conn(h.broker.host, h.broker.port, timeout=60) as c:
+        resp = c.roundtrip(wire.fetch_request_multi_v4(
+            12, h.topic, offsets, max_wait_ms=1000, max_bytes=max_bytes,
+            partition_max_bytes=1 << 20), timeout=60)
+    results = {r.partition: r for r in wire.parse_fetch_response_v4_all(resp)}
+    sizes = {p: len(results[p].records or b"") for p in PARTITIONS}
+    assert all(results[p].error_code == 0 for p in PARTITIONS), {
+        p: results[p].error_code for p in PARTITIONS}
+    assert sum(sizes.values()) <= max_bytes, f"{sum(sizes.values())} bytes > max_bytes {max_bytes}: {sizes}"
+    assert sizes[PARTITIONS[0]] > 0, f"the first partition got nothing: {sizes}"
+    for p in PARTITIONS:
+        batches = wire.batch_headers(results[p].records or b"")
+        if batches:
+            assert batches[0].base_offset == 0, (p, batches[0])
+            assert all(b.crc_ok for b in batches), p
+
+
 def test_list_offsets_across_tiers(history):
     """ListOffsets: earliest (-2) is the remote log start (0), earliest-local (-4) is the first local segment, latest-tiered (-5) is past -1 and right below the active segment, latest (-1) is the log end."""
     h = history

@@ -306,6 +306,9 @@ async fn read_all(
                 }
             });
         let outcomes = futures::future::join_all(reads).await;
+        // The reads ran concurrently, each within the budget left after the local pass; now they
+        // share it in request order, so the response stays within `max_bytes` (KIP-74: only the
+        // first partition with data may go over, by its first batch).
         for ((i, partition, offset, _), (start, outcome)) in remote_reads.into_iter().zip(outcomes)
         {
             let data = &mut results[i];
@@ -313,8 +316,10 @@ async fn read_all(
             use shale_tiering::read::RemoteReadOutcome as O;
             match outcome {
                 Some(Ok(O::Records(r))) => {
-                    total += r.records.len();
-                    data.records = Some(r.records);
+                    let left = response_max.saturating_sub(total);
+                    let records = whole_batches_within(r.records, left, total == 0);
+                    total += records.len();
+                    data.records = Some(records);
                 }
                 Some(Ok(O::OffsetBelowStart { .. })) | Some(Ok(O::NotRemote { .. })) | None => {
                     errored = true;
@@ -330,6 +335,24 @@ async fn read_all(
         }
     }
     (results, total, errored)
+}
+
+/// The longest prefix of `records` that is whole batches and at most `limit` bytes; with
+/// `at_least_one`, the first batch even if it is larger (KIP-74).
+fn whole_batches_within(records: Bytes, limit: usize, at_least_one: bool) -> Bytes {
+    if records.len() <= limit {
+        return records;
+    }
+    let mut end = 0usize;
+    while let Some(frame) = records.get(end + 8..end + 12) {
+        let batch_length = i32::from_be_bytes(frame.try_into().expect("4 bytes"));
+        let next = end + 12 + usize::try_from(batch_length).unwrap_or(0);
+        if next > records.len() || (next > limit && !(at_least_one && end == 0)) {
+            break;
+        }
+        end = next;
+    }
+    records.slice(..end)
 }
 
 /// Builds the response's topic list, keeping request order and skipping unsent partitions.
@@ -381,5 +404,34 @@ pub(crate) fn epoch_error(requested: i32, current: i32) -> Option<ResponseError>
         Some(ResponseError::UnknownLeaderEpoch)
     } else {
         Some(ResponseError::FencedLeaderEpoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_batches_within;
+    use bytes::{BufMut, Bytes, BytesMut};
+
+    /// Frames of `sizes` bytes each, laid out as record batches (the length at bytes 8..12).
+    fn frames(sizes: &[usize]) -> Bytes {
+        let mut out = BytesMut::new();
+        for &size in sizes {
+            out.put_i64(0);
+            out.put_i32(i32::try_from(size - 12).unwrap());
+            out.put_bytes(7, size - 12);
+        }
+        out.freeze()
+    }
+
+    /// Trimming keeps whole batches within the limit, and the first batch when it must.
+    #[test]
+    fn trims_to_whole_batches() {
+        let r = frames(&[100, 200, 300]);
+        assert_eq!(whole_batches_within(r.clone(), 600, false).len(), 600);
+        assert_eq!(whole_batches_within(r.clone(), 599, false).len(), 300);
+        assert_eq!(whole_batches_within(r.clone(), 99, false).len(), 0);
+        assert_eq!(whole_batches_within(r.clone(), 99, true).len(), 100);
+        assert_eq!(whole_batches_within(r.clone(), 0, true).len(), 100);
+        assert_eq!(whole_batches_within(r, 350, true).len(), 300);
     }
 }
