@@ -4,6 +4,7 @@
 //! With a replication factor of 1 the leader is the only in-sync replica, so the high watermark
 //! follows the log end offset as soon as an append returns. Replication will make it lag.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -33,6 +34,10 @@ pub struct Partition {
     /// Set when another writer fenced this broker out of the partition's remote log: uploads
     /// for it stop (this broker is no longer its leader) until a restart reloads the manifest.
     pub remote_fenced: std::sync::atomic::AtomicBool,
+    /// The remote tier's log start offset as the tiering side last saw it (-1: no remote
+    /// segments known). With the local log's start it gives the partition's `log_start_offset`
+    /// without an `.await` on the produce and fetch paths.
+    remote_log_start_offset: AtomicI64,
 }
 
 impl Partition {
@@ -45,6 +50,7 @@ impl Partition {
             log: Mutex::new(log),
             high_watermark,
             remote_fenced: std::sync::atomic::AtomicBool::new(false),
+            remote_log_start_offset: AtomicI64::new(-1),
         })
     }
 
@@ -89,6 +95,34 @@ impl Partition {
         // Snapshot under the lock, read the files outside it so appends are not blocked.
         let reader = self.log().reader();
         reader.read(offset, max_bytes, hw, min_one_batch)
+    }
+
+    /// Records the remote tier's log start offset (`None`: no remote segments).
+    pub fn set_remote_log_start_offset(&self, start: Option<i64>) {
+        self.remote_log_start_offset
+            .store(start.unwrap_or(-1), Ordering::Relaxed);
+    }
+
+    /// `log_start_offset` across both tiers, given the local log's start (`local_log_start_offset`).
+    pub fn log_start_offset_with(&self, local_log_start_offset: i64) -> i64 {
+        let remote = self.remote_log_start_offset.load(Ordering::Relaxed);
+        let start = if remote >= 0 {
+            remote.min(local_log_start_offset)
+        } else {
+            local_log_start_offset
+        };
+        assert!(
+            start <= local_log_start_offset,
+            "{}: log start {start} above the local log start {local_log_start_offset}",
+            self.tp
+        );
+        start
+    }
+
+    /// `log_start_offset` across both tiers.
+    pub fn log_start_offset(&self) -> i64 {
+        let local = self.log().log_start_offset();
+        self.log_start_offset_with(local)
     }
 
     /// Called after anything that moves the log's end backwards or forwards outside `append`.

@@ -1,6 +1,9 @@
-//! The listener: accepts connections up to `max_connections`, hands each to
-//! [`crate::connection::serve`], runs the broker's background jobs, and on shutdown stops
-//! accepting, lets every connection answer the request it is working on, and closes the logs.
+//! Booting and serving. [`run`] is everything `shale serve` does once its arguments are parsed:
+//! check the object store, open (recover) the data dir, restore topics from the bucket, then
+//! [`serve`]: accept connections up to `max_connections`, hand each to
+//! [`crate::connection::serve`], run the broker's background jobs, and on shutdown stop
+//! accepting, let every connection answer the request it is working on, and close the logs.
+//! Tests call [`run`] with a listener on port 0 to boot the real broker in-process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +12,73 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, StartupError};
+use crate::config::{parse_host_port, BrokerConfig};
+
+/// Why the broker did not start. Each message names the setting or path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read the listener's address: {0}")]
+    Listener(std::io::Error),
+    #[error("setting `advertised_listener` is not HOST:PORT: {0:?}")]
+    AdvertisedListener(String),
+    /// The object store is unusable (its message names the `remote_storage_*` setting).
+    #[error("{0}")]
+    RemoteStorage(String),
+    #[error("cannot open the broker's data: {0}")]
+    Open(#[from] StartupError),
+    #[error("cannot restore topics from remote storage: {0}")]
+    Restore(String),
+}
+
+/// Boots the broker on `listener` with `config` (already validated) and serves until
+/// `shutdown` turns true; returns once the logs are closed.
+pub async fn run(
+    config: BrokerConfig,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let bound = listener.local_addr().map_err(RunError::Listener)?;
+    let advertised = if config.advertised_listener.is_empty() {
+        (bound.ip().to_string(), bound.port())
+    } else {
+        parse_host_port(&config.advertised_listener)
+            .ok_or_else(|| RunError::AdvertisedListener(config.advertised_listener.clone()))?
+    };
+    // The object store is checked before anything else opens, so a bad URL, endpoint or
+    // credential stops startup with a message naming the setting.
+    let remote = crate::tiered::open_remote(&config)
+        .await
+        .map_err(RunError::RemoteStorage)?;
+    let broker = {
+        let advertised = advertised.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config, advertised))
+            .await
+            .expect("Broker::open does not panic")?
+    };
+    if let Some(rlm) = remote {
+        broker.set_remote(rlm);
+        let restored = crate::tiered::restore(&broker)
+            .await
+            .map_err(RunError::Restore)?;
+        if restored > 0 {
+            tracing::info!(topics = restored, "restored topics from remote storage");
+        }
+    }
+    tracing::info!(listen = %bound, advertised = %format!("{}:{}", advertised.0, advertised.1), "shale listening");
+    serve(listener, broker, shutdown).await;
+    Ok(())
+}
 
 /// How long shutdown waits for connections to finish their current request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Serves an opened broker on `listener` until `shutdown` turns true, then drains and closes.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(broker.clone().maintenance_loop(shutdown.clone()));

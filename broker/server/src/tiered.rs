@@ -179,11 +179,10 @@ pub async fn remote_offset_for_timestamp(
 
 /// The partition's log start offset across both tiers.
 pub async fn log_start_offset(broker: &Broker, partition: &Partition) -> i64 {
-    let local = partition.log().log_start_offset();
-    match remote_partition(broker, partition).await {
-        Some(r) => r.remote_log_start_offset().map_or(local, |s| s.min(local)),
-        None => local,
+    if let Some(r) = remote_partition(broker, partition).await {
+        partition.set_remote_log_start_offset(r.remote_log_start_offset());
     }
+    partition.log_start_offset()
 }
 
 /// The background loop: every `remote_log_manager_task_interval_ms`, [`tier_partition`] for
@@ -215,7 +214,11 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             {
                 continue;
             }
-            if let Err(e) = tier_partition(&broker, &partition).await {
+            let tiered = tier_partition(&broker, &partition).await;
+            // Uploads and remote retention move the remote start; produce and local fetch
+            // report it from the partition.
+            log_start_offset(&broker, &partition).await;
+            if let Err(e) = tiered {
                 let backlog = partition.log().size_bytes();
                 tracing::error!(
                     tp = %partition.tp,
@@ -472,6 +475,9 @@ pub async fn tier_partition(
     };
     let now = now_ms();
     if let Some(end) = remote.copied_end_offset() {
+        // Before the local start moves past the remote start, so `log_start_offset` never
+        // reports the local start of a tiered partition.
+        partition.set_remote_log_start_offset(remote.remote_log_start_offset());
         let result = partition
             .log()
             .delete_tiered_segments(end + 1, local_ms, local_bytes, now);

@@ -1,12 +1,12 @@
-//! The `shale` binary: parses configuration, binds the listener and runs the broker until
-//! SIGTERM or Ctrl-C.
+//! The `shale` binary: parses configuration, binds the listener and calls
+//! `shale_server::server::run` until SIGTERM or Ctrl-C; `shale admin` and `shale archive` are
+//! `shale-admin`'s.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shale_server::broker::Broker;
-use shale_server::config::{parse_host_port, BrokerConfig, BrokerConfigArgs};
+use shale_server::config::{BrokerConfig, BrokerConfigArgs};
 
 #[derive(Parser)]
 #[command(
@@ -95,38 +95,15 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot bind `listen` address {}", config.listen))?;
-    let bound = listener.local_addr()?;
-    let advertised = if config.advertised_listener.is_empty() {
-        (bound.ip().to_string(), bound.port())
-    } else {
-        parse_host_port(&config.advertised_listener)
-            .context("setting `advertised_listener` is not HOST:PORT")?
-    };
-    // The object store is checked before anything else opens, so a bad URL, endpoint or
-    // credential stops startup with a message naming the setting.
-    let remote = shale_server::tiered::open_remote(&config)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let broker =
-        Broker::open(config, advertised.clone()).context("cannot open the broker's data")?;
-    if let Some(rlm) = remote {
-        broker.set_remote(rlm);
-        let restored = shale_server::tiered::restore(&broker)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        if restored > 0 {
-            tracing::info!(topics = restored, "restored topics from remote storage");
-        }
-    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         let _ = shutdown_tx.send(true);
     });
-    tracing::info!(listen = %bound, advertised = %format!("{}:{}", advertised.0, advertised.1), "shale listening");
-    shale_server::server::run(listener, broker, shutdown_rx).await;
-    Ok(())
+    shale_server::server::run(config, listener, shutdown_rx)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 async fn wait_for_signal() {

@@ -35,7 +35,7 @@ impl TestBroker {
         let broker: Arc<Broker> =
             Broker::open(config, (addr.ip().to_string(), addr.port())).unwrap();
         let (shutdown, rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(shale_server::server::run(listener, broker, rx));
+        let server = tokio::spawn(shale_server::server::serve(listener, broker, rx));
         TestBroker {
             addr: addr.to_string(),
             shutdown,

@@ -67,6 +67,7 @@ async fn delete(
                 })?;
                 low = target;
             }
+            partition.set_remote_log_start_offset(remote.remote_log_start_offset());
         }
     }
     let mut log = partition.log();

@@ -268,7 +268,7 @@ async fn read_all(
             let data = data
                 .with_high_watermark(hw)
                 .with_last_stable_offset(hw)
-                .with_log_start_offset(local_start);
+                .with_log_start_offset(partition.log_start_offset_with(local_start));
             let budget = response_max.saturating_sub(total);
             let partition_max = (p.partition_max_bytes.max(0) as usize).min(budget);
             if partition_max == 0 && total > 0 {

@@ -138,7 +138,7 @@ fn produce_partition(
         AppendOutcome::Appended(info) => Produced {
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
-            log_start_offset: info.log_start_offset,
+            log_start_offset: partition.log_start_offset_with(info.log_start_offset),
         },
         AppendOutcome::Duplicate {
             base_offset,
@@ -147,7 +147,7 @@ fn produce_partition(
         } => Produced {
             base_offset,
             log_append_time,
-            log_start_offset: partition.log().log_start_offset(),
+            log_start_offset: partition.log_start_offset(),
         },
     })
 }
