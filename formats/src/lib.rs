@@ -7,6 +7,8 @@
 //! - [`batch`]: record batch v2 headers: parsing, validation (length, magic, CRC-32C, counts,
 //!   offsets, timestamps) and offset assignment by rewriting the header.
 //! - [`record`]: records inside a batch (varint encoding, headers) and whole-batch encoding.
+//! - [`epoch`]: [`epoch::EpochEntry`], a leader epoch and its start offset, shared by the local
+//!   log and the remote tier.
 //! - [`index`]: local segment index entries (`.index`, `.timeindex`) and their lookups.
 //! - [`archive`]: the Parquet archive: the Arrow schema of a topic's archived records, record
 //!   batches decoded into rows, written as ZSTD Parquet with statistics; JSON value projection.
@@ -16,6 +18,7 @@
 pub mod archive;
 pub mod batch;
 pub mod compression;
+pub mod epoch;
 pub mod index;
 pub mod record;
 pub mod varint;

@@ -28,7 +28,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::TieringError;
 use crate::indexes::SegmentIndexes;
 use crate::metadata::{
-    EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
+    RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
 };
 use crate::partition::{now_ms, RemotePartition};
 
@@ -72,14 +72,7 @@ impl RemotePartition {
             indexes_size_bytes: 0,
             log_crc32c: 0,
             created_at_ms: 0,
-            leader_epochs: segment
-                .leader_epochs
-                .iter()
-                .map(|&(epoch, start_offset)| EpochEntry {
-                    epoch,
-                    start_offset,
-                })
-                .collect(),
+            leader_epochs: segment.leader_epochs.clone(),
             state: RemoteLogSegmentState::CopySegmentStarted,
         };
         tracing::info!(tp = %self.tp, base_offset = segment.base_offset, end_offset = segment.end_offset,

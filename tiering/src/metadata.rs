@@ -104,13 +104,9 @@ impl RemoteLogSegmentState {
     }
 }
 
-/// A leader epoch and the first offset written in it (one entry of Kafka's leader-epoch
-/// checkpoint), as far as it concerns one segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
-}
+/// A leader epoch and the first offset written in it, as far as it concerns one segment: the
+/// same type the local log keeps.
+pub use shale_formats::epoch::EpochEntry;
 
 /// One remote segment, as the manifest records it (Kafka's `RemoteLogSegmentMetadata`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,8 +167,8 @@ pub struct SegmentUpload {
     pub time_index: Bytes,
     /// The segment's `.txnindex` bytes, if it has aborted transactions.
     pub transaction_index: Option<Bytes>,
-    /// Leader epochs of the segment's records: `(epoch, first offset in this segment)`.
-    pub leader_epochs: Vec<(i32, i64)>,
+    /// Leader epochs of the segment's records, each with its first offset in this segment.
+    pub leader_epochs: Vec<EpochEntry>,
     /// The producer-state snapshot taken at `end_offset + 1`, if any.
     pub producer_snapshot: Option<Bytes>,
 }

@@ -25,12 +25,7 @@ pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
 const CHECKPOINT_VERSION: u32 = 0;
 
-/// A leader epoch and the first offset its leader appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
-}
+pub use shale_formats::epoch::EpochEntry;
 
 pub(super) struct LeaderEpochCache {
     dir: PathBuf,

@@ -27,7 +27,7 @@ use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use crate::topic_config;
-use shale_log::SealedSegment;
+use shale_log::{EpochEntry, SealedSegment};
 
 /// What the object store configuration names, for startup.
 pub fn store_config(config: &BrokerConfig) -> Result<(StoreConfig, String), String> {
@@ -515,7 +515,7 @@ async fn build_upload(
     partition: &Partition,
     segment: &SealedSegment,
 ) -> std::io::Result<SegmentUpload> {
-    let epochs: Vec<(i32, i64)> = {
+    let epochs: Vec<EpochEntry> = {
         let log = partition.log();
         let entries = log.leader_epochs();
         let mut in_range = Vec::new();
@@ -524,7 +524,10 @@ async fn build_upload(
             if next_start <= segment.base_offset || e.start_offset >= segment.next_offset {
                 continue;
             }
-            in_range.push((e.epoch, e.start_offset.max(segment.base_offset)));
+            in_range.push(EpochEntry {
+                epoch: e.epoch,
+                start_offset: e.start_offset.max(segment.base_offset),
+            });
         }
         in_range
     };

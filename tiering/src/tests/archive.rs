@@ -29,7 +29,7 @@ use crate::error::TieringError;
 use crate::layout::{self, PartitionLayout};
 use crate::manager::RemoteLogManagerConfig;
 use crate::manifest::ArchiveFile;
-use crate::metadata::{SegmentUpload, TopicIdPartition};
+use crate::metadata::{EpochEntry, SegmentUpload, TopicIdPartition};
 use crate::partition::{now_ms, RemotePartition};
 use crate::retention::RetentionPolicy;
 use crate::retry::RetryPolicy;
@@ -337,7 +337,10 @@ fn write_segment(dir: &FsPath, base_offset: i64, shape: Shape) -> Segment {
             offset_index: Bytes::from(offset_index),
             time_index: Bytes::from(time_index),
             transaction_index: None,
-            leader_epochs: vec![(3, base_offset)],
+            leader_epochs: vec![EpochEntry {
+                epoch: 3,
+                start_offset: base_offset,
+            }],
             producer_snapshot: Some(Bytes::from_static(b"producer-state")),
         },
         batches,

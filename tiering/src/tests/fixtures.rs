@@ -8,7 +8,7 @@ use shale_formats::compression::Compression;
 use shale_formats::index::{OffsetIndexEntry, TimeIndexEntry};
 use shale_formats::record::{BatchBuilder, BatchOptions};
 
-use crate::metadata::SegmentUpload;
+use crate::metadata::{EpochEntry, SegmentUpload};
 
 /// Bytes between index entries (Kafka's `index.interval.bytes` is 4096).
 const INDEX_INTERVAL_BYTES: usize = 1024;
@@ -134,7 +134,10 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
             offset_index: Bytes::from(offset_index),
             time_index: Bytes::from(time_index),
             transaction_index: None,
-            leader_epochs: vec![(3, shape.base_offset)],
+            leader_epochs: vec![EpochEntry {
+                epoch: 3,
+                start_offset: shape.base_offset,
+            }],
             producer_snapshot: Some(Bytes::from_static(b"producer-state")),
         },
         batches,
