@@ -11,6 +11,7 @@
 # numbers). The data dir is under target/ (same disk as the build);
 # BENCH_DIR_PARENT=/path puts it elsewhere. Every option also reads BENCH_<NAME> from the
 # environment (BENCH_BYTES, BENCH_RECORD_BYTES, BENCH_PARTITIONS, BENCH_CLIENT, BENCH_DD_BYTES).
+# BENCH_SHALE_BIN=path runs that binary instead of building target/release/shale.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,9 +40,15 @@ case "$CLIENT" in java|python|kcat) ;; *) echo "--client must be java, python or
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 scripts/setup-test-env.sh
-log "cargo build --release -p shale-broker"
-cargo build --release -p shale-broker
-SHALE="$ROOT/target/release/shale"
+if [ -n "${BENCH_SHALE_BIN:-}" ]; then
+  # A binary built elsewhere (e.g. an older commit), for before/after runs on the same box.
+  SHALE="$BENCH_SHALE_BIN"
+  log "using $SHALE (BENCH_SHALE_BIN; not building)"
+else
+  log "cargo build --release -p shale-broker"
+  cargo build --release -p shale-broker
+  SHALE="$ROOT/target/release/shale"
+fi
 
 PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
 mkdir -p "$PARENT"
