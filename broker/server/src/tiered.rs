@@ -214,11 +214,7 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             {
                 continue;
             }
-            let tiered = tier_partition(&broker, &partition).await;
-            // Uploads and remote retention move the remote start; produce and local fetch
-            // report it from the partition.
-            log_start_offset(&broker, &partition).await;
-            if let Err(e) = tiered {
+            if let Err(e) = tier_partition(&broker, &partition).await {
                 let backlog = partition.log().size_bytes();
                 tracing::error!(
                     tp = %partition.tp,
@@ -507,6 +503,8 @@ pub async fn tier_partition(
     if outcome.segments_deleted > 0 {
         tracing::info!(tp = %partition.tp, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, remote_log_start_offset = ?outcome.remote_log_start_offset, "remote retention deleted segments");
     }
+    // Remote retention moved the remote start; produce and local fetch report it from here.
+    partition.set_remote_log_start_offset(remote.remote_log_start_offset());
     Ok(())
 }
 
