@@ -90,19 +90,14 @@ fn batch(partition: i32, first: usize) -> Bytes {
     Bytes::from(b.build().unwrap())
 }
 
-/// `(base offset, last offset)` of each whole batch in `records`, checking the frames add up.
+/// `(base offset, last offset)` of each batch in `records`; panics on a batch cut short.
 fn batch_ranges(records: &[u8]) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < records.len() {
-        let base = i64::from_be_bytes(records[at..at + 8].try_into().unwrap());
-        let len = i32::from_be_bytes(records[at + 8..at + 12].try_into().unwrap()) as usize;
-        let delta = i32::from_be_bytes(records[at + 23..at + 27].try_into().unwrap());
-        out.push((base, base + i64::from(delta)));
-        at += 12 + len;
-    }
-    assert_eq!(at, records.len(), "records end inside a batch");
-    out
+    shale_formats::batch::batches(records)
+        .map(|item| {
+            let (h, _) = item.expect("whole batches");
+            (h.base_offset, h.last_offset())
+        })
+        .collect()
 }
 
 async fn list_offsets(client: &mut Client, spec: i64) -> Vec<(i16, i64)> {

@@ -344,13 +344,12 @@ fn whole_batches_within(records: Bytes, limit: usize, at_least_one: bool) -> Byt
         return records;
     }
     let mut end = 0usize;
-    while let Some(frame) = records.get(end + 8..end + 12) {
-        let batch_length = i32::from_be_bytes(frame.try_into().expect("4 bytes"));
-        let next = end + 12 + usize::try_from(batch_length).unwrap_or(0);
-        if next > records.len() || (next > limit && !(at_least_one && end == 0)) {
+    for item in shale_formats::batch::batches(&records) {
+        let Ok((_, range)) = item else { break };
+        if range.end > limit && !(at_least_one && end == 0) {
             break;
         }
-        end = next;
+        end = range.end;
     }
     records.slice(..end)
 }
@@ -412,13 +411,16 @@ mod tests {
     use super::whole_batches_within;
     use bytes::{BufMut, Bytes, BytesMut};
 
-    /// Frames of `sizes` bytes each, laid out as record batches (the length at bytes 8..12).
+    /// Frames of `sizes` bytes each, framed as record batches v2: base offset, length,
+    /// partition leader epoch, magic 2, then filler.
     fn frames(sizes: &[usize]) -> Bytes {
         let mut out = BytesMut::new();
         for &size in sizes {
             out.put_i64(0);
             out.put_i32(i32::try_from(size - 12).unwrap());
-            out.put_bytes(7, size - 12);
+            out.put_i32(0);
+            out.put_u8(2);
+            out.put_bytes(7, size - 17);
         }
         out.freeze()
     }
