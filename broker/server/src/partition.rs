@@ -103,20 +103,13 @@ impl Partition {
             .store(start.unwrap_or(-1), Ordering::Relaxed);
     }
 
-    /// `log_start_offset` across both tiers, given the local log's start (`local_log_start_offset`).
+    /// `log_start_offset` across both tiers, given the local log's start (`local_log_start_offset`):
+    /// never above it, by construction.
     pub fn log_start_offset_with(&self, local_log_start_offset: i64) -> i64 {
-        let remote = self.remote_log_start_offset.load(Ordering::Relaxed);
-        let start = if remote >= 0 {
-            remote.min(local_log_start_offset)
-        } else {
-            local_log_start_offset
-        };
-        assert!(
-            start <= local_log_start_offset,
-            "{}: log start {start} above the local log start {local_log_start_offset}",
-            self.tp
-        );
-        start
+        match self.remote_log_start_offset.load(Ordering::Relaxed) {
+            remote if remote >= 0 => remote.min(local_log_start_offset),
+            _ => local_log_start_offset,
+        }
     }
 
     /// `log_start_offset` across both tiers.
