@@ -15,6 +15,9 @@
 //! - [`counting`]: [`CountingStore`], an `ObjectStore` decorator counting requests by kind and
 //!   bytes, in counters chosen per path by a [`CounterBuckets`] (always built: tiering counts
 //!   per topic with it).
+//! - [`retrying`]: [`RetryingStore`], an `ObjectStore` decorator that bounds every request by a
+//!   timeout and retries failed ones with backoff, as one [`RetryPolicy`] says: the one place
+//!   where object-store retries live.
 //! - `testing` (tests and the `testing` feature): `FaultyStore`, which fails or stalls requests
 //!   on a seeded schedule or on command, and helpers for tests of other crates.
 
@@ -22,6 +25,7 @@ pub mod chunk_cache;
 pub mod config;
 pub mod counting;
 pub mod error;
+pub mod retrying;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -35,4 +39,5 @@ pub use chunk_cache::ChunkCache;
 pub use config::CacheConfig;
 pub use counting::{CounterBuckets, CountingStore, RequestCounters, RequestCounts, RequestKind};
 pub use error::CacheError;
+pub use retrying::{RetryPolicy, RetryingStore};
 pub use stats::CacheStats;

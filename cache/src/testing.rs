@@ -1,6 +1,8 @@
 //! Test support, for this crate's tests and (with the `testing` feature) other crates' tests:
 //! [`FaultyStore`], an [`ObjectStore`] decorator that fails or stalls requests on a seeded
-//! schedule or on command, and [`instrumented`], which stacks a [`CountingStore`] on top of one so
+//! schedule or on command, or "crashes" at a chosen mutating request (that request and every
+//! later one fail, optionally after the crashing request reached the store, as when a process
+//! dies before it sees the answer), and [`instrumented`], which stacks a [`CountingStore`] on top of one so
 //! a test can count requests (injected failures included) and inject faults at once.
 //!
 //! ```ignore
@@ -23,7 +25,7 @@ use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 
 use crate::counting::{CountingStore, RequestKind};
@@ -96,6 +98,11 @@ struct FaultState {
     fail_next: [u32; 6],
     stall_next: [(u32, Duration); 6],
     outage: bool,
+    /// Mutating requests (PUT, DELETE, COPY) seen so far.
+    mutations: u64,
+    /// Crash at this mutating request (0-based); whether it reaches the store first.
+    crash_at: Option<(u64, bool)>,
+    crashed: bool,
 }
 
 #[derive(Debug)]
@@ -109,16 +116,42 @@ struct FaultCore {
 struct Decision {
     stall: Option<Duration>,
     fail: bool,
+    /// Forward the request, then fail (the crash point of a crash that applies).
+    apply_then_fail: bool,
+}
+
+/// What the gate lets a request do.
+enum Admit {
+    Pass,
+    /// Forward the request, then return this error.
+    ApplyThenFail(object_store::Error),
 }
 
 impl FaultCore {
-    fn decide(&self, kind: RequestKind) -> Decision {
+    fn decide(&self, kind: RequestKind, counts_as_mutation: bool) -> Decision {
         let mut state = lock(&self.state);
         let i = kind as usize;
         let mut decision = Decision {
             stall: None,
             fail: false,
+            apply_then_fail: false,
         };
+        if state.crashed {
+            decision.fail = true;
+            return decision;
+        }
+        if counts_as_mutation {
+            let n = state.mutations;
+            state.mutations += 1;
+            if let Some((at, applies)) = state.crash_at {
+                if at == n {
+                    state.crashed = true;
+                    decision.fail = !applies;
+                    decision.apply_then_fail = applies;
+                    return decision;
+                }
+            }
+        }
         if state.stall_next[i].0 > 0 {
             state.stall_next[i].0 -= 1;
             decision.stall = Some(state.stall_next[i].1);
@@ -140,25 +173,61 @@ impl FaultCore {
         decision
     }
 
-    /// Applies the faults for one request: stalls, then fails or lets it through.
-    async fn gate(&self, kind: RequestKind, path: Option<&Path>) -> Result<()> {
-        let decision = self.decide(kind);
+    /// Applies the faults for one request: stalls, then fails or lets it through. PUT, DELETE
+    /// and COPY count as mutating requests for a crash, except an abort's DELETE.
+    async fn admit(
+        &self,
+        kind: RequestKind,
+        path: Option<&Path>,
+        counts_as_mutation: bool,
+    ) -> Result<Admit> {
+        let decision = self.decide(kind, counts_as_mutation);
         if let Some(stall) = decision.stall {
             self.injected_stalls.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(stall).await;
         }
-        if decision.fail {
+        let fault = || {
             self.injected_failures.fetch_add(1, Ordering::Relaxed);
-            let fault = InjectedFault {
-                kind,
-                path: path.map(|p| p.to_string()),
-            };
-            return Err(object_store::Error::Generic {
+            object_store::Error::Generic {
                 store: FAULTY_STORE,
-                source: Box::new(fault),
-            });
+                source: Box::new(InjectedFault {
+                    kind,
+                    path: path.map(|p| p.to_string()),
+                }),
+            }
+        };
+        if decision.fail {
+            return Err(fault());
         }
-        Ok(())
+        if decision.apply_then_fail {
+            return Ok(Admit::ApplyThenFail(fault()));
+        }
+        Ok(Admit::Pass)
+    }
+
+    /// Runs `request` behind the gate.
+    async fn run<T>(
+        &self,
+        kind: RequestKind,
+        path: Option<&Path>,
+        request: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mutating = matches!(
+            kind,
+            RequestKind::Put | RequestKind::Delete | RequestKind::Copy
+        );
+        match self.admit(kind, path, mutating).await? {
+            Admit::Pass => request.await,
+            Admit::ApplyThenFail(error) => {
+                let _ = request.await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The gate of a request that has no outcome to forward (a listing about to start).
+    async fn gate(&self, kind: RequestKind, path: Option<&Path>) -> Result<()> {
+        self.run(kind, path, async { Ok(()) }).await
     }
 }
 
@@ -180,6 +249,9 @@ impl FaultyStore {
             fail_next: [0; 6],
             stall_next: [(0, Duration::ZERO); 6],
             outage: false,
+            mutations: 0,
+            crash_at: None,
+            crashed: false,
         };
         FaultyStore {
             inner,
@@ -211,6 +283,27 @@ impl FaultyStore {
     /// While down, every request fails.
     pub fn set_outage(&self, down: bool) {
         lock(&self.core.state).outage = down;
+    }
+
+    /// Mutating requests before number `n` (0-based) succeed; number `n` is the crash (it
+    /// reaches the store first if `applies`), and every request after it fails until
+    /// [`Self::heal`].
+    pub fn crash_at(inner: Arc<dyn ObjectStore>, n: u64, applies: bool) -> Self {
+        let store = Self::new(inner, FaultPlan::default());
+        lock(&store.core.state).crash_at = Some((n, applies));
+        store
+    }
+
+    pub fn crashed(&self) -> bool {
+        lock(&self.core.state).crashed
+    }
+
+    /// Ends a crash: every later request passes again, so the same handle can carry on (the
+    /// outage is over, the process did not die).
+    pub fn heal(&self) {
+        let mut state = lock(&self.core.state);
+        state.crashed = false;
+        state.crash_at = None;
     }
 
     pub fn injected_failures(&self) -> u64 {
@@ -264,8 +357,8 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.core.gate(RequestKind::Put, Some(location)).await?;
-        self.inner.put_opts(location, payload, opts).await
+        let put = self.inner.put_opts(location, payload, opts);
+        self.core.run(RequestKind::Put, Some(location), put).await
     }
 
     async fn put_multipart_opts(
@@ -288,13 +381,13 @@ impl ObjectStore for FaultyStore {
         } else {
             RequestKind::Get
         };
-        self.core.gate(kind, Some(location)).await?;
-        self.inner.get_opts(location, options).await
+        let get = self.inner.get_opts(location, options);
+        self.core.run(kind, Some(location), get).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.core.gate(RequestKind::Get, Some(location)).await?;
-        self.inner.get_ranges(location, ranges).await
+        let get = self.inner.get_ranges(location, ranges);
+        self.core.run(RequestKind::Get, Some(location), get).await
     }
 
     fn delete_stream(
@@ -302,17 +395,23 @@ impl ObjectStore for FaultyStore {
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
         let core = Arc::clone(&self.core);
-        let gated = locations
+        let inner = Arc::clone(&self.inner);
+        locations
             .then(move |location| {
                 let core = Arc::clone(&core);
+                let inner = Arc::clone(&inner);
                 async move {
                     let location = location?;
-                    core.gate(RequestKind::Delete, Some(&location)).await?;
-                    Ok(location)
+                    let one = futures::stream::once(futures::future::ready(Ok(location.clone())));
+                    let deleted = location.clone();
+                    let delete = async move {
+                        let mut results = inner.delete_stream(one.boxed());
+                        results.next().await.unwrap_or(Ok(deleted))
+                    };
+                    core.run(RequestKind::Delete, Some(&location), delete).await
                 }
             })
-            .boxed();
-        self.inner.delete_stream(gated)
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -335,19 +434,17 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.core.gate(RequestKind::List, prefix).await?;
-        self.inner.list_with_delimiter(prefix).await
+        let list = self.inner.list_with_delimiter(prefix);
+        self.core.run(RequestKind::List, prefix, list).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.core.gate(RequestKind::Copy, Some(from)).await?;
-        self.inner.copy_opts(from, to, options).await
+        let copy = self.inner.copy_opts(from, to, options);
+        self.core.run(RequestKind::Copy, Some(from), copy).await
     }
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.core.gate(RequestKind::Copy, Some(from)).await?;
-        self.inner.rename_opts(from, to, options).await
-    }
+    // `rename_opts` is the trait's default, a COPY and a DELETE through this store, so that a
+    // crash can fall between the two.
 }
 
 /// A listing that passes the gate (stalling or failing) before it starts.
@@ -379,23 +476,25 @@ impl MultipartUpload for FaultyUpload {
         let part = self.inner.put_part(data);
         let core = Arc::clone(&self.core);
         let path = self.path.clone();
-        async move {
-            core.gate(RequestKind::Put, Some(&path)).await?;
-            part.await
-        }
-        .boxed()
+        async move { core.run(RequestKind::Put, Some(&path), part).await }.boxed()
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        self.core.gate(RequestKind::Put, Some(&self.path)).await?;
-        self.inner.complete().await
+        let path = self.path.clone();
+        let complete = self.inner.complete();
+        self.core.run(RequestKind::Put, Some(&path), complete).await
     }
 
     async fn abort(&mut self) -> Result<()> {
-        self.core
-            .gate(RequestKind::Delete, Some(&self.path))
-            .await?;
-        self.inner.abort().await
+        // Cleanup, not a step a crash can land on: gated, but not counted as a mutation.
+        match self
+            .core
+            .admit(RequestKind::Delete, Some(&self.path), false)
+            .await?
+        {
+            Admit::Pass => self.inner.abort().await,
+            Admit::ApplyThenFail(error) => Err(error),
+        }
     }
 }
 
@@ -519,6 +618,35 @@ mod tests {
             .await
             .is_err());
         upload.abort().await.expect("abort");
+    }
+
+    /// A crash at the Nth mutating request fails it (after applying it, if asked) and every
+    /// request after it, reads included, until healed; reads before it do not count.
+    #[tokio::test]
+    async fn crash_at_a_mutating_request() {
+        for applies in [false, true] {
+            let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = FaultyStore::crash_at(Arc::clone(&inner), 1, applies);
+            let (a, b) = (Path::from("a"), Path::from("b"));
+            store
+                .put(&a, PutPayload::from_static(b"x"))
+                .await
+                .expect("mutation 0");
+            store.get(&a).await.expect("reads are not mutations");
+            assert!(!store.crashed());
+            let err = store
+                .put(&b, PutPayload::from_static(b"y"))
+                .await
+                .expect_err("the crash");
+            assert!(is_injected(&err) && store.crashed());
+            assert_eq!(inner.head(&b).await.is_ok(), applies);
+            assert!(
+                store.get(&a).await.is_err(),
+                "everything fails after the crash"
+            );
+            store.heal();
+            store.delete(&a).await.expect("healed");
+        }
     }
 
     /// Pattern bytes differ between seeds and are deterministic.

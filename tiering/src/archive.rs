@@ -366,7 +366,12 @@ impl RemotePartition {
             }
             while position < segment.size_bytes {
                 let end = segment.size_bytes.min(position + READ_WINDOW_BYTES);
-                let window = self.get_range_retried(&path, position..end).await?;
+                let window = self
+                    .shared
+                    .store
+                    .get_range(&path, position..end)
+                    .await
+                    .map_err(|e| self.store_error("GET", &path, e))?;
                 if window.len() as u64 != end - position {
                     return Err(self.archive_failed(format!(
                         "{path}: a read of {} bytes at {position} returned {}",
@@ -382,28 +387,6 @@ impl RemotePartition {
             position = 0;
         }
         Ok(())
-    }
-
-    async fn get_range_retried(
-        &self,
-        path: &Path,
-        range: std::ops::Range<u64>,
-    ) -> Result<Bytes, TieringError> {
-        let store = self.shared.store.clone();
-        self.shared
-            .config
-            .retry
-            .run(&self.tp, "GET", path, || {
-                let store = store.clone();
-                let range = range.clone();
-                async move {
-                    store
-                        .get_range(path, range)
-                        .await
-                        .map_err(|e| self.store_error("GET", path, e))
-                }
-            })
-            .await
     }
 
     /// Makes one encoded file visible under its final name and records it in the manifest.
@@ -473,28 +456,18 @@ impl RemotePartition {
         };
         let size: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         if local || size <= self.shared.config.multipart_threshold_bytes {
-            self.put_retried(&target, chunks.iter().cloned().collect())
+            self.put_object(&target, chunks.iter().cloned().collect())
                 .await?;
         } else {
             self.shared.rate.acquire(size).await;
             self.put_multipart_from_memory(&target, chunks).await?;
         }
         if local {
-            let store = self.shared.store.clone();
             self.shared
-                .config
-                .retry
-                .run(&self.tp, "rename", path, || {
-                    let store = store.clone();
-                    let target = &target;
-                    async move {
-                        store
-                            .rename(target, path)
-                            .await
-                            .map_err(|e| self.store_error("rename", path, e))
-                    }
-                })
-                .await?;
+                .store
+                .rename(&target, path)
+                .await
+                .map_err(|e| self.store_error("rename", path, e))?;
         }
         Ok(())
     }
@@ -506,30 +479,25 @@ impl RemotePartition {
         path: &Path,
         chunks: &[Bytes],
     ) -> Result<(), TieringError> {
-        let retry = &self.shared.config.retry;
         let part_chunks = (self.shared.config.multipart_part_bytes / OUTPUT_CHUNK_BYTES).max(1);
-        retry
-            .run(&self.tp, "multipart upload", path, || async {
-                let mut upload = self.multipart_create(path).await?;
-                let sent = async {
-                    for part in chunks.chunks(part_chunks) {
-                        let put = upload.put_part(part.iter().cloned().collect());
-                        retry
-                            .timed(&self.tp, "multipart part PUT", path, async {
-                                put.await
-                                    .map_err(|e| self.store_error("multipart part PUT", path, e))
-                            })
-                            .await?;
-                    }
-                    self.multipart_complete(path, upload.as_mut()).await
+        self.multipart_retried(path, || async {
+            let mut upload = self.multipart_create(path).await?;
+            let sent = async {
+                for part in chunks.chunks(part_chunks) {
+                    upload
+                        .put_part(part.iter().cloned().collect())
+                        .await
+                        .map_err(|e| self.store_error("multipart part PUT", path, e))?;
                 }
-                .await;
-                if sent.is_err() {
-                    self.multipart_abort(path, upload.as_mut()).await;
-                }
-                sent
-            })
-            .await
+                self.multipart_complete(path, upload.as_mut()).await
+            }
+            .await;
+            if sent.is_err() {
+                self.multipart_abort(path, upload.as_mut()).await;
+            }
+            sent
+        })
+        .await
     }
 
     /// LISTs the partition's archive directory and deletes `.parquet` files the manifest does
@@ -539,7 +507,7 @@ impl RemotePartition {
         &self,
         outcome: &mut ArchiveOutcome,
     ) -> Result<(), TieringError> {
-        let objects = self.list_retried(&self.archive_dir()).await?;
+        let objects = self.list_all(&self.archive_dir()).await?;
         // This handle's manifest may be behind the store's: a manifest write whose answer was
         // lost (it landed), or another writer's. Compare with the newest version, read after
         // the LIST, or a listed file would be deleted.

@@ -96,7 +96,7 @@ impl RemotePartition {
         }
         .encode();
         metadata.indexes_size_bytes = indexes.len() as u64;
-        self.put_retried(&indexes_path, PutPayload::from(indexes))
+        self.put_object(&indexes_path, PutPayload::from(indexes))
             .await?;
 
         self.transition(&mut metadata, RemoteLogSegmentState::CopySegmentFinished)?;
@@ -229,44 +229,17 @@ impl RemotePartition {
             checker.feed(&bytes).map_err(|r| self.invalid(segment, r))?;
             checker.finish().map_err(|r| self.invalid(segment, r))?;
             let crc = crc32c::crc32c(&bytes);
-            self.put_retried(path, PutPayload::from(bytes)).await?;
+            self.put_object(path, PutPayload::from(bytes)).await?;
             return Ok(crc);
         }
-        let retry = self.shared.config.retry.clone();
-        let attempts_max = retry.attempts_max.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.multipart_attempt(segment, path).await {
-                Ok(crc) => return Ok(crc),
-                Err(error) if !error.is_retriable() || attempt >= attempts_max => {
-                    return Err(if attempt == 1 || !error.is_retriable() {
-                        error
-                    } else {
-                        TieringError::RetriesExhausted {
-                            tp: self.tp.clone(),
-                            operation: "multipart upload",
-                            path: path.to_string(),
-                            attempts: attempt,
-                            source: Box::new(error),
-                        }
-                    });
-                }
-                Err(error) => {
-                    let wait = retry
-                        .backoff_initial
-                        .saturating_mul(1 << (attempt - 1).min(16))
-                        .min(retry.backoff_max);
-                    tracing::warn!(tp = %self.tp, %path, attempt, error = %error, "multipart upload failed; starting it again");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+        self.multipart_retried(path, || self.multipart_attempt(segment, path))
+            .await
     }
 
     /// One multipart upload of the whole file. object_store's `MultipartUpload` cannot resend a
     /// failed part, so a failure aborts the upload and the caller starts over; the S3 client
-    /// already retries each request a few times internally, so this is the second line.
+    /// already retries each request a few times internally, and the store decorator bounds each by
+    /// the request timeout.
     async fn multipart_attempt(
         &self,
         segment: &SegmentUpload,
@@ -287,7 +260,6 @@ impl RemotePartition {
         upload: &mut dyn MultipartUpload,
     ) -> Result<u32, TieringError> {
         let config = &self.shared.config;
-        let retry = &config.retry;
         let mut file = tokio::fs::File::open(&segment.log_path)
             .await
             .map_err(|e| self.local_io(segment, e))?;
@@ -317,12 +289,10 @@ impl RemotePartition {
             sent += filled as u64;
             self.shared.rate.acquire(filled as u64).await;
             let put = upload.put_part(PutPayload::from(part));
-            in_flight.push(
-                retry.timed(&self.tp, "multipart part PUT", path, async move {
-                    put.await
-                        .map_err(|e| self.store_error("multipart part PUT", path, e))
-                }),
-            );
+            in_flight.push(async move {
+                put.await
+                    .map_err(|e| self.store_error("multipart part PUT", path, e))
+            });
             while in_flight.len() >= config.multipart_parts_in_flight_max.max(1) {
                 in_flight.next().await.expect("a part is in flight")?;
             }

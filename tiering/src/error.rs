@@ -2,6 +2,8 @@
 //! object path it concerns. Expected outcomes (an offset below the remote log start, nothing
 //! remote yet) are not errors: see [`crate::RemoteReadOutcome`].
 
+use shale_cache::retrying::{RetryError, RETRYING_STORE};
+
 use crate::metadata::TopicIdPartition;
 
 /// Errors of the remote log. `Display` is a sentence naming what failed and where.
@@ -159,7 +161,7 @@ impl TieringError {
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Store { source, .. } | Self::StoreUnusable { source, .. } => {
-                store_error_is_retriable(source)
+                shale_cache::retrying::is_retriable(source)
             }
             Self::Timeout { .. } => true,
             Self::Cache { .. } => true,
@@ -169,22 +171,42 @@ impl TieringError {
     }
 }
 
-/// object_store folds transport and 5xx failures into `Generic` (after its own retries, for the
-/// HTTP stores); the other variants describe a definite answer that repeating will not change.
-pub(crate) fn store_error_is_retriable(error: &object_store::Error) -> bool {
-    use object_store::Error as E;
-    match error {
-        E::Generic { .. } | E::JoinError { .. } => true,
-        E::NotFound { .. }
-        | E::InvalidPath { .. }
-        | E::NotSupported { .. }
-        | E::AlreadyExists { .. }
-        | E::Precondition { .. }
-        | E::NotModified { .. }
-        | E::NotImplemented { .. }
-        | E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::UnknownConfigurationKey { .. } => false,
-        _ => true,
+/// The error of `operation` on `path` for `tp`, keeping what the retrying store decorator said:
+/// a request that timed out is a [`TieringError::Timeout`], one it gave up on a
+/// [`TieringError::RetriesExhausted`] holding the last attempt's error.
+pub(crate) fn store_error(
+    tp: &TopicIdPartition,
+    operation: &'static str,
+    path: &object_store::path::Path,
+    source: object_store::Error,
+) -> TieringError {
+    match source {
+        object_store::Error::Generic { store, source }
+            if store == RETRYING_STORE && source.is::<RetryError>() =>
+        {
+            match *source.downcast::<RetryError>().expect("checked above") {
+                RetryError::TimedOut { timeout, .. } => TieringError::Timeout {
+                    tp: tp.clone(),
+                    operation,
+                    path: path.to_string(),
+                    timeout_ms: timeout.as_millis() as u64,
+                },
+                RetryError::GaveUp {
+                    attempts, source, ..
+                } => TieringError::RetriesExhausted {
+                    tp: tp.clone(),
+                    operation,
+                    path: path.to_string(),
+                    attempts,
+                    source: Box::new(store_error(tp, operation, path, *source)),
+                },
+            }
+        }
+        source => TieringError::Store {
+            tp: tp.clone(),
+            operation,
+            path: path.to_string(),
+            source: Box::new(source),
+        },
     }
 }

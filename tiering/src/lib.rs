@@ -7,7 +7,9 @@
 //! - [`indexes`]: the `.indexes` object bundling a segment's indexes, epochs and producer state.
 //! - [`store`]: opening the object store from configuration, and the startup check.
 //! - [`counters`]: requests and bytes per topic, counted by the cache crate's `CountingStore`.
-//! - [`retry`]: retries with backoff, request timeouts, the upload rate limit.
+//! - [`rate`]: the upload byte-rate limit. Retries, backoff and request timeouts are not here:
+//!   the manager puts the cache crate's `RetryingStore` around the store, and call sites make
+//!   plain requests.
 //! - [`manager`]: `RemoteLogManager`, one per broker: config, cache, limits, partition handles.
 //! - [`partition`]: `RemotePartition`, one partition's remote log: its manifest in memory and
 //!   the fenced manifest write. Its operations are in:
@@ -44,9 +46,9 @@ pub mod manager;
 pub mod manifest;
 pub mod metadata;
 pub mod partition;
+pub mod rate;
 pub mod read;
 pub mod retention;
-pub mod retry;
 pub mod scrub;
 pub mod store;
 
@@ -65,6 +67,6 @@ pub use metadata::{
 pub use partition::RemotePartition;
 pub use read::{RemoteReadOutcome, RemoteRecords, RemoteTimestampOffset};
 pub use retention::{RetentionOutcome, RetentionPolicy};
-pub use retry::RetryPolicy;
 pub use scrub::ScrubReport;
+pub use shale_cache::RetryPolicy;
 pub use store::{check_store, open_store, S3Config, StoreConfig};

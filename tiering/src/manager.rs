@@ -1,5 +1,6 @@
-//! [`RemoteLogManager`]: one per broker. Owns the store (behind the counting decorator), the
-//! chunk cache, the upload limits, and the handles of the partitions it works on.
+//! [`RemoteLogManager`]: one per broker. Owns the store (behind the counting decorator, and for
+//! the jobs behind the retrying one: `RetryingStore(CountingStore(store))`, so every attempt is
+//! counted), the chunk cache, the upload limits, and the handles of the partitions it works on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use object_store::path::Path;
 use object_store::ObjectStore;
-use shale_cache::{CacheConfig, ChunkCache};
+use shale_cache::{CacheConfig, ChunkCache, RetryingStore};
 use tokio::sync::Semaphore;
 
 use crate::counters::{CountingStore, RequestCounts, StoreCounters, TopicBuckets};
@@ -17,8 +18,9 @@ use crate::indexes::SegmentIndexes;
 use crate::layout;
 use crate::metadata::{RemoteLogSegmentId, TopicIdPartition};
 use crate::partition::RemotePartition;
-use crate::retry::{RateLimiter, RetryPolicy};
+use crate::rate::RateLimiter;
 use crate::scrub::{self, ScrubReport};
+use crate::RetryPolicy;
 
 /// Settings of the remote log. Every bound has a default that suits a small broker.
 #[derive(Debug, Clone)]
@@ -39,7 +41,10 @@ pub struct RemoteLogManagerConfig {
     pub multipart_part_bytes: usize,
     /// Parts of one upload in flight at once.
     pub multipart_parts_in_flight_max: usize,
-    /// Retries and request timeout for every store request.
+    /// Retries and request timeout for every store request of the jobs (copy, retention,
+    /// archive, scrub, manifest reads). Reads for consumers, through the cache, are not
+    /// retried beyond the store client's own: a consumer's fetch has its own deadline and the
+    /// client fetches again.
     pub retry: RetryPolicy,
     /// Manifest versions kept behind the newest; the scrub deletes older ones. A few let an
     /// operator see recent history; they are never read back automatically.
@@ -82,6 +87,7 @@ impl Default for RemoteLogManagerConfig {
 /// What the partitions of one manager share.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The store behind the counting and the retrying decorators: callers make plain requests.
     pub(crate) store: Arc<dyn ObjectStore>,
     /// `store` as the operator configured it, for error messages: the counting decorator around
     /// it is ours, not theirs.
@@ -163,13 +169,14 @@ impl RemoteLogManager {
             store,
             TopicBuckets::new(&prefix, counters.clone()),
         ));
-        let cache = ChunkCache::new(counted.clone(), cache_config).map_err(|e| {
-            TieringError::InvalidConfig {
+        let retrying: Arc<dyn ObjectStore> =
+            Arc::new(RetryingStore::new(counted.clone(), config.retry.clone()));
+        let cache =
+            ChunkCache::new(counted, cache_config).map_err(|e| TieringError::InvalidConfig {
                 reason: format!("the chunk cache cannot be built: {e}"),
-            }
-        })?;
+            })?;
         let shared = Shared {
-            store: counted,
+            store: retrying,
             store_name,
             cache: Arc::new(cache),
             prefix,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use shale_cache::retrying::Exhausted;
 use uuid::Uuid;
 
 use crate::error::TieringError;
@@ -137,17 +138,12 @@ impl RemotePartition {
         path: &Path,
         source: object_store::Error,
     ) -> TieringError {
-        TieringError::Store {
-            tp: self.tp.clone(),
-            operation,
-            path: path.to_string(),
-            source: Box::new(source),
-        }
+        crate::error::store_error(&self.tp, operation, path, source)
     }
 
     /// The newest manifest version the LIST shows, 0 if none.
     async fn newest_listed_version(&self) -> Result<u64, TieringError> {
-        let objects = self.list_retried(&self.layout.manifest_dir()).await?;
+        let objects = self.list_all(&self.layout.manifest_dir()).await?;
         Ok(objects
             .iter()
             .filter_map(|meta| {
@@ -159,29 +155,20 @@ impl RemotePartition {
             .unwrap_or(0))
     }
 
-    /// Every object under `dir`, LISTed with retries.
-    pub(crate) async fn list_retried(&self, dir: &Path) -> Result<Vec<ObjectMeta>, TieringError> {
-        let store = self.shared.store.clone();
+    /// Every object under `dir`.
+    pub(crate) async fn list_all(&self, dir: &Path) -> Result<Vec<ObjectMeta>, TieringError> {
         self.shared
-            .config
-            .retry
-            .run(&self.tp, "LIST", dir, || {
-                let store = store.clone();
-                async move {
-                    store
-                        .list(Some(dir))
-                        .try_collect::<Vec<_>>()
-                        .await
-                        .map_err(|e| self.store_error("LIST", dir, e))
-                }
-            })
+            .store
+            .list(Some(dir))
+            .try_collect::<Vec<_>>()
             .await
+            .map_err(|e| self.store_error("LIST", dir, e))
     }
 
-    /// One PUT under the upload rate limit, retried. For data objects: their names are unique
-    /// per attempt or their contents deterministic, so repeating one after a lost answer is
-    /// harmless (manifests use [`Self::commit`] instead).
-    pub(crate) async fn put_retried(
+    /// One PUT under the upload rate limit. For data objects: their names are unique per
+    /// attempt or their contents deterministic, so the store's repeating one after a lost answer
+    /// is harmless (manifests use [`Self::commit`] instead).
+    pub(crate) async fn put_object(
         &self,
         path: &Path,
         payload: PutPayload,
@@ -190,61 +177,71 @@ impl RemotePartition {
             .rate
             .acquire(payload.content_length() as u64)
             .await;
-        let store = self.shared.store.clone();
+        self.shared
+            .store
+            .put(path, payload)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.store_error("PUT", path, e))
+    }
+
+    /// Runs `upload`, a whole multipart upload, again until it succeeds or fails for good:
+    /// object_store's `MultipartUpload` cannot resend a failed part, so this is the one retry
+    /// above the store decorator's. `upload` aborts its own failed attempts.
+    pub(crate) async fn multipart_retried<T, F, Fut>(
+        &self,
+        path: &Path,
+        upload: F,
+    ) -> Result<T, TieringError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, TieringError>>,
+    {
+        let what = format!("multipart upload of {path} for {}", self.tp);
         self.shared
             .config
             .retry
-            .run(&self.tp, "PUT", path, || {
-                let store = store.clone();
-                let payload = payload.clone();
-                async move {
-                    store
-                        .put(path, payload)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| self.store_error("PUT", path, e))
+            .retry(&what, TieringError::is_retriable, upload)
+            .await
+            .map_err(|Exhausted { attempts, last }| {
+                if attempts == 1 || !last.is_retriable() {
+                    last
+                } else {
+                    TieringError::RetriesExhausted {
+                        tp: self.tp.clone(),
+                        operation: "multipart upload",
+                        path: path.to_string(),
+                        attempts,
+                        source: Box::new(last),
+                    }
                 }
             })
-            .await
     }
 
-    /// Starts a multipart upload, bounded by the request timeout. object_store's
-    /// `MultipartUpload` cannot resend a failed part, so callers retry a whole upload and call
-    /// [`Self::multipart_abort`] on failure.
+    /// Starts a multipart upload. Callers retry a whole upload ([`Self::multipart_retried`])
+    /// and call [`Self::multipart_abort`] on failure.
     pub(crate) async fn multipart_create(
         &self,
         path: &Path,
     ) -> Result<Box<dyn MultipartUpload>, TieringError> {
-        let store = self.shared.store.clone();
         self.shared
-            .config
-            .retry
-            .timed(&self.tp, "multipart create", path, async {
-                store
-                    .put_multipart(path)
-                    .await
-                    .map_err(|e| self.store_error("multipart create", path, e))
-            })
+            .store
+            .put_multipart(path)
             .await
+            .map_err(|e| self.store_error("multipart create", path, e))
     }
 
-    /// Completes a multipart upload, bounded by the request timeout.
+    /// Completes a multipart upload.
     pub(crate) async fn multipart_complete(
         &self,
         path: &Path,
         upload: &mut dyn MultipartUpload,
     ) -> Result<(), TieringError> {
-        self.shared
-            .config
-            .retry
-            .timed(&self.tp, "multipart complete", path, async {
-                upload
-                    .complete()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| self.store_error("multipart complete", path, e))
-            })
+        upload
+            .complete()
             .await
+            .map(|_| ())
+            .map_err(|e| self.store_error("multipart complete", path, e))
     }
 
     /// Aborts a failed multipart upload; a failure to abort is only logged (a bucket lifecycle
@@ -274,25 +271,15 @@ impl RemotePartition {
     }
 
     pub(crate) async fn get_if_exists(&self, path: &Path) -> Result<Option<Bytes>, TieringError> {
-        let store = self.shared.store.clone();
-        self.shared
-            .config
-            .retry
-            .run(&self.tp, "GET", path, || {
-                let store = store.clone();
-                async move {
-                    match store.get(path).await {
-                        Ok(result) => result
-                            .bytes()
-                            .await
-                            .map(Some)
-                            .map_err(|e| self.store_error("GET", path, e)),
-                        Err(object_store::Error::NotFound { .. }) => Ok(None),
-                        Err(e) => Err(self.store_error("GET", path, e)),
-                    }
-                }
-            })
-            .await
+        match self.shared.store.get(path).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.store_error("GET", path, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.store_error("GET", path, e)),
+        }
     }
 
     /// Installs any versions after the current one (another writer's), newest last.
@@ -323,31 +310,17 @@ impl RemotePartition {
         next.written_at_ms = now_ms();
         let body = Bytes::from(manifest::encode(&next));
         let path = self.layout.manifest(next.version);
-        let store = self.shared.store.clone();
-        let outcome = self
-            .shared
-            .config
-            .retry
-            .run(&self.tp, "conditional PUT", &path, || {
-                let store = store.clone();
-                let payload = PutPayload::from(body.clone());
-                let path = &path;
-                async move {
-                    let create = PutOptions {
-                        mode: PutMode::Create,
-                        ..PutOptions::default()
-                    };
-                    match store.put_opts(path, payload, create).await {
-                        Ok(_) => Ok(CreateOutcome::Created),
-                        Err(object_store::Error::AlreadyExists { .. })
-                        | Err(object_store::Error::Precondition { .. }) => {
-                            Ok(CreateOutcome::Exists)
-                        }
-                        Err(e) => Err(self.store_error("conditional PUT", path, e)),
-                    }
-                }
-            })
-            .await?;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let payload = PutPayload::from(body.clone());
+        let outcome = match self.shared.store.put_opts(&path, payload, create).await {
+            Ok(_) => CreateOutcome::Created,
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => CreateOutcome::Exists,
+            Err(e) => return Err(self.store_error("conditional PUT", &path, e)),
+        };
         if let CreateOutcome::Exists = outcome {
             // Ours, if an earlier attempt of this very write succeeded but its answer was lost
             // (a timeout): the stored bytes then equal ours, writer id and time included.

@@ -222,24 +222,14 @@ impl RemotePartition {
         Ok(())
     }
 
-    /// DELETE, retried; an object already gone counts as deleted.
+    /// DELETE; an object already gone counts as deleted.
     pub(crate) async fn delete_object(
         &self,
         path: &object_store::path::Path,
     ) -> Result<(), TieringError> {
-        let store = self.shared.store.clone();
-        self.shared
-            .config
-            .retry
-            .run(&self.tp, "DELETE", path, || {
-                let store = store.clone();
-                async move {
-                    match store.delete(path).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(self.store_error("DELETE", path, e)),
-                    }
-                }
-            })
-            .await
+        match self.shared.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_error("DELETE", path, e)),
+        }
     }
 }

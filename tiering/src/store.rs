@@ -215,23 +215,24 @@ fn probe_misbehaves(store: &dyn ObjectStore, path: &Path, reason: String) -> Tie
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::fault::FaultStore;
+    use crate::tests::flaky;
+    use shale_cache::testing::FaultyStore;
 
     /// A failing step is named in the error, with the store and the probe object.
     #[tokio::test]
     async fn check_names_the_failed_step() {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let down = FaultStore::flaky(inner.clone(), 1, 1000, 0, std::time::Duration::ZERO);
+        let down = flaky(inner.clone(), 1, 1000, 0, std::time::Duration::ZERO);
         let err = check_store(&down, &Path::from("p")).await.unwrap_err();
         assert!(
             matches!(&err, TieringError::StoreUnusable { what, store, path, .. }
                 if what.starts_with("writing a probe object")
-                    && store.starts_with("FaultStore(")
+                    && store.starts_with("FaultyStore(")
                     && path.starts_with("p/_shale_probe/")),
             "{err}"
         );
         // The first PUT goes through; the second, the conditional create, fails.
-        let crashes = FaultStore::crash_at(inner, 1, false);
+        let crashes = FaultyStore::crash_at(inner, 1, false);
         let err = check_store(&crashes, &Path::from("p")).await.unwrap_err();
         assert!(
             matches!(

@@ -21,7 +21,6 @@ use shale_formats::compression::Compression;
 use shale_formats::index::{OffsetIndexEntry, TimeIndexEntry};
 use shale_formats::record::{BatchBuilder, BatchOptions, RecordHeader};
 
-use super::fault::FaultStore;
 use super::fixtures::timestamp_of;
 use super::{Backend, Env};
 use crate::archive::{ArchiveOutcome, ArchivePolicy};
@@ -32,7 +31,8 @@ use crate::manifest::ArchiveFile;
 use crate::metadata::{EpochEntry, SegmentUpload, TopicIdPartition};
 use crate::partition::{now_ms, RemotePartition};
 use crate::retention::RetentionPolicy;
-use crate::retry::RetryPolicy;
+use crate::RetryPolicy;
+use shale_cache::testing::FaultyStore;
 
 /// Runs each named function against every backend, as `archive::memory::name`,
 /// `archive::local::name` and `archive::s3::name` (S3 skips without `SHALE_TEST_S3_ENDPOINT`).
@@ -1026,7 +1026,7 @@ pub async fn crash_between_upload_and_manifest_then_retry(env: Env) {
         let tp = env.tp(10 + i as i32);
         let clean = env.manager();
         copy_all(&clean.partition(&tp).await.unwrap(), &segments).await;
-        let faulty = FaultStore::crash_at(env.store.clone(), manifest_put, landed);
+        let faulty = FaultyStore::crash_at(env.store.clone(), manifest_put, landed);
         let crashing = env.manager_over(Arc::new(faulty.clone()), no_retry_config(&env));
         let p = crashing.partition(&tp).await.unwrap();
         let err = p.archive(&due_now(segment_bytes)).await.unwrap_err();
@@ -1112,7 +1112,7 @@ pub async fn failed_archive_upload_leaves_nothing_visible(env: Env) {
         let tp = env.tp(40 + i as i32);
         copy_all(&env.manager().partition(&tp).await.unwrap(), segments).await;
         let produced = all_rows(segments);
-        let faulty = FaultStore::crash_at(env.store.clone(), fail_at, false);
+        let faulty = FaultyStore::crash_at(env.store.clone(), fail_at, false);
         let config = RemoteLogManagerConfig {
             multipart_threshold_bytes: 1024 * 1024,
             multipart_part_bytes: 8 * 1024 * 1024,

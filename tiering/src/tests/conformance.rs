@@ -7,8 +7,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::fault::FaultStore;
 use super::fixtures::{write_segment, write_segments, FixtureBatch, FixtureSegment, SegmentShape};
+use super::flaky;
 use super::Env;
 use crate::error::TieringError;
 use crate::layout::PartitionLayout;
@@ -16,8 +16,9 @@ use crate::manager::RemoteLogManagerConfig;
 use crate::metadata::RemoteLogSegmentState;
 use crate::read::{RemoteReadOutcome, RemoteTimestampOffset};
 use crate::retention::RetentionPolicy;
-use crate::retry::RetryPolicy;
 use crate::store::check_store;
+use crate::RetryPolicy;
+use shale_cache::testing::FaultyStore;
 
 const SHAPE: SegmentShape = SegmentShape {
     base_offset: 0,
@@ -359,7 +360,7 @@ pub async fn crash_during_copy_then_retry_and_scrub(env: Env) {
             .copy_segment(segments[0].upload.clone())
             .await
             .unwrap();
-        let faulty = FaultStore::crash_at(env.store.clone(), k, applies);
+        let faulty = FaultyStore::crash_at(env.store.clone(), k, applies);
         let crashing = env.manager_over(Arc::new(faulty.clone()), no_retry_config(&env));
         let p = crashing.partition(&tp).await.unwrap();
         assert!(p.copy_segment(segments[1].upload.clone()).await.is_err());
@@ -427,7 +428,7 @@ pub async fn crash_during_delete_then_retry_and_scrub(env: Env) {
         for segment in &segments {
             p.copy_segment(segment.upload.clone()).await.unwrap();
         }
-        let faulty = FaultStore::crash_at(env.store.clone(), k, applies);
+        let faulty = FaultyStore::crash_at(env.store.clone(), k, applies);
         let crashing = env.manager_over(Arc::new(faulty.clone()), no_retry_config(&env));
         let pc = crashing.partition(&tp).await.unwrap();
         assert!(
@@ -481,7 +482,7 @@ pub async fn crash_during_partition_delete(env: Env) {
             p.copy_segment(segment.upload.clone()).await.unwrap();
         }
         // Mutations: marker manifest (0), then object deletes; crash after the first delete.
-        let faulty = FaultStore::crash_at(env.store.clone(), 2, false);
+        let faulty = FaultyStore::crash_at(env.store.clone(), 2, false);
         let crashing = env.manager_over(Arc::new(faulty), no_retry_config(&env));
         assert!(crashing
             .partition(&tp)
@@ -606,7 +607,7 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
         },
     );
     segments.push(big);
-    let faulty = FaultStore::flaky(env.store.clone(), 0x5eed, 150, 50, Duration::from_secs(2));
+    let faulty = flaky(env.store.clone(), 0x5eed, 150, 50, Duration::from_secs(2));
     let config = RemoteLogManagerConfig {
         multipart_threshold_bytes: 6 * 1024 * 1024,
         multipart_part_bytes: 5 * 1024 * 1024,
@@ -643,7 +644,7 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
             }
         }
     }
-    let (faults, stalls) = faulty.injected();
+    let (faults, stalls) = (faulty.injected_failures(), faulty.injected_stalls());
     assert!(
         faults > 0 && stalls > 0,
         "the schedule injected {faults} faults, {stalls} stalls"
@@ -876,7 +877,7 @@ async fn uploaded_indexes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_lookups_share_one_handle() {
     let env = Env::new(super::Backend::Memory, "one_handle").unwrap();
-    let slow: Arc<dyn ObjectStore> = Arc::new(FaultStore::flaky(
+    let slow: Arc<dyn ObjectStore> = Arc::new(flaky(
         env.store.clone(),
         7,
         0,

@@ -5,7 +5,6 @@
 
 mod archive;
 mod conformance;
-pub(crate) mod fault;
 mod fixtures;
 
 use std::path::PathBuf;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
+use shale_cache::testing::{FaultPlan, FaultyStore};
 use shale_cache::CacheConfig;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -23,8 +23,8 @@ use crate::layout::{self, PartitionLayout};
 use crate::manager::{RemoteLogManager, RemoteLogManagerConfig};
 use crate::manifest;
 use crate::metadata::TopicIdPartition;
-use crate::retry::RetryPolicy;
 use crate::store::{open_store, S3Config, StoreConfig};
+use crate::RetryPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -240,3 +240,25 @@ conformance_suite!(
     discover_partitions_after_restart,
     corruption_is_reported_not_skipped,
 );
+
+/// A store whose every request fails with probability `fail_per_mille`/1000 or stalls for
+/// `stall` with probability `stall_per_mille`/1000, drawn from `seed` (the cache crate's
+/// [`FaultyStore`], the one fault-injecting store of the workspace).
+pub(crate) fn flaky(
+    inner: Arc<dyn ObjectStore>,
+    seed: u64,
+    fail_per_mille: u64,
+    stall_per_mille: u64,
+    stall: Duration,
+) -> FaultyStore {
+    FaultyStore::new(
+        inner,
+        FaultPlan {
+            seed,
+            failure_rate: fail_per_mille as f64 / 1000.0,
+            stall_rate: stall_per_mille as f64 / 1000.0,
+            stall,
+            kinds: Vec::new(),
+        },
+    )
+}
