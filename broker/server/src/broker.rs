@@ -27,6 +27,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error("the stored configs of topic `{topic}` are invalid: {reason}")]
+    TopicConfig { topic: String, reason: String },
     #[error("cannot open the log of {tp}: {source}")]
     Log {
         tp: TopicPartition,
@@ -53,12 +55,40 @@ impl ApiError {
     }
 }
 
+/// One version of the cluster metadata and what is derived from it, published together.
+struct Published {
+    meta: Arc<ClusterMetadata>,
+    /// Every topic's effective config, typed (see [`topic_config::TopicConfig`]).
+    topic_configs: Arc<HashMap<String, Arc<topic_config::TopicConfig>>>,
+}
+
+impl Published {
+    /// Resolves every topic's config; the error is `(topic, reason)`.
+    fn new(broker: &BrokerConfig, meta: ClusterMetadata) -> Result<Self, (String, String)> {
+        let defaults = topic_config::Defaults {
+            broker,
+            dynamic: &meta.dynamic_broker_configs,
+        };
+        let mut topic_configs = HashMap::with_capacity(meta.topics.len());
+        for (name, topic) in &meta.topics {
+            let resolved = topic_config::TopicConfig::resolve(defaults, &topic.configs)
+                .map_err(|reason| (name.clone(), reason))?;
+            topic_configs.insert(name.clone(), Arc::new(resolved));
+        }
+        Ok(Self {
+            meta: Arc::new(meta),
+            topic_configs: Arc::new(topic_configs),
+        })
+    }
+}
+
 pub struct Broker {
     pub config: BrokerConfig,
     /// Host and port clients are told to connect to.
     pub advertised: (String, u16),
-    /// Readers take a cheap `Arc` snapshot; writers hold `meta_write` and swap in a new one.
-    meta: RwLock<Arc<ClusterMetadata>>,
+    /// Readers take a cheap `Arc` snapshot; writers hold `meta_write` and swap in a new one,
+    /// with the typed configs of its topics resolved from it.
+    meta: RwLock<Published>,
     meta_write: Mutex<()>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// `(next id to hand out, end of the reserved block)`.
@@ -94,16 +124,20 @@ impl Broker {
             source,
         })?;
         let meta = ClusterMetadata::load(&data_dir)?;
+        // A stored value that does not validate (written by an older build, or by hand) stops
+        // startup naming the topic and the config, rather than being read some default way.
+        let published = Published::new(&config, meta.clone())
+            .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
         meta.persist(&data_dir)?;
         let mut partitions = HashMap::new();
         for topic in meta.topics.values() {
+            let topic_config = &published.topic_configs[&topic.name];
             for p in 0..topic.partitions {
                 let tp = TopicPartition {
                     topic: topic.name.clone(),
                     partition: p,
                 };
-                let partition =
-                    open_partition(&config, &meta.dynamic_broker_configs, topic, tp.clone())?;
+                let partition = open_partition(&config, topic_config, topic, tp.clone())?;
                 partitions.insert(tp, partition);
             }
         }
@@ -122,7 +156,7 @@ impl Broker {
         Ok(Arc::new(Self {
             config,
             advertised,
-            meta: RwLock::new(Arc::new(meta)),
+            meta: RwLock::new(published),
             meta_write: Mutex::new(()),
             partitions: RwLock::new(partitions),
             producer_ids: Mutex::new((reserved, reserved)),
@@ -182,7 +216,18 @@ impl Broker {
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
-        self.meta.read().expect("metadata lock").clone()
+        self.meta.read().expect("metadata lock").meta.clone()
+    }
+
+    /// The effective, typed config of `topic`, resolved when its metadata or the broker's
+    /// dynamic configs last changed. `None` if the topic does not exist.
+    pub fn topic_config(&self, topic: &str) -> Option<Arc<topic_config::TopicConfig>> {
+        self.meta
+            .read()
+            .expect("metadata lock")
+            .topic_configs
+            .get(topic)
+            .cloned()
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -214,11 +259,19 @@ impl Broker {
         let _writer = self.meta_write.lock().expect("metadata writer lock");
         let mut next = (*self.metadata()).clone();
         let out = change(&mut next)?;
+        // Configs were validated before `change` stored them; resolving cannot fail then, but
+        // if it does the change is refused before anything is persisted.
+        let published = Published::new(&self.config, next.clone()).map_err(|(topic, reason)| {
+            ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("topic `{topic}`: {reason}"),
+            )
+        })?;
         next.persist(&self.config.data_dir).map_err(|e| {
             tracing::error!(error = %e, "cannot persist cluster metadata");
             ApiError::new(ResponseError::KafkaStorageError, e.to_string())
         })?;
-        *self.meta.write().expect("metadata lock") = Arc::new(next);
+        *self.meta.write().expect("metadata lock") = published;
         Ok(out)
     }
 
@@ -257,6 +310,7 @@ impl Broker {
         }
         topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        self.check_log_config(&self.metadata().dynamic_broker_configs, &configs)?;
         let topic = TopicMetadata {
             name: name.to_string(),
             id: Uuid::new_v4(),
@@ -283,10 +337,14 @@ impl Broker {
                 topic: topic.name.clone(),
                 partition: p,
             };
-            let meta = self.metadata();
-            let dynamic = &meta.dynamic_broker_configs;
-            let partition =
-                open_partition(&self.config, dynamic, topic, tp.clone()).map_err(|e| {
+            let topic_config = self.topic_config(&topic.name).ok_or_else(|| {
+                ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic `{}` was deleted while being created", topic.name),
+                )
+            })?;
+            let partition = open_partition(&self.config, &topic_config, topic, tp.clone())
+                .map_err(|e| {
                     tracing::error!(error = %e, "cannot create partition log");
                     ApiError::new(ResponseError::KafkaStorageError, e.to_string())
                 })?;
@@ -438,7 +496,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Refuses combinations the log would reject (e.g. values each valid alone).
+    /// Refuses configs that do not resolve: combinations the log would reject (e.g. values
+    /// each valid alone).
     fn check_log_config(
         &self,
         dynamic: &BTreeMap<String, String>,
@@ -448,24 +507,18 @@ impl Broker {
             broker: &self.config,
             dynamic,
         };
-        topic_config::log_config(defaults, overrides)
-            .validate()
+        topic_config::TopicConfig::resolve(defaults, overrides)
+            .map(|_| ())
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
 
     /// Pushes the current effective configs into every open log.
     fn apply_configs(&self) {
-        let meta = self.metadata();
-        let defaults = topic_config::Defaults {
-            broker: &self.config,
-            dynamic: &meta.dynamic_broker_configs,
-        };
         for partition in self.all_partitions() {
-            let Some(topic) = meta.topics.get(&partition.tp.topic) else {
+            let Some(config) = self.topic_config(&partition.tp.topic) else {
                 continue;
             };
-            let config = topic_config::log_config(defaults, &topic.configs);
-            if let Err(e) = partition.log().set_config(config) {
+            if let Err(e) = partition.log().set_config(config.log.clone()) {
                 tracing::error!(tp = %partition.tp, error = %e, "cannot apply new configs");
             }
         }
@@ -500,17 +553,14 @@ impl Broker {
     /// One pass of time-based work: retention and `flush.ms`.
     pub fn run_log_maintenance(&self) {
         let now = now_ms();
-        let meta = self.metadata();
         for partition in self.all_partitions() {
             // Tiered topics lose local segments only once they are uploaded: the tiering job
             // applies their retention (crate::tiered::tier_partition). Time and size retention
             // apply only to topics whose cleanup.policy includes `delete`, as in Kafka; a
             // compacted topic keeps its records until compaction.
-            let deletes = meta.topics.get(&partition.tp.topic).is_some_and(|t| {
-                topic_config::effective(self.topic_defaults(&meta), &t.configs, "cleanup.policy")
-                    .split(',')
-                    .any(|p| p.trim() == "delete")
-            });
+            let deletes = self
+                .topic_config(&partition.tp.topic)
+                .is_some_and(|c| c.cleanup_policy.delete);
             let applies = deletes && !crate::tiered::is_tiered(self, &partition.tp.topic);
             let mut log = partition.log();
             if applies {
@@ -586,21 +636,16 @@ fn check_new_topic_name(meta: &ClusterMetadata, name: &str) -> Result<(), ApiErr
 
 fn open_partition(
     config: &BrokerConfig,
-    dynamic_broker_configs: &BTreeMap<String, String>,
+    topic_config: &topic_config::TopicConfig,
     topic: &TopicMetadata,
     tp: TopicPartition,
 ) -> Result<Arc<Partition>, StartupError> {
     let dir = partition_dir(&config.data_dir, &tp);
-    let log_config = topic_config::log_config(
-        topic_config::Defaults {
-            broker: config,
-            dynamic: dynamic_broker_configs,
-        },
-        &topic.configs,
-    );
-    let log = Log::open(&dir, log_config, now_ms()).map_err(|source| StartupError::Log {
-        tp: tp.clone(),
-        source,
+    let log = Log::open(&dir, topic_config.log.clone(), now_ms()).map_err(|source| {
+        StartupError::Log {
+            tp: tp.clone(),
+            source,
+        }
     })?;
     Ok(Partition::new(tp, topic.id, 0, log))
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shale_cache::CacheConfig;
-use shale_formats::archive::JsonProjection;
 use shale_tiering::read::{RemoteReadOutcome, RemoteTimestampOffset};
 use shale_tiering::retention::RetentionPolicy;
 use shale_tiering::store::{S3Config, StoreConfig};
@@ -26,7 +25,6 @@ use shale_tiering::{
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
-use crate::topic_config;
 use shale_log::{EpochEntry, SealedSegment};
 
 /// What the object store configuration names, for startup.
@@ -126,15 +124,7 @@ pub fn topic_id_partition(partition: &Partition) -> TopicIdPartition {
 /// Whether `topic` is tiered: the broker has a store, and the topic is neither opted out nor
 /// compacted (compaction across tiers is not built yet, so compacted topics stay local).
 pub fn is_tiered(broker: &Broker, topic: &str) -> bool {
-    if broker.remote().is_none() {
-        return false;
-    }
-    let meta = broker.metadata();
-    let Some(t) = meta.topics.get(topic) else {
-        return false;
-    };
-    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &t.configs, k);
-    get("remote.storage.enable") == "true" && !get("cleanup.policy").contains("compact")
+    broker.remote().is_some() && broker.topic_config(topic).is_some_and(|c| c.tiered())
 }
 
 /// The remote handle of a tiered partition.
@@ -307,24 +297,14 @@ pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
 
 /// The archive policy of `topic` from its configs, or `None` when archiving is off for it.
 pub fn archive_policy(broker: &Broker, topic: &str) -> Option<ArchivePolicy> {
-    let meta = broker.metadata();
-    let t = meta.topics.get(topic)?;
-    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &t.configs, k);
-    if get("archive.enable") != "true" {
+    let config = broker.topic_config(topic)?;
+    if !config.archive_enable {
         return None;
     }
-    let projection = match JsonProjection::parse(&get("archive.json.fields")) {
-        Ok(p) => p.map(Arc::new),
-        Err(reason) => {
-            // Validated on the way in; an old metadata file could still hold a bad value.
-            tracing::error!(topic, %reason, "archive.json.fields is invalid; archiving without the projection");
-            None
-        }
-    };
     Some(ArchivePolicy {
-        file_bytes: get("archive.file.bytes").parse().unwrap_or(128 << 20),
-        max_lag_ms: get("archive.max.lag.ms").parse().unwrap_or(600_000),
-        projection,
+        file_bytes: config.archive_file_bytes,
+        max_lag_ms: config.archive_max_lag_ms,
+        projection: config.archive_projection.clone(),
         max_files_per_pass: ARCHIVE_FILES_PER_PASS,
         now_ms: now_ms(),
     })
@@ -454,21 +434,11 @@ pub async fn tier_partition(
             }
         }
     }
-    let meta = broker.metadata();
-    let Some(topic) = meta.topics.get(&partition.tp.topic) else {
+    let Some(config) = broker.topic_config(&partition.tp.topic) else {
         return Ok(());
     };
-    let get = |k| topic_config::effective(broker.topic_defaults(&meta), &topic.configs, k);
-    let num = |k| get(k).parse::<i64>().unwrap_or(-1);
-    let (retention_ms, retention_bytes) = (num("retention.ms"), num("retention.bytes"));
-    let local_ms = match num("local.retention.ms") {
-        -2 => retention_ms,
-        v => v,
-    };
-    let local_bytes = match num("local.retention.bytes") {
-        -2 => retention_bytes,
-        v => v,
-    };
+    let (retention_ms, retention_bytes) = (config.log.retention_ms, config.log.retention_bytes);
+    let (local_ms, local_bytes) = (config.local_retention_ms, config.local_retention_bytes);
     let now = now_ms();
     if let Some(end) = remote.copied_end_offset() {
         // Before the local start moves past the remote start, so `log_start_offset` never

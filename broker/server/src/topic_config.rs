@@ -1,7 +1,18 @@
 //! Topic configs: Kafka's names, types, defaults and validation, and how a topic's overrides
-//! combine with the broker's defaults into the effective settings of its log.
+//! combine with the broker's defaults into its effective, typed [`TopicConfig`].
+//!
+//! # Layout
+//! - `DEFS`: the one table of topic configs (name, kind = type and validation, default — a fixed
+//!   value or a broker setting with its Kafka synonym — and meaning).
+//! - [`validate_value`] / [`validate_all`]: the checks every stored value passed.
+//! - [`Defaults`]: the broker's static settings and dynamic configs a topic falls back to.
+//! - [`describe`]: DescribeConfigs' view, with sources and synonyms.
+//! - [`TopicConfig::resolve`]: the typed config, resolved once per metadata change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shale_formats::archive::JsonProjection;
 
 use crate::config::BrokerConfig;
 
@@ -42,12 +53,32 @@ enum Kind {
     JsonFields,
 }
 
-/// One topic config: name, type, static default (when the broker has no synonym) and meaning.
+/// One topic config: name, type (which is also its validation), default and meaning. This
+/// table is the only definition of topic configs: validation, DescribeConfigs, the broker
+/// settings that are their defaults, and [`TopicConfig::resolve`] all read it.
 struct ConfigDef {
     name: &'static str,
     kind: Kind,
-    default: &'static str,
+    default: DefaultValue,
     doc: &'static str,
+}
+
+/// Where a topic config without a topic override gets its value.
+enum DefaultValue {
+    /// A fixed value: the broker has no setting for it.
+    Fixed(&'static str),
+    /// A broker setting, which a dynamic broker config may override in turn.
+    Broker(BrokerSynonym),
+}
+
+/// A broker setting that holds a topic config's default.
+struct BrokerSynonym {
+    /// The TOML key / flag, e.g. `log_retention_ms`.
+    setting: &'static str,
+    /// Kafka's broker config name, e.g. `log.retention.ms`: its synonym in DescribeConfigs, and
+    /// the key for changing it at runtime with AlterConfigs on the broker.
+    kafka: &'static str,
+    value: fn(&BrokerConfig) -> String,
 }
 
 const LONG0: Kind = Kind::Long { min: 0 };
@@ -57,181 +88,237 @@ const DEFS: &[ConfigDef] = &[
     ConfigDef {
         name: "archive.enable",
         kind: Kind::Bool,
-        default: "true",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "archive_enable",
+            kafka: "shale.archive.enable",
+            value: |c| c.archive_enable.to_string(),
+        }),
         doc: "Write the topic's uploaded segments as Parquet files under archive/<topic>/ (tiered topics only).",
     },
     ConfigDef {
         name: "archive.file.bytes",
         kind: Kind::Long { min: 1 },
-        default: "134217728",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "archive_file_bytes",
+            kafka: "shale.archive.file.bytes",
+            value: |c| c.archive_file_bytes.to_string(),
+        }),
         doc: "Record-batch bytes per Parquet archive file; the file itself is smaller (ZSTD, columnar).",
     },
     ConfigDef {
         name: "archive.json.fields",
         kind: Kind::JsonFields,
-        default: "",
+        default: DefaultValue::Fixed(""),
         doc: "Top-level JSON value fields archived as typed columns of value_json: name:type,... with types string, long, double, boolean, json.",
     },
     ConfigDef {
         name: "archive.max.lag.ms",
         kind: LONG0,
-        default: "600000",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "archive_max_lag_ms",
+            kafka: "shale.archive.max.lag.ms",
+            value: |c| c.archive_max_lag_ms.to_string(),
+        }),
         doc: "Uploaded data older than this is archived even if it does not fill a file (ms).",
     },
     ConfigDef {
         name: "cleanup.policy",
         kind: Kind::List(&["delete", "compact"]),
-        default: "delete",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_cleanup_policy",
+            kafka: "log.cleanup.policy",
+            value: |c| c.log_cleanup_policy.clone(),
+        }),
         doc: "delete: drop old segments; compact: keep the latest record per key.",
     },
     ConfigDef {
         name: "compression.type",
         kind: Kind::Choice(&["producer"]),
-        default: "producer",
+        default: DefaultValue::Fixed("producer"),
         doc: "Batches are stored as the producer compressed them; Shale never recompresses.",
     },
     ConfigDef {
         name: "delete.retention.ms",
         kind: LONG0,
-        default: "86400000",
+        default: DefaultValue::Fixed("86400000"),
         doc: "How long tombstones stay readable in a compacted topic (ms).",
     },
     ConfigDef {
         name: "file.delete.delay.ms",
         kind: LONG0,
-        default: "60000",
+        default: DefaultValue::Fixed("60000"),
         doc: "Delay before a deleted segment file is removed (ms).",
     },
     ConfigDef {
         name: "flush.messages",
         kind: Kind::Long { min: 1 },
-        default: "9223372036854775807",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_flush_interval_messages",
+            kafka: "log.flush.interval.messages",
+            value: |c| c.log_flush_interval_messages.to_string(),
+        }),
         doc: "fsync after this many messages.",
     },
     ConfigDef {
         name: "flush.ms",
         kind: LONG0,
-        default: "9223372036854775807",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_flush_interval_ms",
+            kafka: "log.flush.interval.ms",
+            value: |c| c.log_flush_interval_ms.to_string(),
+        }),
         doc: "fsync when unflushed data is older than this (ms).",
     },
     ConfigDef {
         name: "index.interval.bytes",
         kind: Kind::Int { min: 0 },
-        default: "4096",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_index_interval_bytes",
+            kafka: "log.index.interval.bytes",
+            value: |c| c.log_index_interval_bytes.to_string(),
+        }),
         doc: "Bytes between offset index entries.",
     },
     ConfigDef {
         name: "local.retention.bytes",
         kind: Kind::Long { min: -2 },
-        default: "-2",
+        default: DefaultValue::Fixed("-2"),
         doc: "Local-tier size limit; -2 means use retention.bytes.",
     },
     ConfigDef {
         name: "local.retention.ms",
         kind: Kind::Long { min: -2 },
-        default: "-2",
+        default: DefaultValue::Fixed("-2"),
         doc: "Local-tier age limit (ms); -2 means use retention.ms.",
     },
     ConfigDef {
         name: "max.compaction.lag.ms",
         kind: Kind::Long { min: 1 },
-        default: "9223372036854775807",
+        default: DefaultValue::Fixed("9223372036854775807"),
         doc: "Longest a record stays uncompacted (ms).",
     },
     ConfigDef {
         name: "max.message.bytes",
         kind: Kind::Int { min: 0 },
-        default: "1048588",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "message_max_bytes",
+            kafka: "message.max.bytes",
+            value: |c| c.message_max_bytes.to_string(),
+        }),
         doc: "Largest record batch accepted (bytes).",
     },
     ConfigDef {
         name: "message.timestamp.after.max.ms",
         kind: LONG0,
-        default: "3600000",
+        default: DefaultValue::Fixed("3600000"),
         doc: "How far in the future a CreateTime timestamp may be (ms).",
     },
     ConfigDef {
         name: "message.timestamp.before.max.ms",
         kind: LONG0,
-        default: "9223372036854775807",
+        default: DefaultValue::Fixed("9223372036854775807"),
         doc: "How far in the past a CreateTime timestamp may be (ms).",
     },
     ConfigDef {
         name: "message.timestamp.type",
         kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
-        default: "CreateTime",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_message_timestamp_type",
+            kafka: "log.message.timestamp.type",
+            value: |c| c.log_message_timestamp_type.clone(),
+        }),
         doc: "Keep producer timestamps or stamp batches on append.",
     },
     ConfigDef {
         name: "min.cleanable.dirty.ratio",
         kind: Kind::Double { min: 0.0, max: 1.0 },
-        default: "0.5",
+        default: DefaultValue::Fixed("0.5"),
         doc: "Dirty fraction that makes a log eligible for compaction.",
     },
     ConfigDef {
         name: "min.compaction.lag.ms",
         kind: LONG0,
-        default: "0",
+        default: DefaultValue::Fixed("0"),
         doc: "Shortest time a record stays uncompacted (ms).",
     },
     ConfigDef {
         name: "min.insync.replicas",
         kind: Kind::Int { min: 1 },
-        default: "1",
+        default: DefaultValue::Fixed("1"),
         doc: "Replicas that must have a write for acks=all to succeed.",
     },
     ConfigDef {
         name: "preallocate",
         kind: Kind::Bool,
-        default: "false",
+        default: DefaultValue::Fixed("false"),
         doc: "Preallocate segment files.",
     },
     ConfigDef {
         name: "remote.storage.enable",
         kind: Kind::Bool,
-        default: "true",
+        default: DefaultValue::Fixed("true"),
         doc: "Upload sealed segments to object storage.",
     },
     ConfigDef {
         name: "retention.bytes",
         kind: LONG_ANY,
-        default: "-1",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_retention_bytes",
+            kafka: "log.retention.bytes",
+            value: |c| c.log_retention_bytes.to_string(),
+        }),
         doc: "Size to keep per partition (bytes); -1 unlimited.",
     },
     ConfigDef {
         name: "retention.ms",
         kind: LONG_ANY,
-        default: "604800000",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_retention_ms",
+            kafka: "log.retention.ms",
+            value: |c| c.log_retention_ms.to_string(),
+        }),
         doc: "Time to keep data (ms); -1 forever.",
     },
     ConfigDef {
         name: "segment.bytes",
         kind: Kind::Int { min: 14 },
-        default: "1073741824",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_segment_bytes",
+            kafka: "log.segment.bytes",
+            value: |c| c.log_segment_bytes.to_string(),
+        }),
         doc: "Segment size at which the log rolls (bytes).",
     },
     ConfigDef {
         name: "segment.index.bytes",
         kind: Kind::Int { min: 8 },
-        default: "10485760",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_index_size_max_bytes",
+            kafka: "log.index.size.max.bytes",
+            value: |c| c.log_index_size_max_bytes.to_string(),
+        }),
         doc: "Largest offset index file (bytes).",
     },
     ConfigDef {
         name: "segment.jitter.ms",
         kind: LONG0,
-        default: "0",
+        default: DefaultValue::Fixed("0"),
         doc: "Random jitter subtracted from segment.ms (ms).",
     },
     ConfigDef {
         name: "segment.ms",
         kind: Kind::Long { min: 1 },
-        default: "604800000",
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "log_roll_ms",
+            kafka: "log.roll.ms",
+            value: |c| c.log_roll_ms.to_string(),
+        }),
         doc: "Age at which the active segment rolls (ms).",
     },
     ConfigDef {
         name: "unclean.leader.election.enable",
         kind: Kind::Bool,
-        default: "false",
+        default: DefaultValue::Fixed("false"),
         doc: "Allow an out-of-sync replica to become leader.",
     },
 ];
@@ -255,7 +342,7 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
             !value.trim().is_empty() && value.split(',').all(|v| choices.contains(&v.trim()))
         }
         Kind::JsonFields => {
-            if let Err(reason) = shale_formats::archive::JsonProjection::parse(value) {
+            if let Err(reason) = JsonProjection::parse(value) {
                 return Err(format!(
                     "invalid value `{value}` for topic config `{name}`: {reason}"
                 ));
@@ -298,38 +385,56 @@ pub struct Defaults<'a> {
     pub dynamic: &'a BTreeMap<String, String>,
 }
 
+/// The broker's built-in settings, to tell a configured default from the built-in one.
+static BUILT_IN: std::sync::LazyLock<BrokerConfig> =
+    std::sync::LazyLock::new(BrokerConfig::default);
+
 impl Defaults<'_> {
     /// `(broker setting's Kafka name, value, source)` of this topic config's broker default.
-    fn broker_default(&self, name: &str) -> Option<(&'static str, String, i8)> {
-        let d = self
-            .broker
-            .topic_defaults()
-            .into_iter()
-            .find(|d| d.topic == name)?;
-        if let Some(v) = self.dynamic.get(d.kafka) {
-            return Some((d.kafka, v.clone(), source::DYNAMIC_BROKER_CONFIG));
+    fn broker_default(&self, d: &ConfigDef) -> Option<(&'static str, String, i8)> {
+        let DefaultValue::Broker(synonym) = &d.default else {
+            return None;
+        };
+        if let Some(v) = self.dynamic.get(synonym.kafka) {
+            return Some((synonym.kafka, v.clone(), source::DYNAMIC_BROKER_CONFIG));
         }
-        let built_in = BrokerConfig::default()
-            .topic_defaults()
-            .into_iter()
-            .find(|b| b.topic == name)
-            .map(|b| b.value);
-        let src = if built_in.as_deref() == Some(d.value.as_str()) {
+        let value = (synonym.value)(self.broker);
+        let src = if value == (synonym.value)(&BUILT_IN) {
             source::DEFAULT_CONFIG
         } else {
             source::STATIC_BROKER_CONFIG
         };
-        Some((d.kafka, d.value, src))
+        Some((synonym.kafka, value, src))
+    }
+
+    /// The value a topic without an override of `d` gets.
+    fn value(&self, d: &ConfigDef) -> String {
+        match self.broker_default(d) {
+            Some((_, v, _)) => v,
+            None => match d.default {
+                DefaultValue::Fixed(v) => v.to_string(),
+                DefaultValue::Broker(_) => unreachable!("broker_default answers for synonyms"),
+            },
+        }
     }
 }
 
 /// The topic config that a dynamically alterable broker config is the default of.
 pub fn topic_synonym_of_broker_config(kafka_name: &str) -> Option<&'static str> {
-    BrokerConfig::default()
-        .topic_defaults()
-        .into_iter()
-        .find(|d| d.kafka == kafka_name)
-        .map(|d| d.topic)
+    DEFS.iter()
+        .find(|d| matches!(&d.default, DefaultValue::Broker(s) if s.kafka == kafka_name))
+        .map(|d| d.name)
+}
+
+/// Checks the broker settings that are topic config defaults by the topic configs' rules; the
+/// error is `(the setting's TOML key, reason)`.
+pub fn validate_broker_defaults(broker: &BrokerConfig) -> Result<(), (&'static str, String)> {
+    for d in DEFS {
+        if let DefaultValue::Broker(synonym) = &d.default {
+            validate_value(d.name, &(synonym.value)(broker)).map_err(|r| (synonym.setting, r))?;
+        }
+    }
+    Ok(())
 }
 
 /// One entry of a DescribeConfigs answer.
@@ -367,14 +472,14 @@ pub fn describe(defaults: Defaults<'_>, overrides: &BTreeMap<String, String>) ->
             if let Some(v) = topic {
                 synonyms.push((d.name.to_string(), v.clone(), source::DYNAMIC_TOPIC_CONFIG));
             }
-            let from_broker = defaults.broker_default(d.name);
+            let from_broker = defaults.broker_default(d);
             if let Some((kafka, v, src)) = &from_broker {
                 synonyms.push((kafka.to_string(), v.clone(), *src));
             }
             let (value, source) = match (topic, &from_broker) {
                 (Some(v), _) => (v.clone(), source::DYNAMIC_TOPIC_CONFIG),
                 (None, Some((_, v, src))) => (v.clone(), *src),
-                (None, None) => (d.default.to_string(), source::DEFAULT_CONFIG),
+                (None, None) => (defaults.value(d), source::DEFAULT_CONFIG),
             };
             ConfigEntry {
                 name: d.name,
@@ -389,50 +494,126 @@ pub fn describe(defaults: Defaults<'_>, overrides: &BTreeMap<String, String>) ->
         .collect()
 }
 
-/// The effective value of one topic config.
-pub fn effective(
-    defaults: Defaults<'_>,
-    overrides: &BTreeMap<String, String>,
-    name: &str,
-) -> String {
-    if let Some(v) = overrides.get(name) {
-        return v.clone();
-    }
-    if let Some((_, v, _)) = defaults.broker_default(name) {
-        return v;
-    }
-    def(name).map(|d| d.default.to_string()).unwrap_or_default()
+/// `cleanup.policy`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
 }
 
-fn effective_i64(defaults: Defaults<'_>, overrides: &BTreeMap<String, String>, name: &str) -> i64 {
-    let v = effective(defaults, overrides, name);
-    // Values were validated on the way in, so a parse failure is a broken invariant.
-    v.parse()
-        .unwrap_or_else(|_| panic!("topic config {name} holds unvalidated value {v:?}"))
+/// A topic's effective configuration, typed: its overrides over the broker's defaults, resolved
+/// once whenever the topic's configs or the broker's dynamic configs change (see
+/// `Broker::topic_config`), so that the hot path reads fields instead of parsing strings.
+/// Every value was validated while resolving, so there is nothing to fall back from.
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    /// What the partition's local log needs.
+    pub log: shale_log::LogConfig,
+    pub cleanup_policy: CleanupPolicy,
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms` with -2 ("as `retention.ms`") resolved.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes` with -2 ("as `retention.bytes`") resolved.
+    pub local_retention_bytes: i64,
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    pub archive_enable: bool,
+    pub archive_file_bytes: u64,
+    pub archive_max_lag_ms: i64,
+    /// `archive.json.fields`, parsed; `None` when empty.
+    pub archive_projection: Option<Arc<JsonProjection>>,
+    pub min_insync_replicas: i32,
 }
 
-/// The settings of a partition's log, from the topic's overrides over the broker's defaults.
-pub fn log_config(
-    defaults: Defaults<'_>,
-    overrides: &BTreeMap<String, String>,
-) -> shale_log::LogConfig {
-    let timestamp_type =
-        if effective(defaults, overrides, "message.timestamp.type") == "LogAppendTime" {
-            shale_log::TimestampType::LogAppendTime
-        } else {
-            shale_log::TimestampType::CreateTime
+impl TopicConfig {
+    /// Resolves `overrides` over `defaults`. The error names the config at fault: a value that
+    /// is invalid alone, or a combination the log refuses.
+    pub fn resolve(
+        defaults: Defaults<'_>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let r = Resolver {
+            defaults,
+            overrides,
         };
-    shale_log::LogConfig {
-        segment_bytes: effective_i64(defaults, overrides, "segment.bytes") as u64,
-        segment_ms: effective_i64(defaults, overrides, "segment.ms"),
-        index_interval_bytes: effective_i64(defaults, overrides, "index.interval.bytes") as u64,
-        segment_index_bytes: effective_i64(defaults, overrides, "segment.index.bytes") as u64,
-        retention_ms: effective_i64(defaults, overrides, "retention.ms"),
-        retention_bytes: effective_i64(defaults, overrides, "retention.bytes"),
-        flush_messages: effective_i64(defaults, overrides, "flush.messages"),
-        flush_ms: effective_i64(defaults, overrides, "flush.ms"),
-        message_timestamp_type: timestamp_type,
-        max_message_bytes: effective_i64(defaults, overrides, "max.message.bytes") as usize,
+        let retention_ms = r.long("retention.ms")?;
+        let retention_bytes = r.long("retention.bytes")?;
+        let as_total = |local: i64, total: i64| if local == -2 { total } else { local };
+        let cleanup = r.string("cleanup.policy")?;
+        let cleanup_policy = CleanupPolicy {
+            delete: cleanup.split(',').any(|p| p.trim() == "delete"),
+            compact: cleanup.split(',').any(|p| p.trim() == "compact"),
+        };
+        let message_timestamp_type = match r.string("message.timestamp.type")?.as_str() {
+            "LogAppendTime" => shale_log::TimestampType::LogAppendTime,
+            _ => shale_log::TimestampType::CreateTime,
+        };
+        let log = shale_log::LogConfig {
+            segment_bytes: r.long("segment.bytes")? as u64,
+            segment_ms: r.long("segment.ms")?,
+            index_interval_bytes: r.long("index.interval.bytes")? as u64,
+            segment_index_bytes: r.long("segment.index.bytes")? as u64,
+            retention_ms,
+            retention_bytes,
+            flush_messages: r.long("flush.messages")?,
+            flush_ms: r.long("flush.ms")?,
+            message_timestamp_type,
+            max_message_bytes: r.long("max.message.bytes")? as usize,
+        };
+        log.validate()?;
+        let archive_projection = JsonProjection::parse(&r.string("archive.json.fields")?)
+            .map_err(|reason| format!("topic config `archive.json.fields` is invalid: {reason}"))?
+            .map(Arc::new);
+        Ok(Self {
+            log,
+            cleanup_policy,
+            remote_storage_enable: r.bool("remote.storage.enable")?,
+            local_retention_ms: as_total(r.long("local.retention.ms")?, retention_ms),
+            local_retention_bytes: as_total(r.long("local.retention.bytes")?, retention_bytes),
+            message_timestamp_before_max_ms: r.long("message.timestamp.before.max.ms")?,
+            message_timestamp_after_max_ms: r.long("message.timestamp.after.max.ms")?,
+            archive_enable: r.bool("archive.enable")?,
+            archive_file_bytes: r.long("archive.file.bytes")? as u64,
+            archive_max_lag_ms: r.long("archive.max.lag.ms")?,
+            archive_projection,
+            min_insync_replicas: r.long("min.insync.replicas")? as i32,
+        })
+    }
+
+    /// Whether the topic's sealed segments go to the remote tier (when the broker has one):
+    /// compacted topics stay local, since compaction across tiers is not built yet.
+    pub fn tiered(&self) -> bool {
+        self.remote_storage_enable && !self.cleanup_policy.compact
+    }
+}
+
+/// Reads validated, typed values of one topic's configs.
+struct Resolver<'a> {
+    defaults: Defaults<'a>,
+    overrides: &'a BTreeMap<String, String>,
+}
+
+impl Resolver<'_> {
+    /// The effective value of `name`, validated by its definition.
+    fn string(&self, name: &str) -> Result<String, String> {
+        let d = def(name).ok_or_else(|| format!("unknown topic config `{name}`"))?;
+        let value = match self.overrides.get(name) {
+            Some(v) => v.clone(),
+            None => self.defaults.value(d),
+        };
+        validate_value(name, &value)?;
+        Ok(value)
+    }
+
+    fn long(&self, name: &str) -> Result<i64, String> {
+        let value = self.string(name)?;
+        value
+            .parse()
+            .map_err(|_| format!("topic config `{name}` is not an integer: `{value}`"))
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, String> {
+        Ok(self.string(name)?.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -475,6 +656,79 @@ mod tests {
             (e.value.as_str(), e.source),
             ("1000000", source::DYNAMIC_BROKER_CONFIG)
         );
-        assert_eq!(log_config(defaults, &o).segment_bytes, 1_000_000);
+        assert_eq!(
+            TopicConfig::resolve(defaults, &o)
+                .unwrap()
+                .log
+                .segment_bytes,
+            1_000_000
+        );
+    }
+
+    /// Resolving types every value once: -2 local retention follows the total, the cleanup
+    /// policy is split, a dynamic broker config is a default, and a stored value that does not
+    /// validate is an error naming the config instead of a silent fallback.
+    #[test]
+    fn resolve_types_values_and_names_bad_ones() {
+        let broker = BrokerConfig::default();
+        let dynamic = BTreeMap::from([("log.retention.bytes".to_string(), "5000".to_string())]);
+        let defaults = Defaults {
+            broker: &broker,
+            dynamic: &dynamic,
+        };
+        let overrides = BTreeMap::from([
+            ("retention.ms".to_string(), "1000".to_string()),
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("archive.json.fields".to_string(), "user:string".to_string()),
+        ]);
+        let c = TopicConfig::resolve(defaults, &overrides).unwrap();
+        assert_eq!((c.log.retention_ms, c.local_retention_ms), (1000, 1000));
+        assert_eq!(
+            (c.log.retention_bytes, c.local_retention_bytes),
+            (5000, 5000)
+        );
+        assert_eq!(
+            c.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert!(!c.tiered(), "compacted topics stay local");
+        assert!(c.archive_projection.is_some());
+        assert_eq!(c.log.max_message_bytes, broker.message_max_bytes as usize);
+
+        let plain = TopicConfig::resolve(defaults, &BTreeMap::new()).unwrap();
+        assert!(plain.tiered() && plain.archive_enable && plain.archive_projection.is_none());
+        assert_eq!(plain.archive_file_bytes, broker.archive_file_bytes as u64);
+
+        for (key, value) in [
+            ("max.message.bytes", "lots"),
+            ("archive.json.fields", "user:uuid"),
+            ("local.retention.ms", "-3"),
+        ] {
+            let bad = BTreeMap::from([(key.to_string(), value.to_string())]);
+            let err = TopicConfig::resolve(defaults, &bad).unwrap_err();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    /// The broker settings that default topic configs are found by their Kafka names, and are
+    /// validated by the topic configs' rules.
+    #[test]
+    fn broker_synonyms_come_from_the_one_table() {
+        assert_eq!(
+            topic_synonym_of_broker_config("log.retention.ms"),
+            Some("retention.ms")
+        );
+        assert_eq!(topic_synonym_of_broker_config("log.dirs"), None);
+        let bad = BrokerConfig {
+            log_cleanup_policy: "shred".to_string(),
+            ..BrokerConfig::default()
+        };
+        let (setting, reason) = validate_broker_defaults(&bad).unwrap_err();
+        assert_eq!(setting, "log_cleanup_policy");
+        assert!(reason.contains("cleanup.policy"), "{reason}");
+        assert!(validate_broker_defaults(&BrokerConfig::default()).is_ok());
     }
 }

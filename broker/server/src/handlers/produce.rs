@@ -15,8 +15,8 @@ use shale_formats::record;
 
 use super::{sb, RequestContext};
 use crate::broker::{now_ms, ApiError, Broker};
-use crate::topic_config;
-use shale_log::AppendOutcome;
+use crate::topic_config::TopicConfig;
+use shale_log::{AppendOutcome, TimestampType};
 
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
@@ -106,10 +106,13 @@ fn produce_partition(
         ));
     };
     let now = now_ms();
-    let meta = broker.metadata();
-    let no_overrides = BTreeMap::new();
-    let overrides = meta.topics.get(topic).map_or(&no_overrides, |t| &t.configs);
-    let options = validate_options(broker.topic_defaults(&meta), overrides, now);
+    let config = broker.topic_config(topic).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic `{topic}` was deleted"),
+        )
+    })?;
+    let options = validate_options(&config, now);
     for item in batch::batches(&records) {
         let (header, range) = item.map_err(batch_error)?;
         let bytes = &records[range];
@@ -152,21 +155,11 @@ fn produce_partition(
     })
 }
 
-fn validate_options(
-    defaults: topic_config::Defaults<'_>,
-    overrides: &BTreeMap<String, String>,
-    now: i64,
-) -> ValidateOptions {
-    let get = |k| topic_config::effective(defaults, overrides, k);
-    let max: usize = get("max.message.bytes").parse().unwrap_or(usize::MAX);
-    let mut options = ValidateOptions::client_produce(max);
-    if get("message.timestamp.type") == "CreateTime" {
-        let before: i64 = get("message.timestamp.before.max.ms")
-            .parse()
-            .unwrap_or(i64::MAX);
-        let after: i64 = get("message.timestamp.after.max.ms")
-            .parse()
-            .unwrap_or(i64::MAX);
+fn validate_options(config: &TopicConfig, now: i64) -> ValidateOptions {
+    let mut options = ValidateOptions::client_produce(config.log.max_message_bytes);
+    if config.log.message_timestamp_type == TimestampType::CreateTime {
+        let before = config.message_timestamp_before_max_ms;
+        let after = config.message_timestamp_after_max_ms;
         options.create_time_window_ms =
             Some(now.saturating_sub(before)..=now.saturating_add(after));
     }
