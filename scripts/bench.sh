@@ -3,14 +3,15 @@
 # disk measured in the same run. See docs/bench.md.
 #
 #   scripts/bench.sh [--bytes N] [--record-bytes N] [--partitions N] [--client java|python|kcat]
-#                    [--dd-bytes N] [--keep]
+#                    [--dd-bytes N] [--acks 1|all] [--keep]
 #
 # Defaults: 2 GiB of 1 KiB records into a 4-partition topic, acks=1, no compression, librdkafka
 # through confluent-kafka (scripts/bench_python_client.py): of the three clients it costs the
 # least CPU per record here, so it measures the broker best on 2 cores (docs/bench.md has the
 # numbers). The data dir is under target/ (same disk as the build);
 # BENCH_DIR_PARENT=/path puts it elsewhere. Every option also reads BENCH_<NAME> from the
-# environment (BENCH_BYTES, BENCH_RECORD_BYTES, BENCH_PARTITIONS, BENCH_CLIENT, BENCH_DD_BYTES).
+# environment (BENCH_BYTES, BENCH_RECORD_BYTES, BENCH_PARTITIONS, BENCH_CLIENT, BENCH_DD_BYTES,
+# BENCH_ACKS; --acks all needs the python or kcat client).
 # BENCH_SHALE_BIN=path runs that binary instead of building target/release/shale.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ RECORD_BYTES="${BENCH_RECORD_BYTES:-1024}"
 PARTITIONS="${BENCH_PARTITIONS:-4}"
 CLIENT="${BENCH_CLIENT:-python}"
 DD_BYTES="${BENCH_DD_BYTES:-2147483648}"
+ACKS="${BENCH_ACKS:-1}"
 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,12 +32,16 @@ while [ $# -gt 0 ]; do
     --partitions) PARTITIONS="$2"; shift 2 ;;
     --client) CLIENT="$2"; shift 2 ;;
     --dd-bytes) DD_BYTES="$2"; shift 2 ;;
+    --acks) ACKS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 case "$CLIENT" in java|python|kcat) ;; *) echo "--client must be java, python or kcat" >&2; exit 2 ;; esac
+case "$ACKS" in 1|all) ;; *) echo "--acks must be 1 or all" >&2; exit 2 ;; esac
+if [ "$ACKS" != 1 ] && [ "$CLIENT" = java ]; then echo "--acks all needs --client python or kcat" >&2; exit 2; fi
+export BENCH_ACKS="$ACKS"  # read by scripts/bench_python_client.py
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -97,7 +103,7 @@ if [ "$CLIENT" = java ]; then
 elif [ "$CLIENT" = kcat ]; then
   # kcat is librdkafka with no interpreter in between: the least client CPU per record here.
   # Records are lines from `yes` (record-sized, random base64), so they carry no key.
-  kcat_produce=(-X acks=1 -X linger.ms=10 -X batch.size=1048576 -X queue.buffering.max.kbytes=1048576
+  kcat_produce=(-X "acks=$ACKS" -X linger.ms=10 -X batch.size=1048576 -X queue.buffering.max.kbytes=1048576
                 -X message.max.bytes=8388608)
   kcat_consume=(-X fetch.max.bytes=67108864 -X max.partition.fetch.bytes=16777216)
   run_client() {
@@ -145,7 +151,7 @@ children_cpu() {
 }
 cpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-log "produce: $RECORDS records of $RECORD_BYTES bytes into $PARTITIONS partitions, acks=1"
+log "produce: $RECORDS records of $RECORD_BYTES bytes into $PARTITIONS partitions, acks=$ACKS"
 b0="$(broker_cpu)"; children_cpu >"$BENCH_DIR/c0"
 STATUS=0
 PRODUCE_LINE="$(run_client produce "$BOOTSTRAP" "$TOPIC" "$PARTITIONS" "$BYTES" "$RECORD_BYTES" | grep '^RESULT')" \
@@ -172,7 +178,7 @@ cat <<EOF
 
 Shale throughput benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release build)
   client        : $CLIENT_DESC
-  workload      : $RECORDS records x $RECORD_BYTES B = $((BYTES >> 20)) MiB, $PARTITIONS partitions, acks=1, no compression
+  workload      : $RECORDS records x $RECORD_BYTES B = $((BYTES >> 20)) MiB, $PARTITIONS partitions, acks=$ACKS, no compression
   disk (dd)     : $(printf '%8s' "$DISK_MBS") MB/s   sequential write of $((DD_BYTES >> 20)) MiB with fdatasync, same filesystem
   produce       : $(printf '%8s' "$(field mb_per_s "$PRODUCE_LINE")") MB/s   $(field records_per_s "$PRODUCE_LINE") records/s, $(field seconds "$PRODUCE_LINE") s; CPU: $PRODUCE_CPU
   consume       : $(printf '%8s' "$(field mb_per_s "$CONSUME_LINE")") MB/s   $(field records_per_s "$CONSUME_LINE") records/s, $(field seconds "$CONSUME_LINE") s; CPU: $CONSUME_CPU

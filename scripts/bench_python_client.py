@@ -27,7 +27,8 @@ def produce(bootstrap, topic, partitions, total_bytes, record_bytes):
     # Keep the admin client alive until the future resolves: a destroyed handle fails it.
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "enable.idempotence": False,
+    acks = os.environ.get("BENCH_ACKS", "1")  # scripts/bench.sh --acks
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "enable.idempotence": False,
                   "compression.type": "none", "linger.ms": 10, "batch.size": 1 << 20,
                   "queue.buffering.max.kbytes": 1 << 20, "queue.buffering.max.messages": 1_000_000,
                   "message.max.bytes": 8 << 20})

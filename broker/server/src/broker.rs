@@ -36,24 +36,7 @@ pub enum StartupError {
     },
 }
 
-/// A request-level failure: a Kafka error code and a message for the client.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub error: ResponseError,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
-        Self {
-            error,
-            message: message.into(),
-        }
-    }
-    pub fn code(&self) -> i16 {
-        self.error.code()
-    }
-}
+pub use crate::api_error::{now_ms, ApiError};
 
 /// One version of the cluster metadata and what is derived from it, published together.
 struct Published {
@@ -96,16 +79,9 @@ pub struct Broker {
     /// The group coordinator (consumer groups and committed offsets).
     pub groups: GroupCoordinator,
     /// Incremental fetch sessions (KIP-227).
-    pub fetch_sessions: crate::handlers::fetch_session::FetchSessionCache,
+    pub fetch_sessions: crate::fetch_session::FetchSessionCache,
     /// The remote tier, when tiered storage is on (set once at startup).
     remote: std::sync::OnceLock<Arc<shale_tiering::RemoteLogManager>>,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
@@ -150,7 +126,7 @@ impl Broker {
             cluster_id = %meta.cluster_id,
             "broker state loaded"
         );
-        let fetch_sessions = crate::handlers::fetch_session::FetchSessionCache::new(
+        let fetch_sessions = crate::fetch_session::FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots as usize,
         );
         Ok(Arc::new(Self {
@@ -169,6 +145,31 @@ impl Broker {
     /// The remote tier, if tiered storage is on.
     pub fn remote(&self) -> Option<&Arc<shale_tiering::RemoteLogManager>> {
         self.remote.get()
+    }
+
+    /// Whether `topic` is tiered: the broker has a store, and the topic is neither opted out nor
+    /// compacted (compaction across tiers is not built yet, so compacted topics stay local).
+    pub fn is_tiered(&self, topic: &str) -> bool {
+        self.remote().is_some() && self.topic_config(topic).is_some_and(|c| c.tiered())
+    }
+
+    /// The remote handle of `partition` if its topic is tiered, opening it the first time; an
+    /// unreachable remote tier is logged and answered as `None` (local data stays readable).
+    pub async fn remote_partition(
+        &self,
+        partition: &Partition,
+    ) -> Option<Arc<shale_tiering::RemotePartition>> {
+        let rlm = self.remote()?;
+        if !self.is_tiered(&partition.tp.topic) {
+            return None;
+        }
+        match partition.remote(rlm).await {
+            Ok(remote) => Some(remote),
+            Err(e) => {
+                tracing::warn!(tp = %partition.tp, error = %e, "remote log unavailable");
+                None
+            }
+        }
     }
 
     /// Attaches the remote tier; called once, before serving.
@@ -561,12 +562,15 @@ impl Broker {
             let deletes = self
                 .topic_config(&partition.tp.topic)
                 .is_some_and(|c| c.cleanup_policy.delete);
-            let applies = deletes && !crate::tiered::is_tiered(self, &partition.tp.topic);
+            let applies = deletes && !self.is_tiered(&partition.tp.topic);
             let mut log = partition.log();
             if applies {
                 match log.delete_retention(now) {
                     Ok(r) if r.segments_deleted > 0 => {
                         tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
+                        drop(log);
+                        partition.check_offsets("retention");
+                        log = partition.log();
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
@@ -592,7 +596,7 @@ impl Broker {
                 _ = shutdown.changed() => return,
             }
             let broker = self.clone();
-            if tokio::task::spawn_blocking(move || broker.run_log_maintenance())
+            if crate::blocking::try_run(move || broker.run_log_maintenance())
                 .await
                 .is_err()
             {
@@ -648,4 +652,35 @@ fn open_partition(
         }
     })?;
     Ok(Partition::new(tp, topic.id, 0, log))
+}
+
+impl crate::group::OffsetsTopicHost for Broker {
+    fn offsets_topic_partitions(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Vec<Arc<Partition>>, ApiError> {
+        let existing = self.metadata().topics.get(topic).cloned();
+        let topic_meta = match existing {
+            Some(t) => t,
+            None => match self.create_topic(topic, partitions, -1, configs, false) {
+                Ok(t) => t,
+                Err(e) if e.error == ResponseError::TopicAlreadyExists => {
+                    self.metadata().topics.get(topic).cloned().ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        (0..topic_meta.partitions)
+            .map(|p| {
+                self.partition(topic, p).ok_or_else(|| {
+                    ApiError::new(
+                        ResponseError::CoordinatorNotAvailable,
+                        format!("{topic}-{p} is not open on this broker"),
+                    )
+                })
+            })
+            .collect()
+    }
 }

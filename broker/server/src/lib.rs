@@ -10,20 +10,40 @@
 //! - [`config`]: broker settings (TOML file, `SHALE_*` environment, flags) and their validation.
 //! - [`topic_config`]: topic configs by Kafka name: types, defaults, validation, effective values.
 //! - [`metadata`]: cluster metadata (topics, ids, configs, producer-id blocks), persisted atomically.
+//! - [`api_error`]: `ApiError` and `now_ms`, shared by every module (a leaf: no cycles through
+//!   the broker).
+//! - [`blocking`]: the blocking boundary: file I/O leaves the Tokio workers here, and only here.
 //! - [`broker`]: shared broker state and the operations that change it; background maintenance.
 //! - [`group`]: the group coordinator: classic consumer groups and committed offsets, stored in
 //!   `__consumer_offsets`.
-//! - [`partition`]: one hosted topic-partition: its log, high watermark and long-poll wakeups.
+//! - [`partition`]: one hosted topic-partition and its whole log (Kafka's `UnifiedLog`): the
+//!   local log, the remote handle, every offset of both tiers, long-poll wakeups.
 //! - [`tiered`]: the broker side of tiered storage: store setup, the copy/retention job, the
-//!   Parquet archive job, remote reads, restore from a bucket.
+//!   Parquet archive job, restore from a bucket.
 //! - [`server`]: the listener and connection limit; graceful shutdown.
 //! - [`connection`]: one client connection: bounded read-ahead, in-order responses.
+//! - [`fetch_session`]: the incremental fetch session cache (KIP-227), state the broker holds.
 //! - [`frame`]: size-prefixed framing with a maximum frame size.
 //! - [`handlers`]: request validation, decoding, dispatch, and one file per Kafka API.
+//!
+//! # Dependencies between the modules
+//! They point one way, from the edges to the state (no module cycle through the broker):
+//!
+//! ```text
+//! server -> connection -> handlers -> tiered -> broker -> group -> partition -> shale-log
+//!                                  \-> blocking       \-> metadata, topic_config, fetch_session
+//! ```
+//!
+//! The group coordinator reaches the broker only through the `group::OffsetsTopicHost` trait
+//! that the broker implements, and `api_error` is a leaf everyone may use. (`config` and
+//! `topic_config` still use each other: broker settings are validated by topic-config rules.)
 
+pub mod api_error;
+pub mod blocking;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod fetch_session;
 pub mod frame;
 pub mod group;
 pub mod handlers;

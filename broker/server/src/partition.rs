@@ -1,11 +1,20 @@
-//! One topic-partition on this broker: its log behind a mutex, its high watermark, and a watch
-//! channel that wakes long-polling fetches when the high watermark moves.
+//! One topic-partition on this broker, and its whole log (Kafka's `UnifiedLog`): the local log
+//! behind a mutex, the remote tier's handle once opened, the high watermark, and a watch channel
+//! that wakes long-polling fetches when the high watermark moves. It answers every offset
+//! question for both tiers ([`Partition::offsets`]) and checks their order whenever one moves:
+//!
+//! ```text
+//! log_start_offset <= local_log_start_offset <= high_watermark <= log_end_offset
+//!   (remote start,      (first local offset)      (= LSO: no      (next offset
+//!    if tiered)                                     transactions)   to append)
+//! ```
 //!
 //! With a replication factor of 1 the leader is the only in-sync replica, so the high watermark
 //! follows the log end offset as soon as an append returns. Replication will make it lag.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use shale_tiering::{RemoteLogManager, RemotePartition, TieringError, TopicIdPartition};
 
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -34,10 +43,32 @@ pub struct Partition {
     /// Set when another writer fenced this broker out of the partition's remote log: uploads
     /// for it stop (this broker is no longer its leader) until a restart reloads the manifest.
     pub remote_fenced: std::sync::atomic::AtomicBool,
-    /// The remote tier's log start offset as the tiering side last saw it (-1: no remote
-    /// segments known). With the local log's start it gives the partition's `log_start_offset`
-    /// without an `.await` on the produce and fetch paths.
-    remote_log_start_offset: AtomicI64,
+    /// The remote tier's handle (its manifest in memory), once opened: tiered topics only.
+    /// Offsets of the remote tier are read from it without an `.await` or a request.
+    remote: OnceLock<Arc<RemotePartition>>,
+}
+
+/// A partition's offsets across both tiers, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    /// The first offset readable in either tier.
+    pub log_start_offset: i64,
+    /// The first offset in the local log.
+    pub local_log_start_offset: i64,
+    pub high_watermark: i64,
+    /// The last stable offset: the high watermark until transactions exist.
+    pub last_stable_offset: i64,
+    pub log_end_offset: i64,
+}
+
+impl LogOffsets {
+    /// Whether `log_start <= local_log_start <= hw <= leo` (and LSO <= HW).
+    pub fn ordered(&self) -> bool {
+        self.log_start_offset <= self.local_log_start_offset
+            && self.local_log_start_offset <= self.high_watermark
+            && self.last_stable_offset <= self.high_watermark
+            && self.high_watermark <= self.log_end_offset
+    }
 }
 
 impl Partition {
@@ -50,8 +81,34 @@ impl Partition {
             log: Mutex::new(log),
             high_watermark,
             remote_fenced: std::sync::atomic::AtomicBool::new(false),
-            remote_log_start_offset: AtomicI64::new(-1),
+            remote: OnceLock::new(),
         })
+    }
+
+    /// The partition's name in the remote tier.
+    pub fn topic_id_partition(&self) -> TopicIdPartition {
+        TopicIdPartition::new(self.tp.topic.clone(), self.topic_id, self.tp.partition)
+    }
+
+    /// The remote tier's handle of this partition, opened (a LIST and a GET of its manifest)
+    /// the first time and kept. The caller decides whether the topic is tiered.
+    pub async fn remote(
+        &self,
+        rlm: &RemoteLogManager,
+    ) -> Result<Arc<RemotePartition>, TieringError> {
+        if let Some(remote) = self.remote.get() {
+            return Ok(Arc::clone(remote));
+        }
+        let remote = rlm.partition(&self.topic_id_partition()).await?;
+        // The manager hands every caller the same handle, so a race here sets the same one.
+        let remote = Arc::clone(self.remote.get_or_init(|| remote));
+        self.check_offsets("the remote tier was opened");
+        Ok(remote)
+    }
+
+    /// The remote handle if it was opened already.
+    pub fn remote_if_open(&self) -> Option<&Arc<RemotePartition>> {
+        self.remote.get()
     }
 
     /// The log, for operations that need it whole. Never hold this across an `.await`.
@@ -81,6 +138,7 @@ impl Partition {
             *hw = leo;
             moved
         });
+        self.check_offsets("append");
         Ok(outcome)
     }
 
@@ -97,18 +155,12 @@ impl Partition {
         reader.read(offset, max_bytes, hw, min_one_batch)
     }
 
-    /// Records the remote tier's log start offset (`None`: no remote segments).
-    pub fn set_remote_log_start_offset(&self, start: Option<i64>) {
-        self.remote_log_start_offset
-            .store(start.unwrap_or(-1), Ordering::Relaxed);
-    }
-
-    /// `log_start_offset` across both tiers, given the local log's start (`local_log_start_offset`):
-    /// never above it, by construction.
+    /// `log_start_offset` across both tiers, given the local log's start: the remote tier's
+    /// start if it has segments, never above the local start.
     pub fn log_start_offset_with(&self, local_log_start_offset: i64) -> i64 {
-        match self.remote_log_start_offset.load(Ordering::Relaxed) {
-            remote if remote >= 0 => remote.min(local_log_start_offset),
-            _ => local_log_start_offset,
+        match self.remote.get().and_then(|r| r.remote_log_start_offset()) {
+            Some(remote) => remote.min(local_log_start_offset),
+            None => local_log_start_offset,
         }
     }
 
@@ -118,9 +170,46 @@ impl Partition {
         self.log_start_offset_with(local)
     }
 
+    /// Every offset of the partition, across both tiers.
+    pub fn offsets(&self) -> LogOffsets {
+        // The high watermark is read under the log's lock: it only ever takes a log end offset
+        // read under that lock, so it cannot pass the one read here.
+        let (local_log_start_offset, log_end_offset, high_watermark) = {
+            let log = self.log();
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                self.high_watermark(),
+            )
+        };
+        LogOffsets {
+            log_start_offset: self.log_start_offset_with(local_log_start_offset),
+            local_log_start_offset,
+            high_watermark,
+            last_stable_offset: high_watermark,
+            log_end_offset,
+        }
+    }
+
+    /// Checks the order of the offsets after `what` moved one of them. Debug builds (every
+    /// test) panic on a violation; release builds log it, since a wrong answer to one request
+    /// is better than a broker that stops serving every partition.
+    pub fn check_offsets(&self, what: &str) {
+        let offsets = self.offsets();
+        if !offsets.ordered() {
+            tracing::error!(tp = %self.tp, ?offsets, what, "partition offsets out of order");
+            debug_assert!(
+                false,
+                "{}: offsets out of order after {what}: {offsets:?}",
+                self.tp
+            );
+        }
+    }
+
     /// Called after anything that moves the log's end backwards or forwards outside `append`.
     pub fn reset_high_watermark(&self) {
         let leo = self.log().log_end_offset();
         self.high_watermark.send_replace(leo);
+        self.check_offsets("a reset of the high watermark");
     }
 }

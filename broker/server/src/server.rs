@@ -52,9 +52,7 @@ pub async fn run(
         .map_err(RunError::RemoteStorage)?;
     let broker = {
         let advertised = advertised.clone();
-        tokio::task::spawn_blocking(move || Broker::open(config, advertised))
-            .await
-            .expect("Broker::open does not panic")?
+        crate::blocking::run(move || Broker::open(config, advertised)).await?
     };
     if let Some(rlm) = remote {
         broker.set_remote(rlm);
@@ -140,6 +138,8 @@ pub async fn serve(
     archive.abort();
     coordinator.abort();
     let b = broker.clone();
-    let _ = tokio::task::spawn_blocking(move || b.close()).await;
+    if crate::blocking::try_run(move || b.close()).await.is_err() {
+        tracing::error!("closing the logs panicked");
+    }
     tracing::info!("shutdown complete");
 }

@@ -1,7 +1,9 @@
-//! The broker side of tiered storage: builds the object store and the `RemoteLogManager` from
-//! the broker config, runs the per-partition job that copies sealed segments below the high
-//! watermark and applies local and total retention, answers reads of offsets that exist only
-//! remotely, and restores topics from a bucket into an empty data directory.
+//! The broker side of tiered storage, as jobs over the broker: builds the object store and the
+//! `RemoteLogManager` from the broker config, runs the per-partition job that copies sealed
+//! segments below the high watermark and applies local and total retention, the Parquet
+//! archive job, and restores topics from a bucket into an empty data directory. Reads and
+//! offsets of the remote tier are the partition's own ([`crate::partition::Partition::remote`],
+//! [`crate::broker::Broker::remote_partition`]).
 //!
 //! Local segments of a tiered topic are deleted only by [`tier_partition`], and only once they
 //! are in the remote manifest; the plain retention pass skips tiered topics. So when the object
@@ -14,12 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shale_cache::CacheConfig;
-use shale_tiering::read::{RemoteReadOutcome, RemoteTimestampOffset};
 use shale_tiering::retention::RetentionPolicy;
 use shale_tiering::store::{S3Config, StoreConfig};
 use shale_tiering::{
-    ArchivePolicy, RemoteLogManager, RemoteLogManagerConfig, RemotePartition, SegmentUpload,
-    TieringError, TopicIdPartition,
+    ArchivePolicy, RemoteLogManager, RemoteLogManagerConfig, SegmentUpload, TieringError,
+    TopicIdPartition,
 };
 
 use crate::broker::{now_ms, Broker};
@@ -113,68 +114,6 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
     Ok(Some(Arc::new(rlm)))
 }
 
-pub fn topic_id_partition(partition: &Partition) -> TopicIdPartition {
-    TopicIdPartition::new(
-        partition.tp.topic.clone(),
-        partition.topic_id,
-        partition.tp.partition,
-    )
-}
-
-/// Whether `topic` is tiered: the broker has a store, and the topic is neither opted out nor
-/// compacted (compaction across tiers is not built yet, so compacted topics stay local).
-pub fn is_tiered(broker: &Broker, topic: &str) -> bool {
-    broker.remote().is_some() && broker.topic_config(topic).is_some_and(|c| c.tiered())
-}
-
-/// The remote handle of a tiered partition.
-pub async fn remote_partition(
-    broker: &Broker,
-    partition: &Partition,
-) -> Option<Arc<RemotePartition>> {
-    let rlm = broker.remote()?;
-    if !is_tiered(broker, &partition.tp.topic) {
-        return None;
-    }
-    match rlm.partition(&topic_id_partition(partition)).await {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!(tp = %partition.tp, error = %e, "remote log unavailable");
-            None
-        }
-    }
-}
-
-/// Reads `offset` from the remote tier if that is where it lives. `None`: not remote.
-pub async fn read_remote(
-    broker: &Broker,
-    partition: &Partition,
-    offset: i64,
-    max_bytes: usize,
-    min_one_batch: bool,
-) -> Option<Result<RemoteReadOutcome, TieringError>> {
-    let remote = remote_partition(broker, partition).await?;
-    Some(remote.read(offset, max_bytes, min_one_batch).await)
-}
-
-/// The first record at or after `timestamp` in the remote tier.
-pub async fn remote_offset_for_timestamp(
-    broker: &Broker,
-    partition: &Partition,
-    timestamp: i64,
-) -> Option<Result<Option<RemoteTimestampOffset>, TieringError>> {
-    let remote = remote_partition(broker, partition).await?;
-    Some(remote.offset_for_timestamp(timestamp).await)
-}
-
-/// The partition's log start offset across both tiers.
-pub async fn log_start_offset(broker: &Broker, partition: &Partition) -> i64 {
-    if let Some(r) = remote_partition(broker, partition).await {
-        partition.set_remote_log_start_offset(r.remote_log_start_offset());
-    }
-    partition.log_start_offset()
-}
-
 /// The background loop: every `remote_log_manager_task_interval_ms`, [`tier_partition`] for
 /// each tiered partition, then (less often) the scrub.
 pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -188,16 +127,21 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
     let mut last_scrub = tokio::time::Instant::now();
     let mut last_counters = tokio::time::Instant::now();
     let mut logged = BTreeMap::new();
+    // The first pass runs at once: it opens every tiered partition's remote handle, so that
+    // `log_start_offset` reports the remote start soon after a restart.
+    let mut first = true;
     loop {
+        let wait = if first { Duration::ZERO } else { period };
+        first = false;
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
         for partition in broker.all_partitions() {
             if *shutdown.borrow() {
                 return;
             }
-            if !is_tiered(&broker, &partition.tp.topic)
+            if !broker.is_tiered(&partition.tp.topic)
                 || partition
                     .remote_fenced
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -259,7 +203,7 @@ pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             if *shutdown.borrow() {
                 break;
             }
-            if !is_tiered(&broker, &partition.tp.topic)
+            if !broker.is_tiered(&partition.tp.topic)
                 || partition
                     .remote_fenced
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -320,7 +264,7 @@ pub async fn archive_partition(
     broker: &Broker,
     partition: &Arc<Partition>,
 ) -> Result<bool, TieringError> {
-    let Some(remote) = remote_partition(broker, partition).await else {
+    let Some(remote) = broker.remote_partition(partition).await else {
         return Ok(false);
     };
     let kept = remote.enforce_archive_retention().await?;
@@ -380,7 +324,7 @@ pub async fn tier_partition(
     broker: &Broker,
     partition: &Arc<Partition>,
 ) -> Result<(), TieringError> {
-    let Some(remote) = remote_partition(broker, partition).await else {
+    let Some(remote) = broker.remote_partition(partition).await else {
         return Ok(());
     };
     let hw = partition.high_watermark();
@@ -441,15 +385,17 @@ pub async fn tier_partition(
     let (local_ms, local_bytes) = (config.local_retention_ms, config.local_retention_bytes);
     let now = now_ms();
     if let Some(end) = remote.copied_end_offset() {
-        // Before the local start moves past the remote start, so `log_start_offset` never
-        // reports the local start of a tiered partition.
-        partition.set_remote_log_start_offset(remote.remote_log_start_offset());
-        let result = partition
-            .log()
-            .delete_tiered_segments(end + 1, local_ms, local_bytes, now);
+        let local = Arc::clone(partition);
+        let result = crate::blocking::run(move || {
+            local
+                .log()
+                .delete_tiered_segments(end + 1, local_ms, local_bytes, now)
+        })
+        .await;
         if let Err(e) = result {
             tracing::warn!(tp = %partition.tp, error = %e, "local retention of tiered segments failed");
         }
+        partition.check_offsets("local retention of tiered segments");
     }
     // Kafka counts the whole log against retention.bytes: the remote segments plus every local
     // byte not in the store yet, the active segment included.
@@ -472,9 +418,8 @@ pub async fn tier_partition(
         .await?;
     if outcome.segments_deleted > 0 {
         tracing::info!(tp = %partition.tp, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, remote_log_start_offset = ?outcome.remote_log_start_offset, "remote retention deleted segments");
+        partition.check_offsets("remote retention");
     }
-    // Remote retention moved the remote start; produce and local fetch report it from here.
-    partition.set_remote_log_start_offset(remote.remote_log_start_offset());
     Ok(())
 }
 
@@ -501,7 +446,7 @@ async fn build_upload(
     };
     let seg = segment.clone();
     let dir = partition.log().dir().to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::run(move || {
         let snapshot = dir.join(format!("{:020}.snapshot", seg.next_offset));
         Ok(SegmentUpload {
             base_offset: seg.base_offset,
@@ -517,7 +462,6 @@ async fn build_upload(
         })
     })
     .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Restores topics from the bucket into an empty data directory: every partition found in the

@@ -41,12 +41,17 @@ struct InProcessBroker {
 
 impl InProcessBroker {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), 100).await
+    }
+
+    /// A broker over `dir` (a fresh one, or one a stopped broker left), tiering every
+    /// `interval_ms`.
+    async fn start_in(dir: tempfile::TempDir, interval_ms: i64) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let config = BrokerConfig {
             data_dir: dir.path().join("data"),
-            remote_log_manager_task_interval_ms: 100,
+            remote_log_manager_task_interval_ms: interval_ms,
             ..BrokerConfig::default()
         };
         config.validate().unwrap();
@@ -66,9 +71,10 @@ impl InProcessBroker {
             .unwrap()
     }
 
-    async fn stop(self) {
+    async fn stop(self) -> tempfile::TempDir {
         self.shutdown.send(true).unwrap();
         self.server.await.unwrap().unwrap();
+        self._dir
     }
 }
 
@@ -168,22 +174,20 @@ async fn fetch(
 
 /// Produce, tiering, both-tier Fetch within max_bytes, ListOffsets and DeleteRecords against the
 /// broker `shale serve` runs, booted from the library.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn produce_fetch_both_tiers_list_offsets_delete_records() {
-    let broker = InProcessBroker::start().await;
-    let mut client = broker.client().await;
-
+/// CreateTopics for [`TOPIC`]: small segments and a small local retention, so that most of it
+/// is tiered within a few passes.
+fn create_request(partitions: i32) -> CreateTopicsRequest {
     let configs = [
         ("segment.bytes", "65536"),
         ("local.retention.bytes", "131072"),
         ("retention.bytes", "-1"),
         ("retention.ms", "-1"),
     ];
-    let create = CreateTopicsRequest::default()
+    CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
             .with_name(name(TOPIC))
-            .with_num_partitions(PARTITIONS)
+            .with_num_partitions(partitions)
             .with_replication_factor(1)
             .with_configs(
                 configs
@@ -194,8 +198,33 @@ async fn produce_fetch_both_tiers_list_offsets_delete_records() {
                             .with_value(Some(StrBytes::from_static_str(v)))
                     })
                     .collect(),
-            )]);
-    let resp = client.send_at(&create, 5).await.unwrap();
+            )])
+}
+
+/// Produces `batch(partition, first)` to one partition; `(error, base offset, log start)`.
+async fn produce_one(client: &mut Client, partition: i32, first: usize) -> (i16, i64, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(TOPIC))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch(partition, first)))])]);
+    let resp = client.send_at(&req, 9).await.unwrap();
+    let pr = &resp.responses[0].partition_responses[0];
+    (pr.error_code, pr.base_offset, pr.log_start_offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_fetch_both_tiers_list_offsets_delete_records() {
+    let broker = InProcessBroker::start().await;
+    let mut client = broker.client().await;
+
+    let resp = client
+        .send_at(&create_request(PARTITIONS), 5)
+        .await
+        .unwrap();
     assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
 
     // Produce: acks=all, each batch gets the next offsets.
@@ -288,5 +317,53 @@ async fn produce_fetch_both_tiers_list_offsets_delete_records() {
     let ranges = batch_ranges(&got[0].2);
     assert!(ranges[0].0 <= 100 && 100 <= ranges[0].1, "{ranges:?}");
 
+    broker.stop().await;
+}
+
+/// After a restart, Produce reports the log start across both tiers (the remote start, 0), not
+/// the local one, without a tiering pass on the schedule: the broker's first pass runs as it
+/// starts and opens the remote handles of tiered partitions. The restarted broker's tiering
+/// period is ten minutes, and nothing else is asked before the produce (a ListOffsets or a
+/// Fetch would open the handle too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_reports_the_remote_log_start_after_a_restart() {
+    let broker = InProcessBroker::start().await;
+    let mut client = broker.client().await;
+    let resp = client.send_at(&create_request(1), 5).await.unwrap();
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+    for k in 0..BATCHES {
+        let first = k * RECORDS_PER_BATCH;
+        assert_eq!(
+            produce_one(&mut client, 0, first).await,
+            (0, first as i64, 0)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while list_offsets(&mut client, EARLIEST_LOCAL).await[0].1 == 0 {
+        assert!(Instant::now() < deadline, "not tiered in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    let dir = broker.stop().await;
+
+    let broker = InProcessBroker::start_in(dir, 600_000).await;
+    let mut client = broker.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut first = BATCHES * RECORDS_PER_BATCH;
+    loop {
+        let (error, base, log_start) = produce_one(&mut client, 0, first).await;
+        assert_eq!((error, base), (0, first as i64));
+        if log_start == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Produce still reports the local log start {log_start}"
+        );
+        first += RECORDS_PER_BATCH;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(list_offsets(&mut client, EARLIEST_LOCAL).await[0].1 > 0);
+    assert_eq!(list_offsets(&mut client, EARLIEST).await[0], (0, 0));
     broker.stop().await;
 }

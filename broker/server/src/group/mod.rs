@@ -40,10 +40,24 @@ pub use state::{
 };
 pub use store::{CoordinatorRecord, GroupLog, OffsetAndMetadata, OffsetsTopic, OFFSETS_TOPIC};
 
-use crate::broker::{ApiError, Broker};
+use crate::api_error::ApiError;
 use crate::config::BrokerConfig;
 use crate::partition::{Partition, TopicPartition};
 use shale_log::LogError;
+
+/// What the coordinator needs from the broker that hosts it: the partitions of its topic,
+/// created on first use. The broker implements it, so that the coordinator does not depend on
+/// the broker (which holds the coordinator).
+pub trait OffsetsTopicHost {
+    /// Every partition of `topic`, creating it with `partitions` partitions and `configs` if it
+    /// does not exist yet (an existing topic is used as it is).
+    fn offsets_topic_partitions(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Vec<Arc<Partition>>, ApiError>;
+}
 
 /// The coordinator's settings, from the broker's.
 #[derive(Debug, Clone)]
@@ -246,7 +260,7 @@ impl GroupCoordinator {
 
     /// Creates `__consumer_offsets` on first use (compacted, `offsets.topic.num.partitions`
     /// partitions), as Kafka does when the first group looks up its coordinator.
-    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), ApiError> {
+    pub fn ensure_offsets_topic(&self, host: &dyn OffsetsTopicHost) -> Result<(), ApiError> {
         if self.shared.has_log() {
             return Ok(());
         }
@@ -256,51 +270,21 @@ impl GroupCoordinator {
             return Ok(());
         }
         let c = &self.shared.config;
-        let existing = broker.metadata().topics.get(OFFSETS_TOPIC).cloned();
-        let topic = match existing {
-            Some(t) => t,
-            None => {
-                // Time and size retention never apply to a compact-only topic in Kafka, but the
-                // local log applies them whatever the cleanup policy: switch them off here, or
-                // the offsets of a group that stopped committing would vanish with their
-                // segment. Compaction is what bounds this topic.
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    (
-                        "segment.bytes".to_string(),
-                        c.offsets_topic_segment_bytes.to_string(),
-                    ),
-                    ("retention.ms".to_string(), "-1".to_string()),
-                    ("retention.bytes".to_string(), "-1".to_string()),
-                ]);
-                match broker.create_topic(
-                    OFFSETS_TOPIC,
-                    c.offsets_topic_num_partitions,
-                    -1,
-                    configs,
-                    false,
-                ) {
-                    Ok(t) => t,
-                    Err(e) if e.error == ResponseError::TopicAlreadyExists => broker
-                        .metadata()
-                        .topics
-                        .get(OFFSETS_TOPIC)
-                        .cloned()
-                        .ok_or(e)?,
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        let partitions = (0..topic.partitions)
-            .map(|p| {
-                broker.partition(OFFSETS_TOPIC, p).ok_or_else(|| {
-                    ApiError::new(
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("{OFFSETS_TOPIC}-{p} is not open on this broker"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Time and size retention never apply to a compact-only topic in Kafka, but the local
+        // log applies them whatever the cleanup policy: switch them off here, or the offsets of
+        // a group that stopped committing would vanish with their segment. Compaction is what
+        // bounds this topic.
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                c.offsets_topic_segment_bytes.to_string(),
+            ),
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+        ]);
+        let partitions =
+            host.offsets_topic_partitions(OFFSETS_TOPIC, c.offsets_topic_num_partitions, configs)?;
         tracing::info!(
             partitions = partitions.len(),
             "group coordinator is using {OFFSETS_TOPIC}"

@@ -92,7 +92,7 @@ impl Now {
     pub fn get() -> Self {
         Self {
             instant: Instant::now(),
-            wall_ms: crate::broker::now_ms(),
+            wall_ms: crate::api_error::now_ms(),
         }
     }
 }

@@ -582,7 +582,7 @@ impl GroupLog for OffsetsTopic {
             return Ok(());
         }
         let partition = self.partition_for(group_id);
-        let now = crate::broker::now_ms();
+        let now = crate::api_error::now_ms();
         let mut builder = BatchBuilder::new(BatchOptions::default());
         for r in records {
             debug_assert_eq!(r.group(), group_id);

@@ -750,7 +750,7 @@ fn commit(
                         offset: *o,
                         leader_epoch: 0,
                         metadata: format!("m{o}"),
-                        commit_timestamp_ms: crate::broker::now_ms(),
+                        commit_timestamp_ms: crate::api_error::now_ms(),
                         expire_timestamp_ms: None,
                     },
                 )

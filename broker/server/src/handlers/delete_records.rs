@@ -9,6 +9,8 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use std::sync::Arc;
+
 use crate::broker::Broker;
 
 pub const MIN_VERSION: i16 = 0;
@@ -57,7 +59,7 @@ async fn delete(
         return Err(ResponseError::OffsetOutOfRange);
     }
     let mut low = partition.log().log_start_offset();
-    if let Some(remote) = crate::tiered::remote_partition(broker, &partition).await {
+    if let Some(remote) = broker.remote_partition(&partition).await {
         if let Some(remote_start) = remote.remote_log_start_offset() {
             low = low.min(remote_start);
             if remote_start < target {
@@ -67,15 +69,20 @@ async fn delete(
                 })?;
                 low = target;
             }
-            partition.set_remote_log_start_offset(remote.remote_log_start_offset());
         }
     }
-    let mut log = partition.log();
-    if target > log.log_start_offset() {
-        low = log
-            .delete_records_before(target)
-            .map_err(|e| super::log_error(&partition.tp, e).error)?;
-    }
+    let local = Arc::clone(&partition);
+    low = crate::blocking::run(move || {
+        let mut log = local.log();
+        if target > log.log_start_offset() {
+            return log
+                .delete_records_before(target)
+                .map_err(|e| super::log_error(&local.tp, e).error);
+        }
+        Ok(low)
+    })
+    .await?;
+    partition.check_offsets("DeleteRecords");
     tracing::info!(tp = %partition.tp, log_start_offset = low, "records deleted");
     Ok(low.max(target.min(hw)))
 }

@@ -1,7 +1,7 @@
 //! Fetch v4–16: whole stored batches from each requested partition up to the high watermark,
 //! within the partition and response byte limits (always at least one batch for the first
 //! partition with data, KIP-74), long-polling until `min_bytes` arrive or `max_wait_ms` passes.
-//! Incremental fetch sessions (KIP-227) live in [`super::fetch_session`].
+//! Incremental fetch sessions (KIP-227) live in [`crate::fetch_session`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +13,9 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::fetch_session::{Session, SessionPartition};
 use super::{sb, RequestContext};
 use crate::broker::Broker;
+use crate::fetch_session::{Session, SessionPartition};
 use crate::metadata::ClusterMetadata;
 use crate::partition::Partition;
 
@@ -225,19 +225,42 @@ fn remember(mut wanted: Vec<SessionPartition>, results: &[PartitionData]) -> Vec
     rest
 }
 
+/// A partition whose fetch offset lives in the remote tier: `(index in the response,
+/// partition, offset, max bytes)`.
+type RemoteRead = (usize, Arc<Partition>, i64, usize);
+
 async fn read_all(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     wanted: &[SessionPartition],
     hosted: &[Option<Arc<Partition>>],
     response_max: usize,
     read_committed: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
+    // The local pass reads segment files: on the blocking pool, in one call for all partitions.
+    let (results, total, errored, remote_reads) = {
+        let (broker, wanted, hosted) = (Arc::clone(broker), wanted.to_vec(), hosted.to_vec());
+        crate::blocking::run(move || {
+            read_local(&broker, &wanted, &hosted, response_max, read_committed)
+        })
+        .await
+    };
+    read_remote_all(broker, results, total, errored, remote_reads, response_max).await
+}
+
+/// The local pass of [`read_all`]; offsets that live in the remote tier are returned for it.
+fn read_local(
+    broker: &Broker,
+    wanted: &[SessionPartition],
+    hosted: &[Option<Arc<Partition>>],
+    response_max: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize, bool, Vec<RemoteRead>) {
     let mut total = 0usize;
     let mut errored = false;
     // Offsets below the local log start of a tiered partition are read from the remote tier,
     // after the local pass and all at once (concurrently), each within the budget left then.
     let mut remote_reads = Vec::new();
-    let mut results: Vec<PartitionData> = wanted
+    let results: Vec<PartitionData> = wanted
         .iter()
         .zip(hosted)
         .enumerate()
@@ -274,7 +297,7 @@ async fn read_all(
             if partition_max == 0 && total > 0 {
                 return data;
             }
-            if p.fetch_offset < local_start && crate::tiered::is_tiered(broker, &p.topic) {
+            if p.fetch_offset < local_start && broker.is_tiered(&p.topic) {
                 remote_reads.push((i, partition.clone(), p.fetch_offset, partition_max));
                 return data;
             }
@@ -290,6 +313,17 @@ async fn read_all(
             }
         })
         .collect();
+    (results, total, errored, remote_reads)
+}
+
+async fn read_remote_all(
+    broker: &Broker,
+    mut results: Vec<PartitionData>,
+    mut total: usize,
+    mut errored: bool,
+    remote_reads: Vec<RemoteRead>,
+    response_max: usize,
+) -> (Vec<PartitionData>, usize, bool) {
     if !remote_reads.is_empty() {
         let first_has_data = total > 0;
         let reads = remote_reads
@@ -299,10 +333,11 @@ async fn read_all(
                 // KIP-74: the first partition of the response with data gets at least one batch.
                 let min_one = !first_has_data && k == 0;
                 async move {
-                    let start = crate::tiered::log_start_offset(broker, partition).await;
-                    let read =
-                        crate::tiered::read_remote(broker, partition, *offset, *max, min_one).await;
-                    (start, read)
+                    let read = match broker.remote_partition(partition).await {
+                        Some(remote) => Some(remote.read(*offset, *max, min_one).await),
+                        None => None,
+                    };
+                    (partition.log_start_offset(), read)
                 }
             });
         let outcomes = futures::future::join_all(reads).await;

@@ -29,7 +29,7 @@ pub async fn handle(
         .as_ref()
         .map(|s| s.to_string())
         .filter(|_| v >= 5);
-    let result = match broker.groups.ensure_offsets_topic(broker) {
+    let result = match broker.groups.ensure_offsets_topic(broker.as_ref()) {
         Err(e) => {
             tracing::warn!(group = %group_id, error = %e.message, "JoinGroup: no offsets topic");
             JoinResult::error(

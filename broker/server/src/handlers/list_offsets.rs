@@ -95,16 +95,11 @@ async fn lookup(
     if let Some(e) = epoch_error(current_epoch, partition.leader_epoch) {
         return Err(e);
     }
-    let remote = crate::tiered::remote_partition(broker, &partition).await;
+    let remote = broker.remote_partition(&partition).await;
     if let Some(remote) = remote {
         match ts {
-            EARLIEST => {
-                let local = partition.log().log_start_offset();
-                let start = remote
-                    .remote_log_start_offset()
-                    .map_or(local, |r| r.min(local));
-                return Ok((start, -1, -1));
-            }
+            // Across both tiers: the remote handle is open now.
+            EARLIEST => return Ok((partition.log_start_offset(), -1, -1)),
             LATEST_TIERED => {
                 return Ok((remote.copied_end_offset().unwrap_or(-1), -1, -1));
             }
@@ -119,7 +114,7 @@ async fn lookup(
             _ => {}
         }
     }
-    local_lookup(&partition, ts)
+    crate::blocking::run(move || local_lookup(&partition, ts)).await
 }
 
 fn local_lookup(

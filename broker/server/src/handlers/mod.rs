@@ -28,7 +28,6 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod fetch;
-pub mod fetch_session;
 mod find_coordinator;
 mod heartbeat;
 mod init_producer_id;
@@ -193,6 +192,7 @@ pub enum Reply {
 }
 
 /// Facts about the request that handlers may need besides its body.
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub api_version: i16,
     pub correlation_id: i32,
@@ -274,20 +274,30 @@ async fn dispatch(
     use ResponseKind as Rs;
     Some(match request {
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(ctx, r)),
-        Rq::Metadata(r) => Rs::Metadata(metadata::handle(broker, ctx, r)),
+        Rq::Metadata(r) => Rs::Metadata(on_blocking_pool(broker, ctx, r, metadata::handle).await),
         Rq::Produce(r) => return produce::handle(broker, ctx, r).await.map(Rs::Produce),
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, ctx, r).await),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, ctx, r).await),
-        Rq::CreateTopics(r) => Rs::CreateTopics(create_topics::handle(broker, ctx, r)),
-        Rq::DeleteTopics(r) => Rs::DeleteTopics(delete_topics::handle(broker, ctx, r)),
-        Rq::CreatePartitions(r) => Rs::CreatePartitions(create_partitions::handle(broker, ctx, r)),
+        Rq::CreateTopics(r) => {
+            Rs::CreateTopics(on_blocking_pool(broker, ctx, r, create_topics::handle).await)
+        }
+        Rq::DeleteTopics(r) => {
+            Rs::DeleteTopics(on_blocking_pool(broker, ctx, r, delete_topics::handle).await)
+        }
+        Rq::CreatePartitions(r) => {
+            Rs::CreatePartitions(on_blocking_pool(broker, ctx, r, create_partitions::handle).await)
+        }
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(broker, ctx, r)),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(broker, ctx, r)),
-        Rq::InitProducerId(r) => Rs::InitProducerId(init_producer_id::handle(broker, ctx, r)),
-        Rq::AlterConfigs(r) => Rs::AlterConfigs(alter_configs::handle(broker, ctx, r)),
-        Rq::IncrementalAlterConfigs(r) => {
-            Rs::IncrementalAlterConfigs(alter_configs::handle_incremental(broker, ctx, r))
+        Rq::InitProducerId(r) => {
+            Rs::InitProducerId(on_blocking_pool(broker, ctx, r, init_producer_id::handle).await)
         }
+        Rq::AlterConfigs(r) => {
+            Rs::AlterConfigs(on_blocking_pool(broker, ctx, r, alter_configs::handle).await)
+        }
+        Rq::IncrementalAlterConfigs(r) => Rs::IncrementalAlterConfigs(
+            on_blocking_pool(broker, ctx, r, alter_configs::handle_incremental).await,
+        ),
         Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(broker, ctx, r).await),
         Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(describe_log_dirs::handle(broker, ctx, r)),
         Rq::DescribeProducers(r) => {
@@ -297,15 +307,43 @@ async fn dispatch(
         Rq::JoinGroup(r) => Rs::JoinGroup(join_group::handle(broker, ctx, r).await),
         Rq::SyncGroup(r) => Rs::SyncGroup(sync_group::handle(broker, ctx, r).await),
         Rq::Heartbeat(r) => Rs::Heartbeat(heartbeat::handle(broker, ctx, r)),
-        Rq::LeaveGroup(r) => Rs::LeaveGroup(leave_group::handle(broker, ctx, r)),
-        Rq::OffsetCommit(r) => Rs::OffsetCommit(offset_commit::handle(broker, ctx, r)),
+        Rq::LeaveGroup(r) => {
+            Rs::LeaveGroup(on_blocking_pool(broker, ctx, r, leave_group::handle).await)
+        }
+        Rq::OffsetCommit(r) => {
+            let (broker, ctx) = (Arc::clone(broker), ctx.clone());
+            Rs::OffsetCommit(
+                crate::blocking::run(move || offset_commit::handle(&broker, &ctx, r)).await,
+            )
+        }
         Rq::OffsetFetch(r) => Rs::OffsetFetch(offset_fetch::handle(broker, ctx, r)),
         Rq::DescribeGroups(r) => Rs::DescribeGroups(describe_groups::handle(broker, ctx, r)),
         Rq::ListGroups(r) => Rs::ListGroups(list_groups::handle(broker, ctx, r)),
-        Rq::DeleteGroups(r) => Rs::DeleteGroups(delete_groups::handle(broker, ctx, r)),
-        Rq::OffsetDelete(r) => Rs::OffsetDelete(offset_delete::handle(broker, ctx, r)),
+        Rq::DeleteGroups(r) => {
+            Rs::DeleteGroups(on_blocking_pool(broker, ctx, r, delete_groups::handle).await)
+        }
+        Rq::OffsetDelete(r) => {
+            Rs::OffsetDelete(on_blocking_pool(broker, ctx, r, offset_delete::handle).await)
+        }
         other => unreachable!("dispatcher admitted an unsupported request {other:?}"),
     })
+}
+
+/// Runs a synchronous handler whose work may write the metadata file or a log on the blocking
+/// pool (see [`crate::blocking`]).
+async fn on_blocking_pool<Rq, Rs>(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: Rq,
+    handle: fn(&Broker, &RequestContext, Rq) -> Rs,
+) -> Rs
+where
+    Rq: Send + 'static,
+    Rs: Send + 'static,
+{
+    let broker = Arc::clone(broker);
+    let ctx = ctx.clone();
+    crate::blocking::run(move || handle(&broker, &ctx, request)).await
 }
 
 fn encode(correlation_id: i32, key: ApiKey, version: i16, response: &ResponseKind) -> Reply {

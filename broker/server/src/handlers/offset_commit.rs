@@ -83,7 +83,7 @@ pub fn handle(
         };
         let stored = broker
             .groups
-            .ensure_offsets_topic(broker)
+            .ensure_offsets_topic(broker.as_ref())
             .map_err(|_| ResponseError::CoordinatorNotAvailable)
             .and_then(|()| broker.groups.commit_offsets(req.group_id.as_str(), commit));
         stored.err()

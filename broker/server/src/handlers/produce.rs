@@ -42,7 +42,13 @@ pub async fn handle(
                     format!("acks must be -1, 0 or 1, got {acks}"),
                 ))
             } else {
-                produce_partition(broker, topic.name.as_str(), pd.index, pd.records)
+                // Validation, a possible auto-creation and the append (pwrite, fsync on a
+                // roll) run on the blocking pool.
+                let (broker, name) = (Arc::clone(broker), topic.name.to_string());
+                crate::blocking::run(move || {
+                    produce_partition(&broker, &name, pd.index, pd.records)
+                })
+                .await
             };
             partitions.push(match result {
                 Ok(r) => base
