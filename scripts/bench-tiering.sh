@@ -10,7 +10,8 @@
 # Defaults: ~1 GiB tiered in 128 MiB segments over 4 partitions, 16 KiB incompressible records,
 # a 2 GiB read cache in 4 MiB chunks, plain GETs 8 at a time. The work dir (broker data, the
 # SeaweedFS data, logs) is under target/ (BENCH_DIR_PARENT=/path puts it elsewhere) and is
-# deleted at the end unless --keep.
+# deleted at the end unless --keep. BENCH_SHALE_BIN=path runs that binary instead of building
+# target/release/shale.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,8 +33,15 @@ done
 log() { printf '[bench-tiering] %s\n' "$*" >&2; }
 
 scripts/setup-test-env.sh
-log "cargo build --release -p shale-broker"
-cargo build --release -p shale-broker
+if [ -n "${BENCH_SHALE_BIN:-}" ]; then
+  # A binary built elsewhere (e.g. an older commit), for before/after runs on the same box.
+  SHALE="$BENCH_SHALE_BIN"
+  log "using $SHALE (BENCH_SHALE_BIN; not building)"
+else
+  log "cargo build --release -p shale-broker"
+  cargo build --release -p shale-broker
+  SHALE="$ROOT/target/release/shale"
+fi
 
 PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
 mkdir -p "$PARENT"
@@ -45,5 +53,5 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ROOT/.venv/bin/python" "$ROOT/scripts/bench_tiering.py" --shale "$ROOT/target/release/shale" \
+"$ROOT/.venv/bin/python" "$ROOT/scripts/bench_tiering.py" --shale "$SHALE" \
   --workdir "$WORK" "${args[@]}"

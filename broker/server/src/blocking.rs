@@ -23,9 +23,9 @@
 //! Code there may take the partition and metadata `std::sync::Mutex`es; async code must not
 //! hold them across an `.await`.
 //!
-//! Known gap: JoinGroup and SyncGroup are async handlers that append group metadata to
-//! `__consumer_offsets` on the worker (their waits and their writes are interleaved under the
-//! group's lock); moving those writes needs the group coordinator's own writer.
+//! The group coordinator's own writes take the same road: JoinGroup and SyncGroup run the
+//! group's state machine (which may append the group's metadata) through [`run`] and wait for
+//! the rebalance outside it; group timers and offset expiry do too.
 //!
 //! A panic on the blocking pool is resumed in the caller, as if the call had run inline: the
 //! connection task fails the same way it did before the boundary existed. If the caller is

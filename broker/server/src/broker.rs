@@ -194,12 +194,7 @@ impl Broker {
             partitions: next_offsets.len() as i32,
             configs: BTreeMap::new(),
         };
-        self.update_metadata(|meta| {
-            check_new_topic_name(meta, name)?;
-            meta.topics.insert(name.to_string(), topic.clone());
-            Ok(())
-        })?;
-        self.open_partitions(&topic, 0)?;
+        self.add_topic(&topic)?;
         for (p, &next) in next_offsets.iter().enumerate() {
             if let Some(partition) = self.partition(name, p as i32) {
                 if next > 0 {
@@ -322,14 +317,20 @@ impl Broker {
             check_new_topic_name(&self.metadata(), name)?;
             return Ok(topic);
         }
-        self.update_metadata(|meta| {
-            check_new_topic_name(meta, name)?;
-            meta.topics.insert(name.to_string(), topic.clone());
-            Ok(())
-        })?;
-        self.open_partitions(&topic, 0)?;
+        self.add_topic(&topic)?;
         tracing::info!(topic = name, partitions = num_partitions, id = %topic.id, "topic created");
         Ok(topic)
+    }
+
+    /// Records a new topic in the metadata (refusing a name that exists or collides) and opens
+    /// its partitions.
+    fn add_topic(&self, topic: &TopicMetadata) -> Result<(), ApiError> {
+        self.update_metadata(|meta| {
+            check_new_topic_name(meta, &topic.name)?;
+            meta.topics.insert(topic.name.clone(), topic.clone());
+            Ok(())
+        })?;
+        self.open_partitions(topic, 0)
     }
 
     fn open_partitions(&self, topic: &TopicMetadata, from: i32) -> Result<(), ApiError> {

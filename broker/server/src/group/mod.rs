@@ -326,15 +326,7 @@ impl GroupCoordinator {
     /// Makes sure the group's timer task runs if the group has a deadline, and wakes it so it
     /// sees deadlines that moved.
     fn schedule(&self, handle: &Arc<GroupHandle>, slot: &mut Slot) {
-        if slot.group.next_deadline().is_none() {
-            return;
-        }
-        if slot.timer_running {
-            handle.wake.notify_one();
-        } else {
-            slot.timer_running = true;
-            tokio::spawn(run_timer(self.shared.clone(), handle.clone()));
-        }
+        schedule(&self.shared, handle, slot);
     }
 
     // --- Membership --------------------------------------------------------------------------
@@ -368,13 +360,19 @@ impl GroupCoordinator {
             }
         };
         let member_id = req.member_id.clone();
-        let reply = {
+        // The state machine may append the group's metadata to `__consumer_offsets`: on the
+        // blocking pool (crate::blocking), under the group's lock, and the wait is outside.
+        let shared = Arc::clone(&self.shared);
+        let reply = crate::blocking::run(move || {
             let mut slot = handle.lock();
-            let log = self.shared.log();
-            let reply = slot.group.join(req, Now::get(), &c.group, log.as_ref());
-            self.schedule(&handle, &mut slot);
+            let log = shared.log();
+            let reply = slot
+                .group
+                .join(req, Now::get(), &shared.config.group, log.as_ref());
+            schedule(&shared, &handle, &mut slot);
             reply
-        };
+        })
+        .await;
         match reply {
             Reply::Now(r) => r,
             Reply::Wait(rx) => rx.await.unwrap_or_else(|_| {
@@ -390,15 +388,17 @@ impl GroupCoordinator {
         let Some(handle) = self.get(group_id) else {
             return SyncResult::error(ResponseError::UnknownMemberId);
         };
-        let reply = {
+        let shared = Arc::clone(&self.shared);
+        let reply = crate::blocking::run(move || {
             let mut slot = handle.lock();
-            let log = self.shared.log();
+            let log = shared.log();
             let reply = slot
                 .group
-                .sync(req, Now::get(), &self.shared.config.group, log.as_ref());
-            self.schedule(&handle, &mut slot);
+                .sync(req, Now::get(), &shared.config.group, log.as_ref());
+            schedule(&shared, &handle, &mut slot);
             reply
-        };
+        })
+        .await;
         match reply {
             Reply::Now(r) => r,
             Reply::Wait(rx) => rx
@@ -693,7 +693,11 @@ impl GroupCoordinator {
                 _ = tokio::time::sleep(period) => {}
                 _ = shutdown.changed() => break,
             }
-            self.expire_offsets(Now::get());
+            // Expiry appends tombstones: on the blocking pool.
+            let coordinator = GroupCoordinator {
+                shared: Arc::clone(&self.shared),
+            };
+            crate::blocking::run(move || coordinator.expire_offsets(Now::get())).await;
         }
         for handle in self.handles() {
             handle
@@ -712,22 +716,41 @@ fn fits_record(s: &str) -> bool {
     s.len() <= i16::MAX as usize
 }
 
+/// Starts the group's timer task, or wakes it, if the group has a deadline.
+fn schedule(shared: &Arc<Shared>, handle: &Arc<GroupHandle>, slot: &mut Slot) {
+    if slot.group.next_deadline().is_none() {
+        return;
+    }
+    if slot.timer_running {
+        handle.wake.notify_one();
+    } else {
+        slot.timer_running = true;
+        tokio::spawn(run_timer(shared.clone(), handle.clone()));
+    }
+}
+
 /// One group's timer task: runs [`ClassicGroup::on_timer`] at each deadline until the group
 /// has none left.
 async fn run_timer(shared: Arc<Shared>, handle: Arc<GroupHandle>) {
     loop {
-        let next = {
-            let mut slot = handle.lock();
-            let log = shared.log();
+        // A rebalance completed by a timer appends the group's metadata: on the blocking pool.
+        let (s, h) = (Arc::clone(&shared), Arc::clone(&handle));
+        let next = crate::blocking::run(move || {
+            let mut slot = h.lock();
+            let log = s.log();
             slot.group
-                .on_timer(Now::get(), &shared.config.group, log.as_ref());
+                .on_timer(Now::get(), &s.config.group, log.as_ref());
             match slot.group.next_deadline() {
-                Some(d) if !slot.group.is(GroupState::Dead) => d,
+                Some(d) if !slot.group.is(GroupState::Dead) => Some(d),
                 _ => {
                     slot.timer_running = false;
-                    return;
+                    None
                 }
             }
+        })
+        .await;
+        let Some(next) = next else {
+            return;
         };
         // A deadline that is already due is handled on the next turn; the floor keeps a
         // zero-length timeout from spinning.

@@ -27,8 +27,24 @@ pub async fn handle(
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in req.topic_data {
+    // Validation, a possible auto-creation and the appends (pwrite, fsync on a roll) run on the
+    // blocking pool, in one call for the whole request: one hand-off per request, not per
+    // partition.
+    let broker = Arc::clone(broker);
+    let responses = crate::blocking::run(move || append_all(&broker, req.topic_data, acks)).await;
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn append_all(
+    broker: &Broker,
+    topic_data: Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
+    acks: i16,
+) -> Vec<TopicProduceResponse> {
+    let mut responses = Vec::with_capacity(topic_data.len());
+    for topic in topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let base = PartitionProduceResponse::default()
@@ -42,13 +58,7 @@ pub async fn handle(
                     format!("acks must be -1, 0 or 1, got {acks}"),
                 ))
             } else {
-                // Validation, a possible auto-creation and the append (pwrite, fsync on a
-                // roll) run on the blocking pool.
-                let (broker, name) = (Arc::clone(broker), topic.name.to_string());
-                crate::blocking::run(move || {
-                    produce_partition(&broker, &name, pd.index, pd.records)
-                })
-                .await
+                produce_partition(broker, topic.name.as_str(), pd.index, pd.records)
             };
             partitions.push(match result {
                 Ok(r) => base
@@ -68,10 +78,7 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    responses
 }
 
 struct Produced {
