@@ -36,8 +36,9 @@ log() { printf '[bench-archive] %s\n' "$*" >&2; }
 
 command -v zstd >/dev/null 2>&1 || { log "zstd (the CLI) is needed for the baseline"; exit 1; }
 scripts/setup-test-env.sh
-log "cargo build --release -p shale-broker"
-cargo build --release -p shale-broker
+# shellcheck source=scripts/bench-binary.sh
+. "$ROOT/scripts/bench-binary.sh"
+bench_shale_binary
 
 PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
 mkdir -p "$PARENT"
@@ -48,5 +49,5 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ROOT/.venv/bin/python" "$ROOT/scripts/bench_archive.py" --shale "$ROOT/target/release/shale" \
+"$ROOT/.venv/bin/python" "$ROOT/scripts/bench_archive.py" --shale "$SHALE" \
   --workdir "$WORK" "${args[@]}"

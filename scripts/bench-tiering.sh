@@ -33,15 +33,9 @@ done
 log() { printf '[bench-tiering] %s\n' "$*" >&2; }
 
 scripts/setup-test-env.sh
-if [ -n "${BENCH_SHALE_BIN:-}" ]; then
-  # A binary built elsewhere (e.g. an older commit), for before/after runs on the same box.
-  SHALE="$BENCH_SHALE_BIN"
-  log "using $SHALE (BENCH_SHALE_BIN; not building)"
-else
-  log "cargo build --release -p shale-broker"
-  cargo build --release -p shale-broker
-  SHALE="$ROOT/target/release/shale"
-fi
+# shellcheck source=scripts/bench-binary.sh
+. "$ROOT/scripts/bench-binary.sh"
+bench_shale_binary
 
 PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
 mkdir -p "$PARENT"

@@ -46,15 +46,9 @@ export BENCH_ACKS="$ACKS"  # read by scripts/bench_python_client.py
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 scripts/setup-test-env.sh
-if [ -n "${BENCH_SHALE_BIN:-}" ]; then
-  # A binary built elsewhere (e.g. an older commit), for before/after runs on the same box.
-  SHALE="$BENCH_SHALE_BIN"
-  log "using $SHALE (BENCH_SHALE_BIN; not building)"
-else
-  log "cargo build --release -p shale-broker"
-  cargo build --release -p shale-broker
-  SHALE="$ROOT/target/release/shale"
-fi
+# shellcheck source=scripts/bench-binary.sh
+. "$ROOT/scripts/bench-binary.sh"
+bench_shale_binary
 
 PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
 mkdir -p "$PARENT"
