@@ -106,11 +106,6 @@ impl Partition {
         Ok(remote)
     }
 
-    /// The remote handle if it was opened already.
-    pub fn remote_if_open(&self) -> Option<&Arc<RemotePartition>> {
-        self.remote.get()
-    }
-
     /// The log, for operations that need it whole. Never hold this across an `.await`.
     pub fn log(&self) -> MutexGuard<'_, Log> {
         // A poisoned mutex means a panic mid-append; the log's own recovery is the only safe

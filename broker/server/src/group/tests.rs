@@ -129,9 +129,15 @@ async fn member_id(c: &GroupCoordinator) -> String {
 }
 
 /// Lets spawned tasks run without moving the clock.
+/// Lets spawned joins and syncs run up to their next wait. They run the group's state machine on
+/// the blocking pool (crate::blocking); with the clock paused, Tokio does not auto-advance time
+/// while a blocking task runs, so each 1 ms sleep returns only once those tasks are done.
 async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
+    for _ in 0..3 {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        sleep(Duration::from_millis(1)).await;
     }
 }
 
