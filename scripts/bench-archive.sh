@@ -35,14 +35,10 @@ done
 log() { printf '[bench-archive] %s\n' "$*" >&2; }
 
 command -v zstd >/dev/null 2>&1 || { log "zstd (the CLI) is needed for the baseline"; exit 1; }
-scripts/setup-test-env.sh
-# shellcheck source=scripts/bench-binary.sh
-. "$ROOT/scripts/bench-binary.sh"
-bench_shale_binary
-
-PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
-mkdir -p "$PARENT"
-WORK="$(mktemp -d "$PARENT/bench-archive.XXXXXX")"
+# shellcheck source=scripts/bench-setup.sh
+. "$ROOT/scripts/bench-setup.sh"
+bench_setup bench-archive
+WORK="$BENCH_WORK"
 cleanup() {
   # bench_archive.py stops its broker itself, also when it fails.
   if [ "$KEEP" -eq 0 ]; then rm -rf "$WORK"; else log "kept $WORK"; fi

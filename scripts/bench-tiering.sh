@@ -32,14 +32,10 @@ done
 
 log() { printf '[bench-tiering] %s\n' "$*" >&2; }
 
-scripts/setup-test-env.sh
-# shellcheck source=scripts/bench-binary.sh
-. "$ROOT/scripts/bench-binary.sh"
-bench_shale_binary
-
-PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
-mkdir -p "$PARENT"
-WORK="$(mktemp -d "$PARENT/bench-tiering.XXXXXX")"
+# shellcheck source=scripts/bench-setup.sh
+. "$ROOT/scripts/bench-setup.sh"
+bench_setup bench-tiering
+WORK="$BENCH_WORK"
 cleanup() {
   # bench_tiering.py stops its SeaweedFS itself; this is for an interrupted run.
   SHALE_S3_STATE_DIR="$WORK/s3" scripts/s3-test-server.sh stop >/dev/null 2>&1 || true

@@ -45,14 +45,10 @@ export BENCH_ACKS="$ACKS"  # read by scripts/bench_python_client.py
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-scripts/setup-test-env.sh
-# shellcheck source=scripts/bench-binary.sh
-. "$ROOT/scripts/bench-binary.sh"
-bench_shale_binary
-
-PARENT="${BENCH_DIR_PARENT:-$ROOT/target}"
-mkdir -p "$PARENT"
-BENCH_DIR="$(mktemp -d "$PARENT/bench.XXXXXX")"
+# shellcheck source=scripts/bench-setup.sh
+. "$ROOT/scripts/bench-setup.sh"
+bench_setup bench
+BENCH_DIR="$BENCH_WORK"
 SHALE_PID=""
 cleanup() {
   if [ -n "$SHALE_PID" ] && kill -0 "$SHALE_PID" 2>/dev/null; then

@@ -329,6 +329,25 @@ impl GroupCoordinator {
         schedule(&self.shared, handle, slot);
     }
 
+    /// Runs one step of a group's state machine, which may append the group's metadata to
+    /// `__consumer_offsets`: on the blocking pool (crate::blocking), under the group's lock,
+    /// then (re)schedules its timer. A caller's wait for the rebalance happens outside.
+    async fn step<T: Send + 'static>(
+        &self,
+        handle: Arc<GroupHandle>,
+        step: impl FnOnce(&mut ClassicGroup, &GroupConfig, &dyn GroupLog) -> T + Send + 'static,
+    ) -> T {
+        let shared = Arc::clone(&self.shared);
+        crate::blocking::run(move || {
+            let mut slot = handle.lock();
+            let log = shared.log();
+            let out = step(&mut slot.group, &shared.config.group, log.as_ref());
+            schedule(&shared, &handle, &mut slot);
+            out
+        })
+        .await
+    }
+
     // --- Membership --------------------------------------------------------------------------
 
     pub async fn join_group(&self, group_id: &str, req: JoinRequest) -> JoinResult {
@@ -360,19 +379,11 @@ impl GroupCoordinator {
             }
         };
         let member_id = req.member_id.clone();
-        // The state machine may append the group's metadata to `__consumer_offsets`: on the
-        // blocking pool (crate::blocking), under the group's lock, and the wait is outside.
-        let shared = Arc::clone(&self.shared);
-        let reply = crate::blocking::run(move || {
-            let mut slot = handle.lock();
-            let log = shared.log();
-            let reply = slot
-                .group
-                .join(req, Now::get(), &shared.config.group, log.as_ref());
-            schedule(&shared, &handle, &mut slot);
-            reply
-        })
-        .await;
+        let reply = self
+            .step(handle, move |group, cfg, log| {
+                group.join(req, Now::get(), cfg, log)
+            })
+            .await;
         match reply {
             Reply::Now(r) => r,
             Reply::Wait(rx) => rx.await.unwrap_or_else(|_| {
@@ -388,17 +399,11 @@ impl GroupCoordinator {
         let Some(handle) = self.get(group_id) else {
             return SyncResult::error(ResponseError::UnknownMemberId);
         };
-        let shared = Arc::clone(&self.shared);
-        let reply = crate::blocking::run(move || {
-            let mut slot = handle.lock();
-            let log = shared.log();
-            let reply = slot
-                .group
-                .sync(req, Now::get(), &shared.config.group, log.as_ref());
-            schedule(&shared, &handle, &mut slot);
-            reply
-        })
-        .await;
+        let reply = self
+            .step(handle, move |group, cfg, log| {
+                group.sync(req, Now::get(), cfg, log)
+            })
+            .await;
         match reply {
             Reply::Now(r) => r,
             Reply::Wait(rx) => rx
