@@ -394,11 +394,7 @@ impl RemotePartition {
             .cache
             .read_range(&path, range.clone(), segment.size_bytes, successor)
             .await
-            .map_err(|e| TieringError::Cache {
-                tp: self.tp.clone(),
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.cache_error(&path, e))?;
         if bytes.len() as u64 != expected {
             return Err(self.corrupt(
                 segment,
@@ -408,6 +404,14 @@ impl RemotePartition {
             ));
         }
         Ok(bytes)
+    }
+
+    fn cache_error(&self, path: &Path, e: shale_cache::CacheError) -> TieringError {
+        TieringError::Cache {
+            tp: self.tp.clone(),
+            path: path.to_string(),
+            reason: e.to_string(),
+        }
     }
 
     /// The segment's decoded `.indexes` object, from memory or through the cache.
@@ -424,11 +428,7 @@ impl RemotePartition {
             .cache
             .read_all(&path)
             .await
-            .map_err(|e| TieringError::Cache {
-                tp: self.tp.clone(),
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.cache_error(&path, e))?;
         let indexes = Arc::new(SegmentIndexes::decode(&bytes).map_err(|reason| {
             TieringError::CorruptIndexes {
                 tp: self.tp.clone(),

@@ -449,16 +449,20 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn bytes(&mut self, field: &'static str) -> Result<Bytes, RecordError> {
-        let len = if self.flexible {
+    /// A bytes or array length: `None` for null (a negative int32 classic, 0 compact).
+    fn long_length(&mut self, field: &'static str) -> Result<Option<usize>, RecordError> {
+        Ok(if self.flexible {
             self.unsigned_varint(field)?
                 .checked_sub(1)
                 .map(|n| n as usize)
         } else {
             let n = self.i32()?;
             (n >= 0).then_some(n as usize)
-        };
-        let Some(len) = len else {
+        })
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<Bytes, RecordError> {
+        let Some(len) = self.long_length(field)? else {
             return Err(RecordError::Invalid {
                 what: self.what,
                 field,
@@ -469,15 +473,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array_len(&mut self, field: &'static str) -> Result<usize, RecordError> {
-        let len = if self.flexible {
-            self.unsigned_varint(field)?
-                .checked_sub(1)
-                .map(|n| n as usize)
-        } else {
-            let n = self.i32()?;
-            (n >= 0).then_some(n as usize)
-        };
-        len.ok_or(RecordError::Invalid {
+        self.long_length(field)?.ok_or(RecordError::Invalid {
             what: self.what,
             field,
             reason: "null array".into(),
