@@ -45,24 +45,23 @@ struct Published {
     topic_configs: Arc<HashMap<String, Arc<topic_config::TopicConfig>>>,
 }
 
-impl Published {
-    /// Resolves every topic's config; the error is `(topic, reason)`.
-    fn new(broker: &BrokerConfig, meta: ClusterMetadata) -> Result<Self, (String, String)> {
-        let defaults = topic_config::Defaults {
-            broker,
-            dynamic: &meta.dynamic_broker_configs,
-        };
-        let mut topic_configs = HashMap::with_capacity(meta.topics.len());
-        for (name, topic) in &meta.topics {
-            let resolved = topic_config::TopicConfig::resolve(defaults, &topic.configs)
-                .map_err(|reason| (name.clone(), reason))?;
-            topic_configs.insert(name.clone(), Arc::new(resolved));
-        }
-        Ok(Self {
-            meta: Arc::new(meta),
-            topic_configs: Arc::new(topic_configs),
+/// Every topic's config in `meta`, resolved; the error is `(topic, reason)`.
+fn resolve_topic_configs(
+    broker: &BrokerConfig,
+    meta: &ClusterMetadata,
+) -> Result<HashMap<String, Arc<topic_config::TopicConfig>>, (String, String)> {
+    let defaults = topic_config::Defaults {
+        broker,
+        dynamic: &meta.dynamic_broker_configs,
+    };
+    meta.topics
+        .iter()
+        .map(|(name, topic)| {
+            topic_config::TopicConfig::resolve(defaults, &topic.configs)
+                .map(|resolved| (name.clone(), Arc::new(resolved)))
+                .map_err(|reason| (name.clone(), reason))
         })
-    }
+        .collect()
 }
 
 pub struct Broker {
@@ -102,12 +101,12 @@ impl Broker {
         let meta = ClusterMetadata::load(&data_dir)?;
         // A stored value that does not validate (written by an older build, or by hand) stops
         // startup naming the topic and the config, rather than being read some default way.
-        let published = Published::new(&config, meta.clone())
+        let topic_configs = resolve_topic_configs(&config, &meta)
             .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
         meta.persist(&data_dir)?;
         let mut partitions = HashMap::new();
         for topic in meta.topics.values() {
-            let topic_config = &published.topic_configs[&topic.name];
+            let topic_config = &topic_configs[&topic.name];
             for p in 0..topic.partitions {
                 let tp = TopicPartition {
                     topic: topic.name.clone(),
@@ -132,7 +131,10 @@ impl Broker {
         Ok(Arc::new(Self {
             config,
             advertised,
-            meta: RwLock::new(published),
+            meta: RwLock::new(Published {
+                meta: Arc::new(meta),
+                topic_configs: Arc::new(topic_configs),
+            }),
             meta_write: Mutex::new(()),
             partitions: RwLock::new(partitions),
             producer_ids: Mutex::new((reserved, reserved)),
@@ -257,17 +259,21 @@ impl Broker {
         let out = change(&mut next)?;
         // Configs were validated before `change` stored them; resolving cannot fail then, but
         // if it does the change is refused before anything is persisted.
-        let published = Published::new(&self.config, next.clone()).map_err(|(topic, reason)| {
-            ApiError::new(
-                ResponseError::InvalidConfig,
-                format!("topic `{topic}`: {reason}"),
-            )
-        })?;
+        let topic_configs =
+            resolve_topic_configs(&self.config, &next).map_err(|(topic, reason)| {
+                ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("topic `{topic}`: {reason}"),
+                )
+            })?;
         next.persist(&self.config.data_dir).map_err(|e| {
             tracing::error!(error = %e, "cannot persist cluster metadata");
             ApiError::new(ResponseError::KafkaStorageError, e.to_string())
         })?;
-        *self.meta.write().expect("metadata lock") = published;
+        *self.meta.write().expect("metadata lock") = Published {
+            meta: Arc::new(next),
+            topic_configs: Arc::new(topic_configs),
+        };
         Ok(out)
     }
 
@@ -334,17 +340,17 @@ impl Broker {
     }
 
     fn open_partitions(&self, topic: &TopicMetadata, from: i32) -> Result<(), ApiError> {
+        let topic_config = self.topic_config(&topic.name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{}` was deleted while being created", topic.name),
+            )
+        })?;
         for p in from..topic.partitions {
             let tp = TopicPartition {
                 topic: topic.name.clone(),
                 partition: p,
             };
-            let topic_config = self.topic_config(&topic.name).ok_or_else(|| {
-                ApiError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic `{}` was deleted while being created", topic.name),
-                )
-            })?;
             let partition = open_partition(&self.config, &topic_config, topic, tp.clone())
                 .map_err(|e| {
                     tracing::error!(error = %e, "cannot create partition log");
@@ -565,13 +571,12 @@ impl Broker {
                 .is_some_and(|c| c.cleanup_policy.delete);
             let applies = deletes && !self.is_tiered(&partition.tp.topic);
             let mut log = partition.log();
+            let mut deleted = false;
             if applies {
                 match log.delete_retention(now) {
                     Ok(r) if r.segments_deleted > 0 => {
                         tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
-                        drop(log);
-                        partition.check_offsets("retention");
-                        log = partition.log();
+                        deleted = true;
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(tp = %partition.tp, error = %e, "retention failed"),
@@ -580,6 +585,10 @@ impl Broker {
             log.remove_expired_producers(now, shale_log::PRODUCER_ID_EXPIRATION_MS_DEFAULT);
             if let Err(e) = log.flush_if_due(now) {
                 tracing::warn!(tp = %partition.tp, error = %e, "flush failed");
+            }
+            drop(log);
+            if deleted {
+                partition.check_offsets("retention");
             }
         }
     }

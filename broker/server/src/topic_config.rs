@@ -332,6 +332,12 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = def(name) else {
         return Err(format!("unknown topic config `{name}`"));
     };
+    check(d, value)
+}
+
+/// Checks `value` against `d`'s kind.
+fn check(d: &ConfigDef, value: &str) -> Result<(), String> {
+    let name = d.name;
     let ok = match d.kind {
         Kind::Long { min } => value.parse::<i64>().is_ok_and(|v| v >= min),
         Kind::Int { min } => value.parse::<i32>().is_ok_and(|v| i64::from(v) >= min),
@@ -395,11 +401,10 @@ impl Defaults<'_> {
         let DefaultValue::Broker(synonym) = &d.default else {
             return None;
         };
-        if let Some(v) = self.dynamic.get(synonym.kafka) {
-            return Some((synonym.kafka, v.clone(), source::DYNAMIC_BROKER_CONFIG));
-        }
-        let value = (synonym.value)(self.broker);
-        let src = if value == (synonym.value)(&BUILT_IN) {
+        let value = self.value(d);
+        let src = if self.dynamic.contains_key(synonym.kafka) {
+            source::DYNAMIC_BROKER_CONFIG
+        } else if value == (synonym.value)(&BUILT_IN) {
             source::DEFAULT_CONFIG
         } else {
             source::STATIC_BROKER_CONFIG
@@ -407,13 +412,14 @@ impl Defaults<'_> {
         Some((synonym.kafka, value, src))
     }
 
-    /// The value a topic without an override of `d` gets.
+    /// The value a topic without an override of `d` gets: the fixed default, or the broker
+    /// setting's dynamic value, else its static one.
     fn value(&self, d: &ConfigDef) -> String {
-        match self.broker_default(d) {
-            Some((_, v, _)) => v,
-            None => match d.default {
-                DefaultValue::Fixed(v) => v.to_string(),
-                DefaultValue::Broker(_) => unreachable!("broker_default answers for synonyms"),
+        match &d.default {
+            DefaultValue::Fixed(v) => v.to_string(),
+            DefaultValue::Broker(synonym) => match self.dynamic.get(synonym.kafka) {
+                Some(v) => v.clone(),
+                None => (synonym.value)(self.broker),
             },
         }
     }
@@ -601,7 +607,7 @@ impl Resolver<'_> {
             Some(v) => v.clone(),
             None => self.defaults.value(d),
         };
-        validate_value(name, &value)?;
+        check(d, &value)?;
         Ok(value)
     }
 
