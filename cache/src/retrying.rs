@@ -284,10 +284,6 @@ impl RetryingStore {
             policy: Arc::new(policy),
         }
     }
-
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
 }
 
 impl fmt::Display for RetryingStore {
