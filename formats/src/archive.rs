@@ -47,6 +47,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::batch::{increment_sequence, BatchError, RecordBatchHeader, TimestampType, NO_SEQUENCE};
+use crate::ids::Offset;
 use crate::record::decode_records_bytes;
 
 /// The archive's format version, in every file's key-value metadata (`shale.archive.format`).
@@ -65,7 +66,7 @@ const FIXED_ROW_BYTES: usize = 64;
 pub enum ArchiveError {
     #[error("record batch at offset {base_offset}: {source}")]
     Batch {
-        base_offset: i64,
+        base_offset: Offset,
         #[source]
         source: BatchError,
     },
@@ -252,10 +253,10 @@ pub struct FileStats {
     pub input_bytes: u64,
     /// The first and last offsets the file covers: from the first batch consumed to the last
     /// offset of the last one, control batches included.
-    pub first_offset: Option<i64>,
-    pub last_offset: Option<i64>,
+    pub first_offset: Option<Offset>,
+    pub last_offset: Option<Offset>,
     /// The lowest offset of a row, if any row was written.
-    pub min_row_offset: Option<i64>,
+    pub min_row_offset: Option<Offset>,
     /// Record timestamps (ms) of the rows, if any.
     pub min_timestamp: Option<i64>,
     pub max_timestamp: Option<i64>,
@@ -329,9 +330,9 @@ impl<W: Write + Send> ArchiveWriter<W> {
     /// Appends the records of one whole stored batch with offsets ≥ `min_offset` (a file may
     /// start inside a batch when DeleteRecords moved the log start there). The batch's CRC is
     /// checked: the archive never copies corrupt data silently.
-    pub fn append_batch(&mut self, batch: &Bytes, min_offset: i64) -> Result<(), ArchiveError> {
+    pub fn append_batch(&mut self, batch: &Bytes, min_offset: Offset) -> Result<(), ArchiveError> {
         let header = RecordBatchHeader::parse(batch).map_err(|source| ArchiveError::Batch {
-            base_offset: -1,
+            base_offset: Offset::UNKNOWN,
             source,
         })?;
         let fail = |source| ArchiveError::Batch {
@@ -412,9 +413,10 @@ impl<W: Write + Send> ArchiveWriter<W> {
             .ok_or_else(|| ArchiveError::Invalid("no timestamp column".to_string()))?;
         let stats = &mut self.stats;
         stats.rows += rows.num_rows() as u64;
-        stats.first_offset.get_or_insert(offsets.value(0));
-        stats.min_row_offset.get_or_insert(offsets.value(0));
-        stats.last_offset = Some(offsets.value(offsets.len() - 1));
+        let first = Offset::new(offsets.value(0));
+        stats.first_offset.get_or_insert(first);
+        stats.min_row_offset.get_or_insert(first);
+        stats.last_offset = Some(Offset::new(offsets.value(offsets.len() - 1)));
         for t in timestamps.iter().flatten() {
             stats.min_timestamp = Some(stats.min_timestamp.map_or(t, |m| m.min(t)));
             stats.max_timestamp = Some(stats.max_timestamp.map_or(t, |m| m.max(t)));
@@ -482,9 +484,9 @@ fn offset_column(rows: &RecordBatch) -> Result<&Int64Array, ArchiveError> {
 }
 
 /// The rows of `rows` with offset ≥ `min_offset` (rows are in offset order).
-pub fn rows_from(rows: &RecordBatch, min_offset: i64) -> Result<RecordBatch, ArchiveError> {
+pub fn rows_from(rows: &RecordBatch, min_offset: Offset) -> Result<RecordBatch, ArchiveError> {
     let offsets = offset_column(rows)?;
-    let start = offsets.values().partition_point(|&o| o < min_offset);
+    let start = offsets.values().partition_point(|&o| o < min_offset.get());
     Ok(rows.slice(start, rows.num_rows() - start))
 }
 
@@ -577,12 +579,12 @@ impl RowBuilder {
         &mut self,
         header: &RecordBatchHeader,
         timestamp_type: &str,
-        offset: i64,
+        offset: Offset,
         timestamp: i64,
         sequence: i32,
         record: &crate::record::Record,
     ) -> bool {
-        self.offset.append_value(offset);
+        self.offset.append_value(offset.get());
         self.timestamp.append_value(timestamp);
         self.timestamp_type.append_value(timestamp_type);
         self.key.append_option(record.key.as_deref());
@@ -603,14 +605,16 @@ impl RowBuilder {
             self.payload_bytes += h.key.len() + h.value.as_ref().map_or(0, |v| v.len());
         }
         self.headers.append(true);
-        self.producer_id.append_value(header.producer_id);
-        self.producer_epoch.append_value(header.producer_epoch);
+        self.producer_id.append_value(header.producer_id.get());
+        self.producer_epoch
+            .append_value(header.producer_epoch.get());
         self.sequence.append_value(sequence);
-        self.batch_base_offset.append_value(header.base_offset);
+        self.batch_base_offset
+            .append_value(header.base_offset.get());
         self.batch_last_offset_delta
             .append_value(header.last_offset_delta);
         self.batch_partition_leader_epoch
-            .append_value(header.partition_leader_epoch);
+            .append_value(header.partition_leader_epoch.get());
         self.batch_attributes.append_value(header.attributes);
         self.batch_base_timestamp
             .append_value(header.base_timestamp);

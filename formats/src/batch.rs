@@ -28,6 +28,7 @@
 use std::ops::{Range, RangeInclusive};
 
 use crate::compression::Compression;
+use crate::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 pub const BASE_OFFSET_OFFSET: usize = 0;
 pub const BATCH_LENGTH_OFFSET: usize = 8;
@@ -53,10 +54,10 @@ pub const BATCH_LENGTH_MIN: i32 = (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32;
 /// The only record batch format Shale reads or writes.
 pub const MAGIC_V2: i8 = 2;
 
-pub const NO_PRODUCER_ID: i64 = -1;
-pub const NO_PRODUCER_EPOCH: i16 = -1;
+pub const NO_PRODUCER_ID: ProducerId = ProducerId::NONE;
+pub const NO_PRODUCER_EPOCH: ProducerEpoch = ProducerEpoch::NONE;
 pub const NO_SEQUENCE: i32 = -1;
-pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
+pub const NO_PARTITION_LEADER_EPOCH: LeaderEpoch = LeaderEpoch::UNDEFINED;
 pub const NO_TIMESTAMP: i64 = -1;
 
 pub const COMPRESSION_CODEC_MASK: i16 = 0x07;
@@ -167,17 +168,17 @@ pub enum TimestampType {
 /// offset/epoch newtypes where they cross module boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RecordBatchHeader {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub batch_length: i32,
-    pub partition_leader_epoch: i32,
+    pub partition_leader_epoch: LeaderEpoch,
     pub magic: i8,
     pub crc: u32,
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
     pub base_sequence: i32,
     pub records_count: i32,
 }
@@ -231,17 +232,20 @@ impl RecordBatchHeader {
             });
         }
         Ok(Self {
-            base_offset: read_i64(header, BASE_OFFSET_OFFSET),
+            base_offset: Offset::new(read_i64(header, BASE_OFFSET_OFFSET)),
             batch_length,
-            partition_leader_epoch: read_i32(header, PARTITION_LEADER_EPOCH_OFFSET),
+            partition_leader_epoch: LeaderEpoch::new(read_i32(
+                header,
+                PARTITION_LEADER_EPOCH_OFFSET,
+            )),
             magic,
             crc: read_u32(header, CRC_OFFSET),
             attributes: read_i16(header, ATTRIBUTES_OFFSET),
             last_offset_delta: read_i32(header, LAST_OFFSET_DELTA_OFFSET),
             base_timestamp: read_i64(header, BASE_TIMESTAMP_OFFSET),
             max_timestamp: read_i64(header, MAX_TIMESTAMP_OFFSET),
-            producer_id: read_i64(header, PRODUCER_ID_OFFSET),
-            producer_epoch: read_i16(header, PRODUCER_EPOCH_OFFSET),
+            producer_id: ProducerId::new(read_i64(header, PRODUCER_ID_OFFSET)),
+            producer_epoch: ProducerEpoch::new(read_i16(header, PRODUCER_EPOCH_OFFSET)),
             base_sequence: read_i32(header, BASE_SEQUENCE_OFFSET),
             records_count: read_i32(header, RECORDS_COUNT_OFFSET),
         })
@@ -252,11 +256,11 @@ impl RecordBatchHeader {
     pub fn encode(&self) -> [u8; RECORD_BATCH_OVERHEAD] {
         let mut out = [0u8; RECORD_BATCH_OVERHEAD];
         out[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET]
-            .copy_from_slice(&self.base_offset.to_be_bytes());
+            .copy_from_slice(&self.base_offset.get().to_be_bytes());
         out[BATCH_LENGTH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET]
             .copy_from_slice(&self.batch_length.to_be_bytes());
         out[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET]
-            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+            .copy_from_slice(&self.partition_leader_epoch.get().to_be_bytes());
         out[MAGIC_OFFSET..CRC_OFFSET].copy_from_slice(&self.magic.to_be_bytes());
         out[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&self.crc.to_be_bytes());
         out[ATTRIBUTES_OFFSET..LAST_OFFSET_DELTA_OFFSET]
@@ -268,9 +272,9 @@ impl RecordBatchHeader {
         out[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET]
             .copy_from_slice(&self.max_timestamp.to_be_bytes());
         out[PRODUCER_ID_OFFSET..PRODUCER_EPOCH_OFFSET]
-            .copy_from_slice(&self.producer_id.to_be_bytes());
+            .copy_from_slice(&self.producer_id.get().to_be_bytes());
         out[PRODUCER_EPOCH_OFFSET..BASE_SEQUENCE_OFFSET]
-            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+            .copy_from_slice(&self.producer_epoch.get().to_be_bytes());
         out[BASE_SEQUENCE_OFFSET..RECORDS_COUNT_OFFSET]
             .copy_from_slice(&self.base_sequence.to_be_bytes());
         out[RECORDS_COUNT_OFFSET..RECORDS_OFFSET]
@@ -305,14 +309,17 @@ impl RecordBatchHeader {
     }
 
     /// `base_offset + last_offset_delta`, saturating on nonsense headers rather than overflowing.
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+    pub fn last_offset(&self) -> Offset {
+        Offset::new(
+            self.base_offset
+                .get()
+                .saturating_add(i64::from(self.last_offset_delta)),
+        )
     }
 
     /// The offset after this batch: `last_offset() + 1`.
-    pub fn next_offset(&self) -> i64 {
-        self.last_offset().saturating_add(1)
+    pub fn next_offset(&self) -> Offset {
+        Offset::new(self.last_offset().get().saturating_add(1))
     }
 
     /// The whole batch in bytes: `LOG_OVERHEAD + batch_length` (0 for a negative length, which
@@ -574,11 +581,12 @@ fn check_client_batch(header: &RecordBatchHeader) -> Result<(), BatchError> {
 /// `batch` must be exactly one batch with magic 2.
 pub fn assign_offsets(
     batch: &mut [u8],
-    base_offset: i64,
+    base_offset: Offset,
     log_append_time_ms: Option<i64>,
 ) -> Result<(), BatchError> {
     let header = frame_one(batch)?;
-    batch[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET].copy_from_slice(&base_offset.to_be_bytes());
+    batch[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET]
+        .copy_from_slice(&base_offset.get().to_be_bytes());
     let (attributes, max_timestamp) = match log_append_time_ms {
         Some(append_time) => (header.attributes | TIMESTAMP_TYPE_MASK, append_time),
         None => (
@@ -610,7 +618,7 @@ pub fn assign_offsets(
 }
 
 /// Writes the partition leader epoch (not covered by the CRC). `batch` must hold at least a header.
-pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), BatchError> {
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: LeaderEpoch) -> Result<(), BatchError> {
     if batch.len() < RECORD_BATCH_OVERHEAD {
         return Err(BatchError::Truncated {
             position: 0,
@@ -618,7 +626,7 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Ba
             available: batch.len(),
         });
     }
-    batch[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET].copy_from_slice(&epoch.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET].copy_from_slice(&epoch.get().to_be_bytes());
     Ok(())
 }
 
@@ -763,17 +771,17 @@ mod tests {
     #[test]
     fn parses_fields_at_kafka_offsets() {
         let header = RecordBatchHeader {
-            base_offset: 0x0102030405060708,
+            base_offset: Offset::new(0x0102030405060708),
             batch_length: 49,
-            partition_leader_epoch: 9,
+            partition_leader_epoch: LeaderEpoch::new(9),
             magic: 2,
             crc: 0xdeadbeef,
             attributes: 0x0033,
             last_offset_delta: 4,
             base_timestamp: 11,
             max_timestamp: 12,
-            producer_id: 13,
-            producer_epoch: 14,
+            producer_id: ProducerId::new(13),
+            producer_epoch: ProducerEpoch::new(14),
             base_sequence: 15,
             records_count: 16,
         };
@@ -788,7 +796,7 @@ mod tests {
         assert!(parsed.is_transactional() && parsed.is_control());
         assert_eq!(parsed.timestamp_type(), TimestampType::CreateTime);
         assert_eq!(parsed.size_bytes(), 61);
-        assert_eq!(parsed.last_offset(), 0x0102030405060708 + 4);
+        assert_eq!(parsed.last_offset(), Offset::new(0x0102030405060708 + 4));
     }
 
     #[test]
@@ -915,7 +923,7 @@ mod tests {
             Err(BatchError::InvalidRecord(_))
         ));
         assert!(matches!(
-            invalid(|h| h.producer_id = 4),
+            invalid(|h| h.producer_id = ProducerId::new(4)),
             Err(BatchError::InvalidRecord(_))
         ));
         assert!(matches!(
@@ -923,8 +931,8 @@ mod tests {
             Err(BatchError::InvalidRecord(_))
         ));
         assert!(invalid(|h| {
-            h.producer_id = 4;
-            h.producer_epoch = 0;
+            h.producer_id = ProducerId::new(4);
+            h.producer_epoch = ProducerEpoch::new(0);
             h.base_sequence = 0;
             h.attributes |= TRANSACTIONAL_FLAG_MASK;
         })
@@ -965,7 +973,7 @@ mod tests {
         ));
         // A LogAppendTime batch's timestamps are the broker's, not checked.
         let mut appended = batch.clone();
-        assign_offsets(&mut appended, 0, Some(0)).unwrap();
+        assign_offsets(&mut appended, Offset::new(0), Some(0)).unwrap();
         assert!(validate_batch(&appended, &options).is_ok());
     }
 
@@ -975,15 +983,15 @@ mod tests {
         let before = RecordBatchHeader::parse(&batch).unwrap();
 
         let mut create_time = batch.clone();
-        assign_offsets(&mut create_time, 500, None).unwrap();
+        assign_offsets(&mut create_time, Offset::new(500), None).unwrap();
         let after = validate_batch(&create_time, &ValidateOptions::stored()).unwrap();
-        assert_eq!(after.base_offset, 500);
-        assert_eq!(after.last_offset(), 502);
+        assert_eq!(after.base_offset, Offset::new(500));
+        assert_eq!(after.last_offset(), Offset::new(502));
         assert_eq!(after.crc, before.crc);
         assert_eq!(create_time[8..], batch[8..]);
 
         let mut log_append = batch.clone();
-        assign_offsets(&mut log_append, 7, Some(1_800_000_000_000)).unwrap();
+        assign_offsets(&mut log_append, Offset::new(7), Some(1_800_000_000_000)).unwrap();
         let after = validate_batch(&log_append, &ValidateOptions::stored()).unwrap();
         assert_eq!(after.timestamp_type(), TimestampType::LogAppendTime);
         assert_eq!(after.max_timestamp, 1_800_000_000_000);
@@ -993,14 +1001,14 @@ mod tests {
 
         // Back on a CreateTime topic the bit is cleared again, max_timestamp kept.
         let mut cleared = log_append.clone();
-        assign_offsets(&mut cleared, 7, None).unwrap();
+        assign_offsets(&mut cleared, Offset::new(7), None).unwrap();
         let after = validate_batch(&cleared, &ValidateOptions::stored()).unwrap();
         assert_eq!(after.timestamp_type(), TimestampType::CreateTime);
         assert_eq!(after.max_timestamp, 1_800_000_000_000);
 
-        set_partition_leader_epoch(&mut log_append, 42).unwrap();
+        set_partition_leader_epoch(&mut log_append, LeaderEpoch::new(42)).unwrap();
         let after = validate_batch(&log_append, &ValidateOptions::stored()).unwrap();
-        assert_eq!(after.partition_leader_epoch, 42);
+        assert_eq!(after.partition_leader_epoch, LeaderEpoch::new(42));
     }
 
     /// A damaged batch is never re-sealed with a fresh CRC.
@@ -1009,11 +1017,11 @@ mod tests {
         let mut batch = plain(2);
         *batch.last_mut().unwrap() ^= 0x40;
         assert!(matches!(
-            assign_offsets(&mut batch, 0, Some(1)),
+            assign_offsets(&mut batch, Offset::new(0), Some(1)),
             Err(BatchError::CrcMismatch { .. })
         ));
-        assert!(assign_offsets(&mut [0u8; 10], 0, None).is_err());
-        assert!(set_partition_leader_epoch(&mut [0u8; 60], 1).is_err());
+        assert!(assign_offsets(&mut [0u8; 10], Offset::new(0), None).is_err());
+        assert!(set_partition_leader_epoch(&mut [0u8; 60], LeaderEpoch::new(1)).is_err());
     }
 
     #[test]
@@ -1105,7 +1113,7 @@ mod tests {
             let _ = RecordBatchHeader::parse(&buf);
             let _ = validate_batch(&buf, &ValidateOptions::client_produce(1 << 20));
             let _ = validate_batch(&buf, &ValidateOptions::stored());
-            let _ = assign_offsets(&mut buf.clone(), 1, Some(2));
+            let _ = assign_offsets(&mut buf.clone(), Offset::new(1), Some(2));
             let mut end = 0;
             for item in batches(&buf).allow_incomplete_tail() {
                 match item {

@@ -7,6 +7,7 @@
 //! - [`batch`]: record batch v2 headers: parsing, validation (length, magic, CRC-32C, counts,
 //!   offsets, timestamps) and offset assignment by rewriting the header.
 //! - [`record`]: records inside a batch (varint encoding, headers) and whole-batch encoding.
+//! - [`ids`]: newtypes for offsets, leader epochs, producer ids and epochs, node ids.
 //! - [`epoch`]: [`epoch::EpochEntry`], a leader epoch and its start offset, shared by the local
 //!   log and the remote tier.
 //! - [`index`]: local segment index entries (`.index`, `.timeindex`) and their lookups.
@@ -19,6 +20,7 @@ pub mod archive;
 pub mod batch;
 pub mod compression;
 pub mod epoch;
+pub mod ids;
 pub mod index;
 pub mod record;
 pub mod varint;

@@ -28,6 +28,7 @@ use crate::batch::{
     TIMESTAMP_TYPE_MASK, TRANSACTIONAL_FLAG_MASK,
 };
 use crate::compression::{self, Compression};
+use crate::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use crate::varint::{self, VarintError};
 
 /// One record header. Kafka's API exposes the key as a `String`; on the wire it is bytes, and
@@ -58,8 +59,12 @@ pub struct Record {
 
 impl Record {
     /// The record's offset in a batch with this base offset.
-    pub fn offset(&self, base_offset: i64) -> i64 {
-        base_offset.saturating_add(i64::from(self.offset_delta))
+    pub fn offset(&self, base_offset: Offset) -> Offset {
+        Offset::new(
+            base_offset
+                .get()
+                .saturating_add(i64::from(self.offset_delta)),
+        )
     }
 
     /// The record's timestamp as Kafka reports it: the batch's `max_timestamp` for a
@@ -438,16 +443,16 @@ pub fn validate_record_bytes(data: &[u8], count: i32) -> Result<(), BatchError> 
 /// offset 0, no leader epoch, no compression, create time, no producer id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchOptions {
-    pub base_offset: i64,
-    pub partition_leader_epoch: i32,
+    pub base_offset: Offset,
+    pub partition_leader_epoch: LeaderEpoch,
     pub compression: Compression,
     pub timestamp_type: TimestampType,
     pub is_transactional: bool,
     pub is_control: bool,
     /// `base_timestamp` holds compaction's delete horizon (attribute bit 6).
     pub has_delete_horizon_ms: bool,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
     pub base_sequence: i32,
     /// Record timestamps are deltas from this.
     pub base_timestamp: i64,
@@ -462,7 +467,7 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         Self {
-            base_offset: 0,
+            base_offset: Offset::ZERO,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
             compression: Compression::None,
             timestamp_type: TimestampType::CreateTime,
@@ -663,8 +668,8 @@ mod tests {
         for codec in Compression::ALL {
             let mut builder = BatchBuilder::new(BatchOptions {
                 compression: codec,
-                producer_id: 7,
-                producer_epoch: 1,
+                producer_id: ProducerId::new(7),
+                producer_epoch: ProducerEpoch::new(1),
                 base_sequence: 10,
                 ..BatchOptions::default()
             });
@@ -698,7 +703,7 @@ mod tests {
             let records = decode_records(&batch, LIMIT).unwrap();
             assert_eq!(records.len(), 3);
             assert_eq!(records[1].timestamp(&parsed), 990);
-            assert_eq!(records[1].offset(100), 101);
+            assert_eq!(records[1].offset(Offset::new(100)), Offset::new(101));
             assert_eq!(records[1].headers, vec![header("h", Some(b"x"))]);
             assert_eq!(records[2].value, None);
             assert_eq!(
@@ -869,8 +874,8 @@ mod tests {
             .prop_map(
                 |(compression, base_offset, epoch, log_append, base_timestamp, producer)| {
                     BatchOptions {
-                        base_offset,
-                        partition_leader_epoch: epoch,
+                        base_offset: Offset::new(base_offset),
+                        partition_leader_epoch: LeaderEpoch::new(epoch),
                         compression,
                         timestamp_type: if log_append {
                             TimestampType::LogAppendTime
@@ -878,8 +883,8 @@ mod tests {
                             TimestampType::CreateTime
                         },
                         base_timestamp,
-                        producer_id: producer.0,
-                        producer_epoch: producer.1,
+                        producer_id: ProducerId::new(producer.0),
+                        producer_epoch: ProducerEpoch::new(producer.1),
                         base_sequence: producer.2,
                         ..BatchOptions::default()
                     }
@@ -936,11 +941,11 @@ mod tests {
             epoch in any::<i32>(),
         ) {
             let mut batch = encode_batch(&options, &records).unwrap();
-            assign_offsets(&mut batch, base_offset, append_time).unwrap();
-            crate::batch::set_partition_leader_epoch(&mut batch, epoch).unwrap();
+            assign_offsets(&mut batch, Offset::new(base_offset), append_time).unwrap();
+            crate::batch::set_partition_leader_epoch(&mut batch, LeaderEpoch::new(epoch)).unwrap();
             let header = validate_batch(&batch, &ValidateOptions::stored()).unwrap();
-            prop_assert_eq!(header.base_offset, base_offset);
-            prop_assert_eq!(header.partition_leader_epoch, epoch);
+            prop_assert_eq!(header.base_offset.get(), base_offset);
+            prop_assert_eq!(header.partition_leader_epoch.get(), epoch);
             prop_assert_eq!(header.base_timestamp, options.base_timestamp);
             if let Some(time) = append_time {
                 prop_assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);

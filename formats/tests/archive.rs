@@ -24,6 +24,7 @@ use shale_formats::batch::{
     RECORDS_OFFSET, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_FLAG_MASK,
 };
 use shale_formats::compression::Compression;
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use shale_formats::record::{decode_records, encode_batch, BatchOptions, Record, RecordHeader};
 
 // ---------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ impl Spec {
     }
 
     fn last_offset(&self) -> i64 {
-        self.options.base_offset + i64::from(self.last_offset_delta())
+        (self.options.base_offset + i64::from(self.last_offset_delta())).get()
     }
 
     fn max_timestamp(&self) -> i64 {
@@ -119,9 +120,9 @@ impl Spec {
         self.records
             .iter()
             .map(|r| (o.base_offset + i64::from(r.offset_delta), r))
-            .filter(|(offset, _)| *offset >= min_offset)
+            .filter(|(offset, _)| *offset >= Offset::new(min_offset))
             .map(|(offset, r)| Row {
-                offset,
+                offset: offset.get(),
                 timestamp: if log_append {
                     self.max_timestamp()
                 } else {
@@ -145,12 +146,12 @@ impl Spec {
                         )
                     })
                     .collect(),
-                producer_id: o.producer_id,
-                producer_epoch: o.producer_epoch,
+                producer_id: o.producer_id.get(),
+                producer_epoch: o.producer_epoch.get(),
                 sequence: kafka_sequence(o.base_sequence, r.offset_delta),
-                batch_base_offset: o.base_offset,
+                batch_base_offset: o.base_offset.get(),
                 batch_last_offset_delta: self.last_offset_delta(),
-                batch_partition_leader_epoch: o.partition_leader_epoch,
+                batch_partition_leader_epoch: o.partition_leader_epoch.get(),
                 batch_attributes: self.attributes(),
                 batch_base_timestamp: o.base_timestamp,
                 batch_max_timestamp: self.max_timestamp(),
@@ -194,8 +195,8 @@ fn sample_specs(codec: Compression) -> Vec<Spec> {
         // Plain producer, CreateTime, timestamps out of order (a negative delta).
         Spec::new(
             BatchOptions {
-                base_offset: 0,
-                partition_leader_epoch: 3,
+                base_offset: Offset::new(0),
+                partition_leader_epoch: LeaderEpoch::new(3),
                 compression: codec,
                 base_timestamp: T0,
                 ..BatchOptions::default()
@@ -228,12 +229,12 @@ fn sample_specs(codec: Compression) -> Vec<Spec> {
         // Idempotent transactional producer.
         Spec::new(
             BatchOptions {
-                base_offset: 4,
-                partition_leader_epoch: 7,
+                base_offset: Offset::new(4),
+                partition_leader_epoch: LeaderEpoch::new(7),
                 compression: codec,
                 is_transactional: true,
-                producer_id: 1234,
-                producer_epoch: 5,
+                producer_id: ProducerId::new(1234),
+                producer_epoch: ProducerEpoch::new(5),
                 base_sequence: 10,
                 base_timestamp: T0 + 100,
                 ..BatchOptions::default()
@@ -253,8 +254,8 @@ fn sample_specs(codec: Compression) -> Vec<Spec> {
         // LogAppendTime: every row gets the batch's max timestamp, whatever the deltas say.
         Spec::new(
             BatchOptions {
-                base_offset: 10,
-                partition_leader_epoch: 7,
+                base_offset: Offset::new(10),
+                partition_leader_epoch: LeaderEpoch::new(7),
                 compression: codec,
                 timestamp_type: TimestampType::LogAppendTime,
                 base_timestamp: T0 + 200,
@@ -270,11 +271,11 @@ fn sample_specs(codec: Compression) -> Vec<Spec> {
         // wraps past i32::MAX; a header key that is not UTF-8 (decoded lossily).
         Spec::new(
             BatchOptions {
-                base_offset: 20,
-                partition_leader_epoch: 8,
+                base_offset: Offset::new(20),
+                partition_leader_epoch: LeaderEpoch::new(8),
                 compression: codec,
-                producer_id: 99,
-                producer_epoch: 0,
+                producer_id: ProducerId::new(99),
+                producer_epoch: ProducerEpoch::new(0),
                 base_sequence: i32::MAX - 1,
                 base_timestamp: T0 + 300,
                 last_offset_delta: Some(7),
@@ -400,7 +401,7 @@ fn archive(batches: &[Bytes], min_offset: i64, options: ArchiveOptions) -> (Byte
     let mut writer = ArchiveWriter::new(Vec::new(), options).expect("writer");
     for batch in batches {
         writer
-            .append_batch(batch, min_offset)
+            .append_batch(batch, Offset::new(min_offset))
             .expect("append batch");
     }
     let (sink, stats) = writer.finish().expect("finish");
@@ -423,9 +424,11 @@ fn expected_stats(specs: &[Spec], rows: &[Row], min_offset: i64) -> FileStats {
     FileStats {
         rows: rows.len() as u64,
         input_bytes: kept.iter().map(|s| s.encode().len() as u64).sum(),
-        first_offset: kept.first().map(|s| s.options.base_offset.max(min_offset)),
-        last_offset: kept.last().map(|s| s.last_offset()),
-        min_row_offset: rows.iter().map(|r| r.offset).min(),
+        first_offset: kept
+            .first()
+            .map(|s| s.options.base_offset.max(Offset::new(min_offset))),
+        last_offset: kept.last().map(|s| s.last_offset()).map(Offset::new),
+        min_row_offset: rows.iter().map(|r| r.offset).min().map(Offset::new),
         min_timestamp: rows.iter().map(|r| r.timestamp).min(),
         max_timestamp: rows.iter().map(|r| r.timestamp).max(),
         json_invalid: 0,
@@ -548,9 +551,9 @@ fn every_column_round_trips_for_every_codec() {
             FileStats {
                 rows: 12,
                 input_bytes: batches.iter().map(|b| b.len() as u64).sum(),
-                first_offset: Some(0),
-                last_offset: Some(27),
-                min_row_offset: Some(0),
+                first_offset: Some(Offset::new(0)),
+                last_offset: Some(Offset::new(27)),
+                min_row_offset: Some(Offset::new(0)),
                 min_timestamp: Some(T0 - 3),
                 max_timestamp: Some(T0 + 900_000),
                 json_invalid: 0,
@@ -571,14 +574,14 @@ fn stats_grow_batch_by_batch() {
     let mut input = 0;
     for spec in &specs {
         let batch = spec.encode();
-        writer.append_batch(&batch, i64::MIN).unwrap();
+        writer.append_batch(&batch, Offset::MIN).unwrap();
         rows += spec.records.len() as u64;
         input += batch.len() as u64;
         let stats = writer.stats();
         assert_eq!(stats.rows, rows);
         assert_eq!(stats.input_bytes, input);
-        assert_eq!(stats.first_offset, Some(0));
-        assert_eq!(stats.last_offset, Some(spec.last_offset()));
+        assert_eq!(stats.first_offset, Some(Offset::new(0)));
+        assert_eq!(stats.last_offset, Some(Offset::new(spec.last_offset())));
     }
     let (sink, stats) = writer.finish().unwrap();
     assert_eq!(stats.rows, 12);
@@ -606,7 +609,7 @@ fn estimated_size_counts_rows_not_yet_encoded() {
     for b in 0..4i64 {
         let spec = Spec::new(
             BatchOptions {
-                base_offset: b * 64,
+                base_offset: Offset::new(b * 64),
                 base_timestamp: T0,
                 ..BatchOptions::default()
             },
@@ -614,7 +617,7 @@ fn estimated_size_counts_rows_not_yet_encoded() {
                 .map(|i| rec(i, 0, None, Some(&noise(&mut seed, 1024)), &[]))
                 .collect(),
         );
-        writer.append_batch(&spec.encode(), i64::MIN).unwrap();
+        writer.append_batch(&spec.encode(), Offset::MIN).unwrap();
         payload += 64 * 1024;
         let estimate = writer.estimated_size();
         assert!(
@@ -671,12 +674,12 @@ fn marker(base_offset: i64, commit: bool, producer_id: i64) -> Spec {
     let value = [0u8, 0, 0, 0, 0, 5];
     Spec::new(
         BatchOptions {
-            base_offset,
-            partition_leader_epoch: 2,
+            base_offset: Offset::new(base_offset),
+            partition_leader_epoch: LeaderEpoch::new(2),
             is_transactional: true,
             is_control: true,
-            producer_id,
-            producer_epoch: 1,
+            producer_id: ProducerId::new(producer_id),
+            producer_epoch: ProducerEpoch::new(1),
             base_timestamp: T0 + 50,
             ..BatchOptions::default()
         },
@@ -687,11 +690,11 @@ fn marker(base_offset: i64, commit: bool, producer_id: i64) -> Spec {
 fn transactional(base_offset: i64, n: i32, producer_id: i64, base_sequence: i32) -> Spec {
     Spec::new(
         BatchOptions {
-            base_offset,
-            partition_leader_epoch: 2,
+            base_offset: Offset::new(base_offset),
+            partition_leader_epoch: LeaderEpoch::new(2),
             is_transactional: true,
-            producer_id,
-            producer_epoch: 1,
+            producer_id: ProducerId::new(producer_id),
+            producer_epoch: ProducerEpoch::new(1),
             base_sequence,
             base_timestamp: T0 + base_offset,
             ..BatchOptions::default()
@@ -717,12 +720,16 @@ fn control_batches_add_no_rows_but_extend_the_file() {
     assert!(RecordBatchHeader::parse(&batches[1]).unwrap().attributes & CONTROL_FLAG_MASK != 0);
 
     let mut writer = ArchiveWriter::new(Vec::new(), options()).unwrap();
-    writer.append_batch(&batches[0], i64::MIN).unwrap();
+    writer.append_batch(&batches[0], Offset::MIN).unwrap();
     let before = writer.stats().clone();
-    writer.append_batch(&batches[1], i64::MIN).unwrap();
+    writer.append_batch(&batches[1], Offset::MIN).unwrap();
     let after = writer.stats().clone();
     assert_eq!(after.rows, before.rows, "a control record is not a row");
-    assert_eq!(after.last_offset, Some(3), "the marker's offset is covered");
+    assert_eq!(
+        after.last_offset,
+        Some(Offset::new(3)),
+        "the marker's offset is covered"
+    );
     assert_eq!(after.control_records, 1);
     assert_eq!(
         after.input_bytes,
@@ -741,8 +748,8 @@ fn control_batches_add_no_rows_but_extend_the_file() {
         ),
         "a control record's timestamp is not a row's"
     );
-    writer.append_batch(&batches[2], i64::MIN).unwrap();
-    writer.append_batch(&batches[3], i64::MIN).unwrap();
+    writer.append_batch(&batches[2], Offset::MIN).unwrap();
+    writer.append_batch(&batches[3], Offset::MIN).unwrap();
     let (sink, stats) = writer.finish().unwrap();
 
     let rows = rows_of(&read(&Bytes::from(sink)));
@@ -762,8 +769,8 @@ fn control_batches_add_no_rows_but_extend_the_file() {
         .collect();
     assert_eq!(rows, expected);
     assert_eq!(stats.control_records, 2);
-    assert_eq!(stats.last_offset, Some(6));
-    assert_eq!(stats.first_offset, Some(0));
+    assert_eq!(stats.last_offset, Some(Offset::new(6)));
+    assert_eq!(stats.first_offset, Some(Offset::new(0)));
     assert_eq!(stats.rows, 5);
     assert_eq!(stats, expected_stats(&specs, &rows, i64::MIN));
 }
@@ -778,8 +785,8 @@ fn a_file_of_control_batches_only_has_no_rows() {
         FileStats {
             rows: 0,
             input_bytes: batches.iter().map(|b| b.len() as u64).sum(),
-            first_offset: Some(40),
-            last_offset: Some(41),
+            first_offset: Some(Offset::new(40)),
+            last_offset: Some(Offset::new(41)),
             min_row_offset: None,
             min_timestamp: None,
             max_timestamp: None,
@@ -796,7 +803,7 @@ fn a_file_of_control_batches_only_has_no_rows() {
 fn plain(base_offset: i64, n: i32, codec: Compression) -> Spec {
     Spec::new(
         BatchOptions {
-            base_offset,
+            base_offset: Offset::new(base_offset),
             compression: codec,
             base_timestamp: T0 + base_offset * 10,
             ..BatchOptions::default()
@@ -822,14 +829,14 @@ fn min_offset_skips_whole_batches_and_trims_a_straddling_one() {
         let specs = vec![plain(0, 5, codec), plain(5, 5, codec), plain(10, 5, codec)];
         let batches: Vec<Bytes> = specs.iter().map(Spec::encode).collect();
         let mut writer = ArchiveWriter::new(Vec::new(), options()).unwrap();
-        writer.append_batch(&batches[0], 7).unwrap();
+        writer.append_batch(&batches[0], Offset::new(7)).unwrap();
         assert_eq!(
             writer.stats(),
             &FileStats::default(),
             "a batch wholly below min_offset leaves the stats untouched"
         );
-        writer.append_batch(&batches[1], 7).unwrap();
-        writer.append_batch(&batches[2], 7).unwrap();
+        writer.append_batch(&batches[1], Offset::new(7)).unwrap();
+        writer.append_batch(&batches[2], Offset::new(7)).unwrap();
         let (sink, stats) = writer.finish().unwrap();
         let rows = rows_of(&read(&Bytes::from(sink)));
         assert_eq!(
@@ -843,9 +850,9 @@ fn min_offset_skips_whole_batches_and_trims_a_straddling_one() {
             FileStats {
                 rows: 8,
                 input_bytes: (batches[1].len() + batches[2].len()) as u64,
-                first_offset: Some(7),
-                last_offset: Some(14),
-                min_row_offset: Some(7),
+                first_offset: Some(Offset::new(7)),
+                last_offset: Some(Offset::new(14)),
+                min_row_offset: Some(Offset::new(7)),
                 min_timestamp: Some(T0 + 50 + 20),
                 max_timestamp: Some(T0 + 100 + 40),
                 json_invalid: 0,
@@ -879,9 +886,9 @@ fn min_offset_at_the_edges_of_a_batch() {
         if expected.is_empty() {
             assert_eq!(stats, FileStats::default(), "min_offset {min_offset}");
         } else {
-            assert_eq!(stats.first_offset, Some(min_offset.max(100)));
-            assert_eq!(stats.min_row_offset, Some(expected[0]));
-            assert_eq!(stats.last_offset, Some(103));
+            assert_eq!(stats.first_offset, Some(Offset::new(min_offset.max(100))));
+            assert_eq!(stats.min_row_offset, Some(Offset::new(expected[0])));
+            assert_eq!(stats.last_offset, Some(Offset::new(103)));
             assert_eq!(stats.input_bytes, batch.len() as u64);
         }
     }
@@ -891,7 +898,7 @@ fn min_offset_at_the_edges_of_a_batch() {
 fn min_offset_inside_a_compaction_gap() {
     let spec = Spec::new(
         BatchOptions {
-            base_offset: 50,
+            base_offset: Offset::new(50),
             base_timestamp: T0,
             last_offset_delta: Some(9),
             ..BatchOptions::default()
@@ -906,13 +913,13 @@ fn min_offset_inside_a_compaction_gap() {
     assert_eq!(offsets_of(&read(&file)), vec![53, 56]);
     assert_eq!(
         stats.first_offset,
-        Some(52),
+        Some(Offset::new(52)),
         "the file starts at min_offset"
     );
-    assert_eq!(stats.min_row_offset, Some(53));
+    assert_eq!(stats.min_row_offset, Some(Offset::new(53)));
     assert_eq!(
         stats.last_offset,
-        Some(59),
+        Some(Offset::new(59)),
         "the batch's last offset, past its last record"
     );
     assert_eq!(
@@ -940,14 +947,14 @@ fn a_corrupt_batch_is_an_error_and_the_writer_stays_usable() {
         let later = plain(10, 5, codec).encode();
 
         let mut writer = ArchiveWriter::new(Vec::new(), options()).unwrap();
-        writer.append_batch(&good, i64::MIN).unwrap();
+        writer.append_batch(&good, Offset::MIN).unwrap();
         let before = writer.stats().clone();
-        match writer.append_batch(&bad, i64::MIN) {
+        match writer.append_batch(&bad, Offset::MIN) {
             Err(ArchiveError::Batch {
                 base_offset,
                 source: BatchError::CrcMismatch { stored, computed },
             }) => {
-                assert_eq!(base_offset, 5, "{codec}");
+                assert_eq!(base_offset, Offset::new(5), "{codec}");
                 assert_ne!(stored, computed, "{codec}");
             }
             other => panic!("{codec}: expected a CRC mismatch, got {other:?}"),
@@ -959,9 +966,12 @@ fn a_corrupt_batch_is_an_error_and_the_writer_stays_usable() {
         );
         // A refused batch fails even when min_offset would skip it: corruption is never copied
         // silently, nor ignored.
-        assert!(writer.append_batch(&bad, 100).is_err(), "{codec}");
+        assert!(
+            writer.append_batch(&bad, Offset::new(100)).is_err(),
+            "{codec}"
+        );
 
-        writer.append_batch(&later, i64::MIN).unwrap();
+        writer.append_batch(&later, Offset::MIN).unwrap();
         let (sink, stats) = writer.finish().unwrap();
         let rows = rows_of(&read(&Bytes::from(sink)));
         assert_eq!(
@@ -986,27 +996,27 @@ fn framing_errors_name_the_batch() {
     // Truncated: the header parses, the frame does not.
     let truncated = batch.slice(..batch.len() - 1);
     let mut writer = ArchiveWriter::new(Vec::new(), options()).unwrap();
-    match writer.append_batch(&truncated, i64::MIN) {
+    match writer.append_batch(&truncated, Offset::MIN) {
         Err(ArchiveError::Batch {
-            base_offset: 42,
+            base_offset,
             source: BatchError::Truncated { .. },
-        }) => {}
+        }) if base_offset == Offset::new(42) => {}
         other => panic!("expected a truncated batch, got {other:?}"),
     }
     // Trailing bytes.
     let mut longer = batch.to_vec();
     longer.push(0);
     assert!(matches!(
-        writer.append_batch(&Bytes::from(longer), i64::MIN),
+        writer.append_batch(&Bytes::from(longer), Offset::MIN),
         Err(ArchiveError::Batch {
-            base_offset: 42,
+            base_offset,
             source: BatchError::TrailingBytes { .. }
-        })
+        }) if base_offset == Offset::new(42)
     ));
     // Not even a header: no base offset to name.
-    match writer.append_batch(&Bytes::from_static(b"short"), i64::MIN) {
+    match writer.append_batch(&Bytes::from_static(b"short"), Offset::MIN) {
         Err(ArchiveError::Batch {
-            base_offset: -1,
+            base_offset: Offset::UNKNOWN,
             source,
         }) => assert!(source.is_corrupt()),
         other => panic!("expected a header error, got {other:?}"),
@@ -1015,13 +1025,13 @@ fn framing_errors_name_the_batch() {
     let mut magic = batch.to_vec();
     magic[16] = 1;
     assert!(matches!(
-        writer.append_batch(&Bytes::from(magic), i64::MIN),
+        writer.append_batch(&Bytes::from(magic), Offset::MIN),
         Err(ArchiveError::Batch {
             source: BatchError::UnsupportedMagic(1),
             ..
         })
     ));
-    let error = writer.append_batch(&truncated, i64::MIN).unwrap_err();
+    let error = writer.append_batch(&truncated, Offset::MIN).unwrap_err();
     assert!(
         error.to_string().contains("record batch at offset 42"),
         "{error}"
@@ -1036,7 +1046,7 @@ fn framing_errors_name_the_batch() {
 fn a_batch_that_decompresses_too_large_is_an_error_and_changes_nothing() {
     let big = Spec::new(
         BatchOptions {
-            base_offset: 5,
+            base_offset: Offset::new(5),
             compression: Compression::Zstd,
             base_timestamp: T0,
             ..BatchOptions::default()
@@ -1049,13 +1059,13 @@ fn a_batch_that_decompresses_too_large_is_an_error_and_changes_nothing() {
         ..ArchiveOptions::default()
     };
     let mut writer = ArchiveWriter::new(Vec::new(), options).unwrap();
-    writer.append_batch(&small.encode(), i64::MIN).unwrap();
+    writer.append_batch(&small.encode(), Offset::MIN).unwrap();
     let before = writer.stats().clone();
-    match writer.append_batch(&big.encode(), i64::MIN) {
+    match writer.append_batch(&big.encode(), Offset::MIN) {
         Err(ArchiveError::Batch {
-            base_offset: 5,
+            base_offset,
             source: BatchError::DecompressedTooLarge { limit: 1024 },
-        }) => {}
+        }) if base_offset == Offset::new(5) => {}
         other => panic!("expected DecompressedTooLarge, got {other:?}"),
     }
     assert_eq!(
@@ -1355,7 +1365,7 @@ fn json_values_project_into_typed_columns() {
         let specs = [
             Spec::new(
                 BatchOptions {
-                    base_offset: 0,
+                    base_offset: Offset::new(0),
                     compression: codec,
                     base_timestamp: T0,
                     ..BatchOptions::default()
@@ -1364,7 +1374,7 @@ fn json_values_project_into_typed_columns() {
             ),
             Spec::new(
                 BatchOptions {
-                    base_offset: 5,
+                    base_offset: Offset::new(5),
                     compression: codec,
                     base_timestamp: T0 + 5,
                     ..BatchOptions::default()
@@ -1412,7 +1422,7 @@ fn json_invalid_counts_only_rows_written() {
     // Rows below min_offset are not projected, so not counted.
     let spec = Spec::new(
         BatchOptions {
-            base_offset: 0,
+            base_offset: Offset::new(0),
             base_timestamp: T0,
             ..BatchOptions::default()
         },
@@ -1460,15 +1470,15 @@ fn rebuild(rows: &[Row]) -> Vec<Vec<u8>> {
             };
             let first_delta = (first.offset - first.batch_base_offset) as i32;
             let options = BatchOptions {
-                base_offset: first.batch_base_offset,
-                partition_leader_epoch: first.batch_partition_leader_epoch,
+                base_offset: Offset::new(first.batch_base_offset),
+                partition_leader_epoch: LeaderEpoch::new(first.batch_partition_leader_epoch),
                 compression: Compression::from_attributes(attributes).expect("codec"),
                 timestamp_type,
                 is_transactional: attributes & TRANSACTIONAL_FLAG_MASK != 0,
                 is_control: attributes & CONTROL_FLAG_MASK != 0,
                 has_delete_horizon_ms: attributes & DELETE_HORIZON_FLAG_MASK != 0,
-                producer_id: first.producer_id,
-                producer_epoch: first.producer_epoch,
+                producer_id: ProducerId::new(first.producer_id),
+                producer_epoch: ProducerEpoch::new(first.producer_epoch),
                 base_sequence: base_sequence_of(first.sequence, first_delta),
                 base_timestamp: first.batch_base_timestamp,
                 max_timestamp: Some(first.batch_max_timestamp),
@@ -1732,7 +1742,7 @@ fn small_row_groups_split_the_file() {
         .map(|b| {
             Spec::new(
                 BatchOptions {
-                    base_offset: b * 64,
+                    base_offset: Offset::new(b * 64),
                     compression: Compression::Lz4,
                     base_timestamp: T0 + b * 1000,
                     ..BatchOptions::default()
@@ -1775,7 +1785,9 @@ fn small_row_groups_split_the_file() {
     };
     let mut writer = ArchiveWriter::new(Vec::new(), options).unwrap();
     for batch in &read_back {
-        writer.append_rows(&rows_from(batch, 0).unwrap()).unwrap();
+        writer
+            .append_rows(&rows_from(batch, Offset::new(0)).unwrap())
+            .unwrap();
     }
     let (sink, stats) = writer.finish().unwrap();
     assert_eq!(stats.rows, 2048);
@@ -1823,10 +1835,10 @@ fn gappy_file() -> (Vec<Spec>, Bytes) {
     let specs = vec![
         Spec::new(
             BatchOptions {
-                base_offset: 10,
+                base_offset: Offset::new(10),
                 base_timestamp: T0,
-                producer_id: 3,
-                producer_epoch: 1,
+                producer_id: ProducerId::new(3),
+                producer_epoch: ProducerEpoch::new(1),
                 base_sequence: 100,
                 ..BatchOptions::default()
             },
@@ -1844,7 +1856,7 @@ fn gappy_file() -> (Vec<Spec>, Bytes) {
         ),
         Spec::new(
             BatchOptions {
-                base_offset: 17,
+                base_offset: Offset::new(17),
                 compression: Compression::Zstd,
                 base_timestamp: T0 + 100,
                 last_offset_delta: Some(3),
@@ -1894,7 +1906,7 @@ fn rows_from_slices_at_before_and_after_the_boundaries() {
         (21, vec![]),
         (i64::MAX, vec![]),
     ] {
-        let sliced = rows_from(&all, min_offset).unwrap();
+        let sliced = rows_from(&all, Offset::new(min_offset)).unwrap();
         assert_eq!(sliced.schema(), all.schema());
         assert_eq!(
             offsets_of(std::slice::from_ref(&sliced)),
@@ -1916,7 +1928,7 @@ fn rows_from_slices_at_before_and_after_the_boundaries() {
     }
     // An empty input stays empty.
     let empty = all.slice(0, 0);
-    assert_eq!(rows_from(&empty, 0).unwrap().num_rows(), 0);
+    assert_eq!(rows_from(&empty, Offset::new(0)).unwrap().num_rows(), 0);
 }
 
 #[test]
@@ -1928,7 +1940,7 @@ fn rows_from_needs_an_int64_offset_column() {
     )]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
     assert!(matches!(
-        rows_from(&batch, 0),
+        rows_from(&batch, Offset::new(0)),
         Err(ArchiveError::Invalid(_))
     ));
     let schema = Arc::new(Schema::new(vec![Field::new(
@@ -1942,7 +1954,7 @@ fn rows_from_needs_an_int64_offset_column() {
     )
     .unwrap();
     assert!(matches!(
-        rows_from(&batch, 0),
+        rows_from(&batch, Offset::new(0)),
         Err(ArchiveError::Invalid(_))
     ));
 }
@@ -1960,7 +1972,7 @@ fn append_rows_rewrites_a_slice() {
     let (specs, file) = gappy_file();
     let all = concat(&read(&file));
     for min_offset in [10, 13, 18, 20] {
-        let sliced = rows_from(&all, min_offset).unwrap();
+        let sliced = rows_from(&all, Offset::new(min_offset)).unwrap();
         let mut writer = ArchiveWriter::new(Vec::new(), projected_options("id:long")).unwrap();
         writer.append_rows(&sliced).unwrap();
         let (sink, stats) = writer.finish().unwrap();
@@ -1981,9 +1993,9 @@ fn append_rows_rewrites_a_slice() {
             FileStats {
                 rows: expected.len() as u64,
                 input_bytes: 0,
-                first_offset: expected.first().map(|r| r.offset),
-                last_offset: expected.last().map(|r| r.offset),
-                min_row_offset: expected.first().map(|r| r.offset),
+                first_offset: expected.first().map(|r| r.offset).map(Offset::new),
+                last_offset: expected.last().map(|r| r.offset).map(Offset::new),
+                min_row_offset: expected.first().map(|r| r.offset).map(Offset::new),
                 min_timestamp: expected.iter().map(|r| r.timestamp).min(),
                 max_timestamp: expected.iter().map(|r| r.timestamp).max(),
                 json_invalid: 0,
@@ -1999,14 +2011,18 @@ fn append_rows_of_nothing_changes_nothing_and_rows_then_batches_keep_order() {
     let (specs, file) = gappy_file();
     let all = concat(&read(&file));
     let mut writer = ArchiveWriter::new(Vec::new(), projected_options("id:long")).unwrap();
-    writer.append_rows(&rows_from(&all, 21).unwrap()).unwrap();
+    writer
+        .append_rows(&rows_from(&all, Offset::new(21)).unwrap())
+        .unwrap();
     assert_eq!(writer.stats(), &FileStats::default());
 
     // A rewrite that keeps the tail of the old file, then goes on with new batches.
-    writer.append_rows(&rows_from(&all, 13).unwrap()).unwrap();
+    writer
+        .append_rows(&rows_from(&all, Offset::new(13)).unwrap())
+        .unwrap();
     let next = plain(21, 3, Compression::Snappy);
     let next_batch = next.encode();
-    writer.append_batch(&next_batch, i64::MIN).unwrap();
+    writer.append_batch(&next_batch, Offset::MIN).unwrap();
     let (sink, stats) = writer.finish().unwrap();
     let rows = rows_of(&read(&Bytes::from(sink)));
     let expected: Vec<Row> = specs
@@ -2016,9 +2032,9 @@ fn append_rows_of_nothing_changes_nothing_and_rows_then_batches_keep_order() {
         .collect();
     assert_eq!(rows, expected);
     assert_eq!(stats.rows, 6);
-    assert_eq!(stats.first_offset, Some(13));
-    assert_eq!(stats.min_row_offset, Some(13));
-    assert_eq!(stats.last_offset, Some(23));
+    assert_eq!(stats.first_offset, Some(Offset::new(13)));
+    assert_eq!(stats.min_row_offset, Some(Offset::new(13)));
+    assert_eq!(stats.last_offset, Some(Offset::new(23)));
     assert_eq!(stats.input_bytes, next_batch.len() as u64);
     assert_eq!(
         stats.min_timestamp,
@@ -2084,7 +2100,7 @@ proptest! {
                 .collect();
             let spec = Spec::new(
                 BatchOptions {
-                    base_offset: next,
+                    base_offset: Offset::new(next),
                     compression: codec,
                     base_timestamp: T0,
                     ..BatchOptions::default()
@@ -2107,7 +2123,7 @@ proptest! {
         for (spec, input) in specs.iter().zip(&batches) {
             for (i, (key, value, headers, _)) in input.iter().enumerate() {
                 want.push((
-                    spec.options.base_offset + i as i64,
+                    (spec.options.base_offset + i as i64).get(),
                     key.clone(),
                     value.clone(),
                     headers

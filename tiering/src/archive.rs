@@ -46,6 +46,7 @@ use shale_formats::archive::{self as encoding, ArchiveOptions, ArchiveWriter, Js
 use shale_formats::batch::{
     BATCH_LENGTH_MIN, BATCH_LENGTH_OFFSET, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD,
 };
+use shale_formats::ids::Offset;
 use tokio::sync::mpsc;
 
 use crate::error::TieringError;
@@ -120,7 +121,7 @@ impl EncodedFile {
 
 /// What the encoder needs to know, copied into its thread.
 struct EncodePlan {
-    start: i64,
+    start: Offset,
     file_bytes: u64,
     /// Record-batch bytes between the start and the end of the last pending segment (an
     /// estimate: the start position comes from the sparse offset index).
@@ -190,7 +191,7 @@ impl RemotePartition {
     }
 
     /// The last offset the archive covers (inclusive), if it has covered any.
-    pub fn archived_end_offset(&self) -> Option<i64> {
+    pub fn archived_end_offset(&self) -> Option<Offset> {
         self.manifest().archived_end_offset
     }
 
@@ -255,7 +256,7 @@ impl RemotePartition {
             })
             .await?;
             outcome.offsets_skipped += (floor - next) as u64;
-            tracing::warn!(tp = %self.tp, from = next, to = floor - 1,
+            tracing::warn!(tp = %self.tp, from = %next, to = %(floor - 1),
                 "offsets expired before the archive reached them; they are not archived");
         }
         let start = next.max(floor);
@@ -550,7 +551,7 @@ impl RemotePartition {
         let doomed: Vec<ArchiveFile> = manifest
             .archive_files
             .iter()
-            .filter(|f| f.last_offset < floor)
+            .filter(|f| f.last_offset < Offset::new(floor))
             .cloned()
             .collect();
         if !doomed.is_empty() {
@@ -561,20 +562,23 @@ impl RemotePartition {
                 files.retain(|f| !doomed.contains(f));
             })
             .await?;
-            tracing::info!(tp = %self.tp, files = doomed.len(), log_start_offset = floor,
+            tracing::info!(tp = %self.tp, files = doomed.len(), log_start_offset = %floor,
                 "deleted archive files below the log start offset");
             outcome.files_deleted = doomed.len();
         }
         // Only an explicit DeleteRecords offset rewrites a file; retention deletes whole
         // segments, and a file straddling their end waits until it is wholly expired.
-        if let Some(start) = manifest.log_start_offset.filter(|&s| s == floor) {
+        if let Some(start) = manifest
+            .log_start_offset
+            .filter(|&s| s == Offset::new(floor))
+        {
             let straddling = manifest.archive_files.iter().find(|f| {
                 f.first_offset < start
                     && start <= f.last_offset
                     && f.min_row_offset.is_some_and(|m| m < start)
             });
             if let Some(file) = straddling.cloned() {
-                self.rewrite_archive_file(&file, start).await?;
+                self.rewrite_archive_file(&file, start.get()).await?;
                 outcome.files_rewritten += 1;
             }
         }
@@ -618,11 +622,13 @@ impl RemotePartition {
                 f.max_timestamp = stats.max_timestamp;
                 // Nothing below `start` is left; a file with no rows left still covers its
                 // range until retention deletes it.
-                f.min_row_offset = f.min_row_offset.or(Some(start.max(f.first_offset)));
+                f.min_row_offset = f
+                    .min_row_offset
+                    .or(Some(Offset::new(start.max(f.first_offset.get()))));
             }
         })
         .await?;
-        tracing::info!(tp = %self.tp, %path, rows = stats.rows, log_start_offset = start,
+        tracing::info!(tp = %self.tp, %path, rows = stats.rows, log_start_offset = %start,
             "rewrote an archive file without the rows below the log start offset");
         Ok(())
     }
@@ -672,11 +678,12 @@ impl RemotePartition {
 /// The offset below which no archive row may remain: the remote log start offset, or, when
 /// retention has removed every remote segment, everything ever copied.
 fn archive_floor(manifest: &Manifest) -> Option<i64> {
-    let lso = manifest.log_start_offset.unwrap_or(i64::MIN);
+    let lso = manifest.log_start_offset.unwrap_or(Offset::MIN);
     manifest
         .remote_log_start_offset()
         .or(manifest.end_offset.map(|end| end + 1))
         .map(|floor| floor.max(lso))
+        .map(Offset::get)
 }
 
 /// The file's rows from `start` on, in a new file with the same schema and metadata (`options`
@@ -706,7 +713,7 @@ fn rewrite_rows_from(
     };
     let mut writer = ArchiveWriter::new(ChunkSink::default(), options)?;
     for batch in &batches {
-        writer.append_rows(&encoding::rows_from(batch, start)?)?;
+        writer.append_rows(&encoding::rows_from(batch, Offset::new(start))?)?;
     }
     let (sink, stats) = writer.finish()?;
     Ok(EncodedFile {

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use shale_formats::batch::{self, ValidateOptions};
+use shale_formats::ids::Offset;
 use shale_formats::index;
 use tokio::io::AsyncReadExt;
 
@@ -75,7 +76,7 @@ impl RemotePartition {
             leader_epochs: segment.leader_epochs.clone(),
             state: RemoteLogSegmentState::CopySegmentStarted,
         };
-        tracing::info!(tp = %self.tp, base_offset = segment.base_offset, end_offset = segment.end_offset,
+        tracing::info!(tp = %self.tp, base_offset = %segment.base_offset, end_offset = %segment.end_offset,
             size_bytes = segment.size_bytes, segment_id = %id, "copying segment to the remote tier");
 
         metadata.log_crc32c = self.upload_log(&segment, &log_path).await?;
@@ -103,7 +104,7 @@ impl RemotePartition {
         metadata.created_at_ms = now_ms();
         match self.commit_copy(&segment, metadata.clone()).await {
             Ok(()) => {
-                tracing::info!(tp = %self.tp, base_offset = segment.base_offset, segment_id = %id, "segment copied");
+                tracing::info!(tp = %self.tp, base_offset = %segment.base_offset, segment_id = %id, "segment copied");
                 Ok(metadata)
             }
             Err(error) => {
@@ -153,7 +154,7 @@ impl RemotePartition {
             end_offset: segment.end_offset,
             reason,
         };
-        if segment.base_offset < 0 || segment.end_offset < segment.base_offset {
+        if segment.base_offset < Offset::new(0) || segment.end_offset < segment.base_offset {
             return Err(invalid("its offsets are not a valid range".to_string()));
         }
         if segment.end_offset - segment.base_offset > i64::from(u32::MAX) {
@@ -353,13 +354,13 @@ impl RemotePartition {
 /// Validates a segment's batches as its bytes stream past: framing, CRC-32C, offsets
 /// increasing and inside `base_offset..=end_offset`.
 struct BatchChecker {
-    base_offset: i64,
-    end_offset: i64,
+    base_offset: Offset,
+    end_offset: Offset,
     /// Bytes of a batch cut by the end of the previous chunk.
     pending: Vec<u8>,
     /// File position of `pending`'s first byte.
     position: u64,
-    next_offset: i64,
+    next_offset: Offset,
     batches: u64,
 }
 

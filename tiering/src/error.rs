@@ -3,6 +3,7 @@
 //! remote yet) are not errors: see [`crate::RemoteReadOutcome`].
 
 use shale_cache::retrying::{RetryError, RETRYING_STORE};
+use shale_formats::ids::Offset;
 
 use crate::metadata::TopicIdPartition;
 
@@ -92,7 +93,7 @@ pub enum TieringError {
     CorruptSegment {
         tp: TopicIdPartition,
         path: String,
-        offset: i64,
+        offset: Offset,
         position: u64,
         reason: String,
     },
@@ -104,8 +105,8 @@ pub enum TieringError {
     InvalidSegment {
         tp: TopicIdPartition,
         path: String,
-        base_offset: i64,
-        end_offset: i64,
+        base_offset: Offset,
+        end_offset: Offset,
         reason: String,
     },
 
@@ -123,10 +124,10 @@ pub enum TieringError {
     )]
     NotContiguous {
         tp: TopicIdPartition,
-        base_offset: i64,
-        end_offset: i64,
-        remote_log_end_offset: i64,
-        expected_base_offset: i64,
+        base_offset: Offset,
+        end_offset: Offset,
+        remote_log_end_offset: Offset,
+        expected_base_offset: Offset,
     },
 
     #[error(

@@ -18,6 +18,7 @@
 //! Unknown kinds are refused, since a reader that skipped them could miss meaning.
 
 use bytes::{Buf, BufMut, Bytes};
+use shale_formats::ids::{LeaderEpoch, Offset};
 
 use crate::metadata::EpochEntry;
 
@@ -45,8 +46,8 @@ impl SegmentIndexes {
     pub fn encode(&self) -> Bytes {
         let mut epochs = Vec::with_capacity(self.leader_epochs.len() * EPOCH_ENTRY_SIZE);
         for entry in &self.leader_epochs {
-            epochs.put_i32(entry.epoch);
-            epochs.put_i64(entry.start_offset);
+            epochs.put_i32(entry.epoch.get());
+            epochs.put_i64(entry.start_offset.get());
         }
         let mut sections: Vec<(u8, &[u8])> = vec![
             (KIND_OFFSET_INDEX, &self.offset_index),
@@ -144,8 +145,8 @@ fn decode_epochs(mut body: Bytes) -> Result<Vec<EpochEntry>, String> {
     let mut entries = Vec::with_capacity(body.len() / EPOCH_ENTRY_SIZE);
     while body.has_remaining() {
         entries.push(EpochEntry {
-            epoch: body.get_i32(),
-            start_offset: body.get_i64(),
+            epoch: LeaderEpoch::new(body.get_i32()),
+            start_offset: Offset::new(body.get_i64()),
         });
     }
     Ok(entries)
@@ -175,8 +176,8 @@ mod tests {
                 leader_epochs: e
                     .into_iter()
                     .map(|(epoch, start_offset)| EpochEntry {
-                        epoch,
-                        start_offset,
+                        epoch: LeaderEpoch::new(epoch),
+                        start_offset: Offset::new(start_offset),
                     })
                     .collect(),
                 producer_snapshot: p,

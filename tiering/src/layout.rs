@@ -19,6 +19,7 @@
 //! numbers make a listing sort numerically.
 
 use object_store::path::Path;
+use shale_formats::ids::Offset;
 use uuid::Uuid;
 
 use crate::metadata::{RemoteLogSegmentId, TopicIdPartition};
@@ -64,22 +65,22 @@ impl PartitionLayout {
         self.manifest_dir().join(format!("{version:020}").as_str())
     }
 
-    pub fn log(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
+    pub fn log(&self, base_offset: Offset, id: RemoteLogSegmentId) -> Path {
         self.dir
             .clone()
             .join(segment_name(base_offset, id, "log").as_str())
     }
 
-    pub fn indexes(&self, base_offset: i64, id: RemoteLogSegmentId) -> Path {
+    pub fn indexes(&self, base_offset: Offset, id: RemoteLogSegmentId) -> Path {
         self.dir
             .clone()
             .join(segment_name(base_offset, id, "indexes").as_str())
     }
 }
 
-fn segment_name(base_offset: i64, id: RemoteLogSegmentId, extension: &str) -> String {
+fn segment_name(base_offset: Offset, id: RemoteLogSegmentId, extension: &str) -> String {
     assert!(
-        base_offset >= 0,
+        base_offset >= Offset::new(0),
         "a remote segment's base offset must not be negative: {base_offset}"
     );
     format!("{base_offset:020}-{id}.{extension}")
@@ -103,16 +104,16 @@ pub fn archive_staging_root(prefix: &Path) -> Path {
 }
 
 /// The name of the archive file covering `first..=last`.
-pub fn archive_file_name(first: i64, last: i64) -> String {
+pub fn archive_file_name(first: Offset, last: Offset) -> String {
     assert!(
-        0 <= first && first <= last,
+        Offset::ZERO <= first && first <= last,
         "an archive file covers a non-empty range of offsets, not {first}..={last}"
     );
     format!("{first:020}-{last:020}.parquet")
 }
 
 /// The offsets an archive file name covers.
-pub fn parse_archive_file_name(name: &str) -> Option<(i64, i64)> {
+pub fn parse_archive_file_name(name: &str) -> Option<(Offset, Offset)> {
     let stem = name.strip_suffix(".parquet")?;
     let (first, last) = stem.split_once('-')?;
     if first.len() != 20 || last.len() != 20 {
@@ -200,7 +201,7 @@ mod tests {
             layout.manifest(12).as_ref(),
             "shale/prod/topics/orders-eu.v2-00000000-0000-0000-0000-00000000feed/7/manifest/00000000000000000012"
         );
-        let log = layout.log(42, id);
+        let log = layout.log(Offset::new(42), id);
         assert_eq!(
             log.as_ref(),
             "shale/prod/topics/orders-eu.v2-00000000-0000-0000-0000-00000000feed/7/00000000000000000042-00000000000000000000000000000abc.log"
@@ -212,7 +213,7 @@ mod tests {
             parse_segment_name(&rest[0]),
             Some((42, id, ObjectKind::Log))
         );
-        let indexes = layout.indexes(42, id);
+        let indexes = layout.indexes(Offset::new(42), id);
         assert_eq!(
             parse_segment_name(indexes.filename().unwrap()),
             Some((42, id, ObjectKind::Indexes))

@@ -39,6 +39,7 @@
 //! operator to look at; nothing is overwritten.
 
 use serde::{Deserialize, Serialize};
+use shale_formats::ids::Offset;
 use uuid::Uuid;
 
 use crate::metadata::{RemoteLogSegmentMetadata, RemoteLogSegmentState, TopicIdPartition};
@@ -58,10 +59,10 @@ pub struct Manifest {
     pub writer_id: Uuid,
     pub written_at_ms: i64,
     /// The log start offset set by DeleteRecords, if above the first segment's base offset.
-    pub log_start_offset: Option<i64>,
+    pub log_start_offset: Option<Offset>,
     /// The highest offset ever copied, kept after retention has deleted every segment so that
     /// the next copy must still continue from it.
-    pub end_offset: Option<i64>,
+    pub end_offset: Option<Offset>,
     /// A deletion marker: the partition's topic was deleted, and its objects are being removed.
     #[serde(default)]
     pub deleted: bool,
@@ -73,7 +74,7 @@ pub struct Manifest {
     /// The last offset the archive has covered, inclusive: the next archive file starts after
     /// it. Kept when retention deletes every file.
     #[serde(default)]
-    pub archived_end_offset: Option<i64>,
+    pub archived_end_offset: Option<Offset>,
 }
 
 /// One Parquet archive file, as the manifest records it. Its object name is derived from
@@ -82,15 +83,15 @@ pub struct Manifest {
 /// the rows below the new log start offset).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveFile {
-    pub first_offset: i64,
-    pub last_offset: i64,
+    pub first_offset: Offset,
+    pub last_offset: Offset,
     pub rows: u64,
     /// Bytes of the Parquet object.
     pub size_bytes: u64,
     /// Bytes of record batches it was made from.
     pub input_bytes: u64,
     /// The lowest offset of a row, if it has rows.
-    pub min_row_offset: Option<i64>,
+    pub min_row_offset: Option<Offset>,
     pub min_timestamp: Option<i64>,
     pub max_timestamp: Option<i64>,
     pub created_at_ms: i64,
@@ -116,24 +117,24 @@ impl Manifest {
     /// Segments readers may use: those whose copy finished and whose delete has not started,
     /// and not wholly below the log start offset.
     pub fn readable_segments(&self) -> impl Iterator<Item = &RemoteLogSegmentMetadata> {
-        let start = self.log_start_offset.unwrap_or(i64::MIN);
+        let start = self.log_start_offset.unwrap_or(Offset::MIN);
         self.segments.iter().filter(move |s| {
             s.state == RemoteLogSegmentState::CopySegmentFinished && s.end_offset >= start
         })
     }
 
     /// The first offset a reader may ask for, if any segment is readable.
-    pub fn remote_log_start_offset(&self) -> Option<i64> {
+    pub fn remote_log_start_offset(&self) -> Option<Offset> {
         let first = self.readable_segments().next()?;
         Some(
             first
                 .base_offset
-                .max(self.log_start_offset.unwrap_or(i64::MIN)),
+                .max(self.log_start_offset.unwrap_or(Offset::MIN)),
         )
     }
 
     /// The last offset readable remotely, inclusive.
-    pub fn remote_log_end_offset(&self) -> Option<i64> {
+    pub fn remote_log_end_offset(&self) -> Option<Offset> {
         self.readable_segments().last().map(|s| s.end_offset)
     }
 
@@ -146,7 +147,7 @@ impl Manifest {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut previous: Option<&RemoteLogSegmentMetadata> = None;
         for segment in &self.segments {
-            if segment.base_offset < 0 || segment.base_offset > segment.end_offset {
+            if segment.base_offset < Offset::new(0) || segment.base_offset > segment.end_offset {
                 return Err(format!(
                     "segment {} has base offset {} and end offset {}",
                     segment.segment_id, segment.base_offset, segment.end_offset
@@ -171,7 +172,7 @@ impl Manifest {
         }
         let mut previous_file: Option<&ArchiveFile> = None;
         for file in &self.archive_files {
-            if file.first_offset < 0 || file.first_offset > file.last_offset {
+            if file.first_offset < Offset::new(0) || file.first_offset > file.last_offset {
                 return Err(format!(
                     "archive file {}-{} has an empty or negative range",
                     file.first_offset, file.last_offset
@@ -290,6 +291,7 @@ mod tests {
     use super::*;
     use crate::metadata::{EpochEntry, RemoteLogSegmentId};
     use proptest::prelude::*;
+    use shale_formats::ids::LeaderEpoch;
 
     fn tp() -> TopicIdPartition {
         TopicIdPartition::new("t", Uuid::from_u128(9), 0)
@@ -298,16 +300,16 @@ mod tests {
     fn segment(base: i64, end: i64, state: RemoteLogSegmentState) -> RemoteLogSegmentMetadata {
         RemoteLogSegmentMetadata {
             segment_id: RemoteLogSegmentId(Uuid::from_u128(base as u128 + 1)),
-            base_offset: base,
-            end_offset: end,
+            base_offset: Offset::new(base),
+            end_offset: Offset::new(end),
             max_timestamp: 1000 + end,
             size_bytes: 100,
             indexes_size_bytes: 10,
             log_crc32c: 7,
             created_at_ms: 5,
             leader_epochs: vec![EpochEntry {
-                epoch: 1,
-                start_offset: base,
+                epoch: LeaderEpoch::new(1),
+                start_offset: Offset::new(base),
             }],
             state,
         }
@@ -338,8 +340,8 @@ mod tests {
                     tp: tp(),
                     writer_id: Uuid::from_u128(3),
                     written_at_ms: 17,
-                    log_start_offset: log_start,
-                    end_offset: Some(base - 1),
+                    log_start_offset: log_start.map(Offset::new),
+                    end_offset: Some(Offset::new(base - 1)),
                     deleted,
                     segments,
                     archive_files: Vec::new(),
@@ -376,13 +378,13 @@ mod tests {
     fn gaps_and_foreign_versions_are_refused() {
         let mut manifest = Manifest::empty(tp());
         manifest.version = 2;
-        manifest.end_offset = Some(30);
+        manifest.end_offset = Some(Offset::new(30));
         manifest.segments = vec![
             segment(0, 9, RemoteLogSegmentState::CopySegmentFinished),
             segment(11, 30, RemoteLogSegmentState::CopySegmentFinished),
         ];
         assert!(manifest.check_invariants().unwrap_err().contains("gap"));
-        manifest.segments[1].base_offset = 10;
+        manifest.segments[1].base_offset = Offset::new(10);
         let bytes = encode(&manifest);
         assert!(decode(&bytes, &tp(), 3).unwrap_err().contains("version 2"));
         let other = TopicIdPartition::new("t", Uuid::from_u128(9), 1);
@@ -396,16 +398,16 @@ mod tests {
     fn offsets_follow_states_and_log_start() {
         let mut manifest = Manifest::empty(tp());
         assert_eq!(manifest.remote_log_start_offset(), None);
-        manifest.end_offset = Some(29);
+        manifest.end_offset = Some(Offset::new(29));
         manifest.segments = vec![
             segment(0, 9, RemoteLogSegmentState::DeleteSegmentStarted),
             segment(10, 19, RemoteLogSegmentState::CopySegmentFinished),
             segment(20, 29, RemoteLogSegmentState::CopySegmentFinished),
         ];
-        assert_eq!(manifest.remote_log_start_offset(), Some(10));
-        assert_eq!(manifest.remote_log_end_offset(), Some(29));
-        manifest.log_start_offset = Some(25);
-        assert_eq!(manifest.remote_log_start_offset(), Some(25));
+        assert_eq!(manifest.remote_log_start_offset(), Some(Offset::new(10)));
+        assert_eq!(manifest.remote_log_end_offset(), Some(Offset::new(29)));
+        manifest.log_start_offset = Some(Offset::new(25));
+        assert_eq!(manifest.remote_log_start_offset(), Some(Offset::new(25)));
         assert_eq!(manifest.readable_segments().count(), 1);
     }
 }

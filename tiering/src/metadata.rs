@@ -2,6 +2,7 @@
 //! [`RemoteLogSegmentState`] with its allowed transitions, [`RemoteLogSegmentMetadata`], and
 //! [`SegmentUpload`], what the broker hands over for a sealed segment.
 
+use shale_formats::ids::Offset;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -112,9 +113,9 @@ pub use shale_formats::epoch::EpochEntry;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteLogSegmentMetadata {
     pub segment_id: RemoteLogSegmentId,
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Last offset in the segment, inclusive.
-    pub end_offset: i64,
+    pub end_offset: Offset,
     /// Largest record timestamp in the segment (ms), or -1 if none.
     pub max_timestamp: i64,
     /// Bytes of the `.log` object.
@@ -132,7 +133,7 @@ pub struct RemoteLogSegmentMetadata {
 
 impl RemoteLogSegmentMetadata {
     /// Whether `offset` lies in this segment.
-    pub fn contains(&self, offset: i64) -> bool {
+    pub fn contains(&self, offset: Offset) -> bool {
         self.base_offset <= offset && offset <= self.end_offset
     }
 
@@ -153,9 +154,9 @@ impl RemoteLogSegmentMetadata {
 /// A sealed local segment, handed over by the broker to be copied to the remote tier.
 #[derive(Debug, Clone)]
 pub struct SegmentUpload {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// Last offset in the segment, inclusive.
-    pub end_offset: i64,
+    pub end_offset: Offset,
     pub max_timestamp: i64,
     /// Size of the `.log` file; the file must have exactly this many bytes.
     pub size_bytes: u64,

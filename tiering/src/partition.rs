@@ -6,6 +6,7 @@
 //! following versions until one is missing, in case the LIST lagged), and afterwards only when
 //! a write finds that another writer got ahead.
 
+use shale_formats::ids::Offset;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -98,19 +99,19 @@ impl RemotePartition {
     }
 
     /// The first offset readable remotely, if any segment is.
-    pub fn remote_log_start_offset(&self) -> Option<i64> {
+    pub fn remote_log_start_offset(&self) -> Option<Offset> {
         self.manifest().remote_log_start_offset()
     }
 
     /// The last offset readable remotely (inclusive), if any segment is. The broker may delete
     /// local segments up to here (local retention).
-    pub fn remote_log_end_offset(&self) -> Option<i64> {
+    pub fn remote_log_end_offset(&self) -> Option<Offset> {
         self.manifest().remote_log_end_offset()
     }
 
     /// The highest offset ever copied, even if retention has since deleted it: the next
     /// segment to copy must start right after it.
-    pub fn copied_end_offset(&self) -> Option<i64> {
+    pub fn copied_end_offset(&self) -> Option<Offset> {
         self.manifest().end_offset
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
 use shale_formats::batch::{self, RecordBatchHeader, ValidateOptions, RECORD_BATCH_OVERHEAD};
+use shale_formats::ids::Offset;
 use shale_formats::index;
 use shale_formats::record;
 
@@ -33,10 +34,12 @@ pub enum RemoteReadOutcome {
     Records(RemoteRecords),
     /// The offset is below the remote log start (deleted by retention or DeleteRecords): Kafka's
     /// `OFFSET_OUT_OF_RANGE`.
-    OffsetBelowStart { remote_log_start_offset: i64 },
+    OffsetBelowStart { remote_log_start_offset: Offset },
     /// The offset is not in the remote tier: nothing is remote yet, or it is past the remote end
     /// (`remote_log_end_offset`), so the local log has it if anyone does.
-    NotRemote { remote_log_end_offset: Option<i64> },
+    NotRemote {
+        remote_log_end_offset: Option<Offset>,
+    },
 }
 
 /// Batches read from the remote tier.
@@ -45,13 +48,13 @@ pub struct RemoteRecords {
     /// Concatenated whole batches, as stored.
     pub records: Bytes,
     /// The offset after the last returned batch (where the next fetch continues).
-    pub next_offset: i64,
+    pub next_offset: Offset,
 }
 
 /// A record found by timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteTimestampOffset {
-    pub offset: i64,
+    pub offset: Offset,
     pub timestamp: i64,
 }
 
@@ -62,7 +65,7 @@ impl RemotePartition {
     /// `max_bytes`. Every returned batch's CRC is checked after the read.
     pub async fn read(
         &self,
-        offset: i64,
+        offset: Offset,
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<RemoteReadOutcome, TieringError> {
@@ -119,8 +122,8 @@ impl RemotePartition {
                 break;
             };
             remaining = remaining.saturating_sub(bytes.len());
-            next_offset = last + 1;
-            let reached_end = last >= segment.end_offset;
+            next_offset = Offset::new(last + 1);
+            let reached_end = last >= segment.end_offset.get();
             out.push(bytes);
             if remaining == 0 || !reached_end {
                 break;
@@ -152,7 +155,7 @@ impl RemotePartition {
     ) -> Result<Option<RemoteTimestampOffset>, TieringError> {
         let manifest = self.manifest();
         self.check_not_deleted(&manifest)?;
-        let log_start = manifest.remote_log_start_offset().unwrap_or(i64::MIN);
+        let log_start = manifest.remote_log_start_offset().unwrap_or(Offset::MIN);
         let segments: Vec<&RemoteLogSegmentMetadata> = manifest.readable_segments().collect();
         for (i, segment) in segments.iter().enumerate() {
             if segment.max_timestamp < timestamp {
@@ -160,7 +163,7 @@ impl RemotePartition {
             }
             let successor = segments.get(i + 1).copied();
             if let Some(found) = self
-                .find_in_segment(segment, successor, timestamp, log_start)
+                .find_in_segment(segment, successor, timestamp, log_start.get())
                 .await?
             {
                 return Ok(Some(found));
@@ -183,7 +186,9 @@ impl RemotePartition {
             .map_or(segment.base_offset, |e| {
                 segment.base_offset + i64::from(e.relative_offset)
             });
-        let from = from_time.max(log_start).max(segment.base_offset);
+        let from = from_time
+            .max(Offset::new(log_start))
+            .max(segment.base_offset);
         let relative = (from - segment.base_offset) as u32;
         let mut position = index::offset_index_lookup(&indexes.offset_index, relative)
             .map_or(0, |e| u64::from(e.position));
@@ -220,7 +225,7 @@ impl RemotePartition {
         &self,
         segment: &RemoteLogSegmentMetadata,
         successor: Option<&RemoteLogSegmentMetadata>,
-        offset: i64,
+        offset: Offset,
     ) -> Result<Option<(u64, RecordBatchHeader)>, TieringError> {
         let position = self.index_position(segment, offset).await?;
         self.scan_headers(segment, successor, position, |h| h.last_offset() >= offset)
@@ -232,7 +237,7 @@ impl RemotePartition {
     pub(crate) async fn index_position(
         &self,
         segment: &RemoteLogSegmentMetadata,
-        offset: i64,
+        offset: Offset,
     ) -> Result<u64, TieringError> {
         let indexes = self.segment_indexes(segment).await?;
         let relative = (offset.max(segment.base_offset) - segment.base_offset) as u32;
@@ -304,7 +309,7 @@ impl RemotePartition {
         segment: &RemoteLogSegmentMetadata,
         successor: Option<&RemoteLogSegmentMetadata>,
         position: u64,
-        offset: i64,
+        offset: Offset,
         max_bytes: usize,
         must_take_one: bool,
     ) -> Result<(Bytes, Option<i64>), TieringError> {
@@ -348,7 +353,7 @@ impl RemotePartition {
                 "the segment ends inside a batch".to_string(),
             ));
         }
-        Ok((bytes.slice(..consumed), last))
+        Ok((bytes.slice(..consumed), last.map(Offset::get)))
     }
 
     /// The pair check on read: the batch is whole, its CRC matches, and its offsets lie inside
@@ -357,7 +362,7 @@ impl RemotePartition {
         &self,
         segment: &RemoteLogSegmentMetadata,
         position: u64,
-        offset: i64,
+        offset: Offset,
         bytes: &[u8],
     ) -> Result<(), TieringError> {
         let header = batch::validate_batch(bytes, &ValidateOptions::stored())
@@ -445,7 +450,7 @@ impl RemotePartition {
     fn corrupt(
         &self,
         segment: &RemoteLogSegmentMetadata,
-        offset: i64,
+        offset: Offset,
         position: u64,
         reason: String,
     ) -> TieringError {

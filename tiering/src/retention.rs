@@ -14,6 +14,7 @@
 //! finishes such segments (steps 2 and 3 again).
 
 use object_store::ObjectStoreExt;
+use shale_formats::ids::Offset;
 
 use crate::error::TieringError;
 use crate::manifest::Manifest;
@@ -40,7 +41,7 @@ pub struct RetentionOutcome {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
     /// The remote log start offset afterwards, if anything is left.
-    pub remote_log_start_offset: Option<i64>,
+    pub remote_log_start_offset: Option<Offset>,
 }
 
 impl RemotePartition {
@@ -80,7 +81,7 @@ impl RemotePartition {
     /// below it. Offsets below it read as [`crate::RemoteReadOutcome::OffsetBelowStart`] at once.
     pub async fn delete_segments_before(
         &self,
-        offset: i64,
+        offset: Offset,
     ) -> Result<RetentionOutcome, TieringError> {
         self.delete_where(Some(offset), |manifest| {
             manifest
@@ -139,7 +140,7 @@ impl RemotePartition {
     /// segments to delete now; `log_start_offset` raises the manifest's.
     async fn delete_where(
         &self,
-        log_start_offset: Option<i64>,
+        log_start_offset: Option<Offset>,
         select: impl FnOnce(&Manifest) -> usize,
     ) -> Result<RetentionOutcome, TieringError> {
         let _write = self.manifest_write.lock().await;

@@ -17,6 +17,7 @@
 //! they fail. For a local-directory store the equivalent, staging files `name#N` of interrupted
 //! writes (which LIST does not show), are removed when `local_store_root` is configured.
 
+use shale_formats::ids::Offset;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -201,7 +202,7 @@ async fn scrub_archive(
     Ok(())
 }
 
-fn lists(partition: &RemotePartition, range: (i64, i64)) -> bool {
+fn lists(partition: &RemotePartition, range: (Offset, Offset)) -> bool {
     partition
         .manifest()
         .archive_files

@@ -257,8 +257,8 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
                 path: remote
                     .map(|r| r.archive_path(f).to_string())
                     .unwrap_or_default(),
-                first_offset: f.first_offset,
-                last_offset: f.last_offset,
+                first_offset: f.first_offset.get(),
+                last_offset: f.last_offset.get(),
                 rows: f.rows,
                 size_bytes: f.size_bytes,
                 input_bytes: f.input_bytes,
@@ -266,7 +266,9 @@ async fn run_describe(args: DescribeArgs) -> Result<i32, String> {
                 max_timestamp: f.max_timestamp,
             })
             .collect();
-        let archived_end_offset = remote.and_then(|r| r.archived_end_offset());
+        let archived_end_offset = remote
+            .and_then(|r| r.archived_end_offset())
+            .map(|a| a.get());
         let log_end_offset = log_ends.get(&p).copied().flatten();
         let lag = log_end_offset.map(|end| {
             end.saturating_sub(archived_end_offset.map_or(0, |a| a + 1))

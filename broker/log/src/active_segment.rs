@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use shale_formats::batch::RECORD_BATCH_OVERHEAD;
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_formats::index::{OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE};
 
 use super::error::io_error;
@@ -23,7 +24,7 @@ pub(super) struct AppendedBatch {
     /// Where the batch starts in the appended bytes.
     pub(super) position: usize,
     pub(super) size: usize,
-    pub(super) last_offset: i64,
+    pub(super) last_offset: Offset,
     pub(super) max_timestamp: i64,
 }
 
@@ -32,7 +33,7 @@ pub(super) struct AppendedBatch {
 pub(super) struct Recovery {
     pub(super) truncated_bytes: u64,
     /// (partition leader epoch, base offset) of each batch that starts a new epoch.
-    pub(super) epoch_starts: Vec<(i32, i64)>,
+    pub(super) epoch_starts: Vec<(LeaderEpoch, Offset)>,
 }
 
 /// Limits that decide when the active segment is rolled.
@@ -50,7 +51,7 @@ pub(super) struct ActiveSegment {
     index_file: File,
     time_index_file: File,
     rule: IndexRule,
-    next_offset: i64,
+    next_offset: Offset,
     /// Max timestamp of the segment's first batch: the clock `segment.ms` runs against.
     rolling_timestamp: Option<i64>,
     created_ms: i64,
@@ -60,7 +61,7 @@ impl ActiveSegment {
     /// Creates (or empties) the files of a new segment at `base_offset`.
     pub(super) fn create(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         index_interval_bytes: u64,
         now_ms: i64,
     ) -> Result<Self, LogError> {
@@ -120,7 +121,9 @@ impl ActiveSegment {
                 push_entries(&mut indexes, rule.on_batch(&indexed(position, h)));
                 rolling_timestamp.get_or_insert(h.max_timestamp);
                 next_offset = h.next_offset();
-                if h.partition_leader_epoch >= 0 && last_epoch != Some(h.partition_leader_epoch) {
+                if h.partition_leader_epoch >= LeaderEpoch::new(0)
+                    && last_epoch != Some(h.partition_leader_epoch)
+                {
                     last_epoch = Some(h.partition_leader_epoch);
                     recovery
                         .epoch_starts
@@ -256,12 +259,12 @@ impl ActiveSegment {
         &self.segment
     }
 
-    pub(super) fn base_offset(&self) -> i64 {
+    pub(super) fn base_offset(&self) -> Offset {
         self.segment.base_offset
     }
 
     /// The offset after the last batch in the segment (the base offset when empty).
-    pub(super) fn next_offset(&self) -> i64 {
+    pub(super) fn next_offset(&self) -> Offset {
         self.next_offset
     }
 
@@ -276,7 +279,7 @@ impl ActiveSegment {
         limits: &RollLimits,
         bytes: usize,
         max_timestamp: i64,
-        last_offset: i64,
+        last_offset: Offset,
         now_ms: i64,
     ) -> Option<&'static str> {
         let size = self.size();
@@ -449,7 +452,7 @@ fn append_entries(file: &File, path: &Path, at: usize, bytes: &[u8]) -> Result<(
 
 /// Cuts `segment` so that it ends before the first batch whose last offset is ≥ `offset`;
 /// returns the new size. The caller rebuilds the writer state with [`ActiveSegment::recover`].
-pub(super) fn truncate_segment(segment: &LogSegment, offset: i64) -> Result<u64, LogError> {
+pub(super) fn truncate_segment(segment: &LogSegment, offset: Offset) -> Result<u64, LogError> {
     let size = segment.size();
     let cut = segment
         .locate(offset, size)?

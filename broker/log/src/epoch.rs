@@ -18,14 +18,10 @@ use std::path::{Path, PathBuf};
 use super::files::{write_atomically, LEADER_EPOCH_CHECKPOINT};
 use super::LogError;
 
-/// Kafka's `UNDEFINED_EPOCH`.
-pub const UNDEFINED_EPOCH: i32 = -1;
-/// Kafka's `UNDEFINED_EPOCH_OFFSET`.
-pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
-
 const CHECKPOINT_VERSION: u32 = 0;
 
 pub use shale_formats::epoch::EpochEntry;
+use shale_formats::ids::{LeaderEpoch, Offset};
 
 pub(super) struct LeaderEpochCache {
     dir: PathBuf,
@@ -61,7 +57,7 @@ impl LeaderEpochCache {
         &self.entries
     }
 
-    pub(super) fn latest_epoch(&self) -> Option<i32> {
+    pub(super) fn latest_epoch(&self) -> Option<LeaderEpoch> {
         self.entries.last().map(|e| e.epoch)
     }
 
@@ -69,9 +65,13 @@ impl LeaderEpochCache {
     /// latest entry already has this epoch at an offset at or below `start_offset`; otherwise
     /// entries that would break monotonicity (epoch ≥ `epoch` or offset ≥ `start_offset`) are
     /// dropped first. Persists the file when something changed.
-    pub(super) fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+    pub(super) fn assign(
+        &mut self,
+        epoch: LeaderEpoch,
+        start_offset: Offset,
+    ) -> Result<(), LogError> {
         assert!(
-            epoch >= 0 && start_offset >= 0,
+            epoch >= LeaderEpoch::new(0) && start_offset >= Offset::ZERO,
             "leader epoch entries must be non-negative: epoch {epoch}, start offset {start_offset}"
         );
         if let Some(latest) = self.entries.last() {
@@ -85,8 +85,8 @@ impl LeaderEpochCache {
         if self.entries.len() != before {
             tracing::warn!(
                 dir = %self.dir.display(),
-                epoch,
-                start_offset,
+                %epoch,
+                %start_offset,
                 removed = before - self.entries.len(),
                 "removed leader epoch entries that conflict with a new epoch"
             );
@@ -99,25 +99,29 @@ impl LeaderEpochCache {
     }
 
     /// The epoch whose range contains `offset`, if any entry starts at or below it.
-    pub(super) fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+    pub(super) fn epoch_for_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
         let idx = self.entries.partition_point(|e| e.start_offset <= offset);
         idx.checked_sub(1).map(|i| self.entries[i].epoch)
     }
 
     /// OffsetForLeaderEpoch: the largest epoch ≤ `requested` that this log knows and the end
     /// offset of that epoch (the start of the next known epoch, or the log end offset for the
-    /// latest epoch). Returns `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)` when `requested` is
+    /// latest epoch). Returns `(LeaderEpoch::UNDEFINED, Offset::UNKNOWN)` when `requested` is
     /// undefined or newer than every known epoch, as Kafka does.
-    pub(super) fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
-        if requested == UNDEFINED_EPOCH {
-            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+    pub(super) fn end_offset_for(
+        &self,
+        requested: LeaderEpoch,
+        log_end_offset: Offset,
+    ) -> (LeaderEpoch, Offset) {
+        if requested == LeaderEpoch::UNDEFINED {
+            return (LeaderEpoch::UNDEFINED, Offset::UNKNOWN);
         }
         if self.latest_epoch() == Some(requested) {
             return (requested, log_end_offset);
         }
         let higher = self.entries.partition_point(|e| e.epoch <= requested);
         let Some(higher_entry) = self.entries.get(higher) else {
-            return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+            return (LeaderEpoch::UNDEFINED, Offset::UNKNOWN);
         };
         match higher.checked_sub(1) {
             // Older than every epoch we know: Kafka answers with the requested epoch and the
@@ -128,7 +132,7 @@ impl LeaderEpochCache {
     }
 
     /// After the log was truncated to `end_offset`: drops epochs that start at or after it.
-    pub(super) fn truncate_from_end(&mut self, end_offset: i64) -> Result<(), LogError> {
+    pub(super) fn truncate_from_end(&mut self, end_offset: Offset) -> Result<(), LogError> {
         let keep = self
             .entries
             .partition_point(|e| e.start_offset < end_offset);
@@ -141,7 +145,7 @@ impl LeaderEpochCache {
 
     /// After the log start moved to `start_offset`: drops epochs that end at or before it and
     /// moves the start of the epoch containing it up to `start_offset`.
-    pub(super) fn truncate_from_start(&mut self, start_offset: i64) -> Result<(), LogError> {
+    pub(super) fn truncate_from_start(&mut self, start_offset: Offset) -> Result<(), LogError> {
         let below = self
             .entries
             .partition_point(|e| e.start_offset <= start_offset);
@@ -204,7 +208,7 @@ fn parse_checkpoint(text: &str) -> Result<Vec<EpochEntry>, String> {
                 .parse()
                 .map_err(|_| format!("the offset in {line:?} is not a number"))?,
         };
-        if entry.epoch < 0 || entry.start_offset < 0 {
+        if entry.epoch < LeaderEpoch::new(0) || entry.start_offset < Offset::ZERO {
             return Err(format!("the line {line:?} holds a negative value"));
         }
         if let Some(prev) = entries.last() {
@@ -235,7 +239,9 @@ mod tests {
     fn cache_with(dir: &Path, entries: &[(i32, i64)]) -> LeaderEpochCache {
         let mut cache = LeaderEpochCache::load(dir).unwrap();
         for &(epoch, offset) in entries {
-            cache.assign(epoch, offset).unwrap();
+            cache
+                .assign(LeaderEpoch::new(epoch), Offset::new(offset))
+                .unwrap();
         }
         cache
     }
@@ -245,16 +251,21 @@ mod tests {
     fn end_offset_for_follows_kafka() {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache_with(dir.path(), &[(2, 10), (4, 25), (7, 40)]);
-        assert_eq!(cache.end_offset_for(UNDEFINED_EPOCH, 50), (-1, -1));
-        assert_eq!(cache.end_offset_for(7, 50), (7, 50));
-        assert_eq!(cache.end_offset_for(4, 50), (4, 40));
-        assert_eq!(cache.end_offset_for(5, 50), (4, 40));
-        assert_eq!(cache.end_offset_for(1, 50), (1, 10));
-        assert_eq!(cache.end_offset_for(8, 50), (-1, -1));
-        assert_eq!(cache.epoch_for_offset(9), None);
-        assert_eq!(cache.epoch_for_offset(10), Some(2));
-        assert_eq!(cache.epoch_for_offset(39), Some(4));
-        assert_eq!(cache.epoch_for_offset(1000), Some(7));
+        let end_for = |epoch| {
+            let (epoch, offset) = cache.end_offset_for(LeaderEpoch::new(epoch), Offset::new(50));
+            (epoch.get(), offset.get())
+        };
+        let epoch_for = |offset| cache.epoch_for_offset(Offset::new(offset)).map(|e| e.get());
+        assert_eq!(end_for(-1), (-1, -1));
+        assert_eq!(end_for(7), (7, 50));
+        assert_eq!(end_for(4), (4, 40));
+        assert_eq!(end_for(5), (4, 40));
+        assert_eq!(end_for(1), (1, 10));
+        assert_eq!(end_for(8), (-1, -1));
+        assert_eq!(epoch_for(9), None);
+        assert_eq!(epoch_for(10), Some(2));
+        assert_eq!(epoch_for(39), Some(4));
+        assert_eq!(epoch_for(1000), Some(7));
     }
 
     /// Assignments survive a reload, repeated epochs are no-ops, and conflicting entries go.
@@ -266,18 +277,18 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(LEADER_EPOCH_CHECKPOINT)).unwrap();
         assert_eq!(text, "0\n2\n1 0\n3 10\n");
         // A new epoch starting below an existing entry removes the conflicting entry.
-        cache.assign(4, 8).unwrap();
+        cache.assign(LeaderEpoch::new(4), Offset::new(8)).unwrap();
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
         assert_eq!(
             reloaded.entries(),
             &[
                 EpochEntry {
-                    epoch: 1,
-                    start_offset: 0
+                    epoch: LeaderEpoch::new(1),
+                    start_offset: Offset::ZERO
                 },
                 EpochEntry {
-                    epoch: 4,
-                    start_offset: 8
+                    epoch: LeaderEpoch::new(4),
+                    start_offset: Offset::new(8)
                 }
             ]
         );
@@ -288,14 +299,14 @@ mod tests {
     fn truncation_from_both_ends() {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = cache_with(dir.path(), &[(1, 0), (2, 10), (3, 20)]);
-        cache.truncate_from_end(20).unwrap();
-        assert_eq!(cache.latest_epoch(), Some(2));
-        cache.truncate_from_start(15).unwrap();
+        cache.truncate_from_end(Offset::new(20)).unwrap();
+        assert_eq!(cache.latest_epoch(), Some(LeaderEpoch::new(2)));
+        cache.truncate_from_start(Offset::new(15)).unwrap();
         assert_eq!(
             cache.entries(),
             &[EpochEntry {
-                epoch: 2,
-                start_offset: 15
+                epoch: LeaderEpoch::new(2),
+                start_offset: Offset::new(15)
             }]
         );
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();

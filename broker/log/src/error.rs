@@ -5,6 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use shale_formats::ids::{Offset, ProducerEpoch, ProducerId};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// Kafka `OFFSET_OUT_OF_RANGE`.
@@ -14,9 +16,9 @@ pub enum LogError {
     )]
     OffsetOutOfRange {
         dir: PathBuf,
-        offset: i64,
-        log_start_offset: i64,
-        log_end_offset: i64,
+        offset: Offset,
+        log_start_offset: Offset,
+        log_end_offset: Offset,
     },
 
     /// Kafka `OUT_OF_ORDER_SEQUENCE_NUMBER`.
@@ -27,8 +29,8 @@ pub enum LogError {
     )]
     OutOfOrderSequence {
         dir: PathBuf,
-        producer_id: i64,
-        producer_epoch: i16,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
         first_sequence: i32,
         /// `-1` when the log holds no sequence for this producer epoch.
         last_sequence: i32,
@@ -42,9 +44,9 @@ pub enum LogError {
     )]
     InvalidProducerEpoch {
         dir: PathBuf,
-        producer_id: i64,
-        producer_epoch: i16,
-        current_epoch: i16,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        current_epoch: ProducerEpoch,
     },
 
     /// Kafka `MESSAGE_TOO_LARGE` (or `RECORD_BATCH_TOO_LARGE` when `limit` is the segment size).
@@ -75,8 +77,8 @@ pub enum LogError {
     )]
     UnexpectedAppendOffset {
         dir: PathBuf,
-        first_offset: i64,
-        log_end_offset: i64,
+        first_offset: Offset,
+        log_end_offset: Offset,
     },
 
     /// A `LogConfig` outside Kafka's bounds.

@@ -3,6 +3,7 @@
 //!
 //! Names follow Kafka's `LogFileUtils`: twenty zero-padded digits so that `ls` sorts numerically.
 
+use shale_formats::ids::Offset;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -23,12 +24,12 @@ pub(super) const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 pub(super) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
 /// `{offset:020}.{suffix}` inside `dir`.
-pub(super) fn offset_file(dir: &Path, offset: i64, suffix: &str) -> PathBuf {
+pub(super) fn offset_file(dir: &Path, offset: Offset, suffix: &str) -> PathBuf {
     dir.join(format!("{offset:020}.{suffix}"))
 }
 
 /// The offset encoded in a file name of the form `{offset:020}.{suffix}`, if `name` has that form.
-pub(super) fn parse_offset_file(name: &str, suffix: &str) -> Option<i64> {
+pub(super) fn parse_offset_file(name: &str, suffix: &str) -> Option<Offset> {
     let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -74,10 +75,10 @@ mod tests {
     /// File names round-trip through the twenty-digit form and reject look-alikes.
     #[test]
     fn offset_file_names_round_trip() {
-        let path = offset_file(Path::new("/d"), 42, LOG_SUFFIX);
+        let path = offset_file(Path::new("/d"), Offset::new(42), LOG_SUFFIX);
         assert_eq!(path, Path::new("/d/00000000000000000042.log"));
         let name = path.file_name().unwrap().to_str().unwrap();
-        assert_eq!(parse_offset_file(name, LOG_SUFFIX), Some(42));
+        assert_eq!(parse_offset_file(name, LOG_SUFFIX), Some(Offset::new(42)));
         assert_eq!(parse_offset_file(name, INDEX_SUFFIX), None);
         assert_eq!(parse_offset_file("42.log", LOG_SUFFIX), None);
         assert_eq!(

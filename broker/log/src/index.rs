@@ -6,6 +6,7 @@
 //! position where that batch starts (Kafka since 0.11), so a lookup gives a batch at or before
 //! the target and a short forward scan of batch headers finds the batch that holds it.
 
+use shale_formats::ids::Offset;
 use shale_formats::index::{
     offset_index_entry, offset_index_len, offset_index_lookup, time_index_entry, time_index_len,
     time_index_len_written_whole, time_index_lookup, OffsetIndexEntry, TimeIndexEntry,
@@ -135,7 +136,7 @@ impl Indexes {
 pub(super) struct IndexedBatch {
     pub(super) position: u64,
     pub(super) size: u64,
-    pub(super) last_offset: i64,
+    pub(super) last_offset: Offset,
     pub(super) max_timestamp: i64,
 }
 
@@ -145,19 +146,19 @@ pub(super) struct IndexedBatch {
 /// timestamp so far if it grew.
 #[derive(Clone, Debug)]
 pub(super) struct IndexRule {
-    pub(super) base_offset: i64,
+    pub(super) base_offset: Offset,
     pub(super) index_interval_bytes: u64,
     pub(super) bytes_since_last_entry: u64,
     /// Largest batch max timestamp so far in the segment, -1 before any.
     pub(super) max_timestamp: i64,
     /// Last offset of the first batch that carried `max_timestamp`.
-    pub(super) offset_of_max_timestamp: i64,
+    pub(super) offset_of_max_timestamp: Offset,
     /// Timestamp of the last time index entry (-1 before any): entries only go up.
     pub(super) last_indexed_timestamp: i64,
 }
 
 impl IndexRule {
-    pub(super) fn new(base_offset: i64, index_interval_bytes: u64) -> Self {
+    pub(super) fn new(base_offset: Offset, index_interval_bytes: u64) -> Self {
         Self {
             base_offset,
             index_interval_bytes,
@@ -168,7 +169,7 @@ impl IndexRule {
         }
     }
 
-    fn relative(&self, offset: i64) -> u32 {
+    fn relative(&self, offset: Offset) -> u32 {
         let relative = offset - self.base_offset;
         assert!(
             (0..=i64::from(i32::MAX)).contains(&relative),
@@ -225,14 +226,14 @@ mod tests {
     /// position of the last indexed batch at or before the target.
     #[test]
     fn rule_and_lookups() {
-        let mut rule = IndexRule::new(100, 100);
+        let mut rule = IndexRule::new(Offset::new(100), 100);
         let mut ix = Indexes::default();
         let mut position = 0;
         for i in 0..10i64 {
             let batch = IndexedBatch {
                 position,
                 size: 60,
-                last_offset: 100 + i * 2 + 1,
+                last_offset: Offset::new(100 + i * 2 + 1),
                 max_timestamp: 1_000 + i,
             };
             let (o, t) = rule.on_batch(&batch);

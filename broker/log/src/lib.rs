@@ -50,10 +50,11 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use epoch::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
+pub use epoch::EpochEntry;
 pub use error::LogError;
 pub use local_log::Log;
 pub use reader::LogReader;
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 /// Kafka's `message.timestamp.type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,15 +160,15 @@ impl LogConfig {
 /// Where an append landed (Kafka's `LogAppendInfo`, the parts a produce response needs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
-    pub base_offset: i64,
-    pub last_offset: i64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
     /// Largest batch max timestamp in the append (the append time for `LogAppendTime`).
     pub max_timestamp: i64,
     /// Last offset of the batch that carried `max_timestamp`.
-    pub offset_of_max_timestamp: i64,
+    pub offset_of_max_timestamp: Offset,
     /// The broker's append time for `LogAppendTime` topics, -1 otherwise.
     pub log_append_time: i64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     pub record_count: u64,
 }
 
@@ -178,20 +179,20 @@ pub enum AppendOutcome {
     /// An idempotent producer resent a batch the log holds; nothing was written and the
     /// producer gets the original placement.
     Duplicate {
-        base_offset: i64,
-        last_offset: i64,
+        base_offset: Offset,
+        last_offset: Offset,
         /// The original batch's append time for `LogAppendTime` topics, -1 otherwise.
         log_append_time: i64,
-        log_start_offset: i64,
+        log_start_offset: Offset,
     },
 }
 
 /// A sealed local segment, as the tiering job uploads it.
 #[derive(Debug, Clone)]
 pub struct SealedSegment {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     /// The next segment's base offset: every offset of this segment is below it.
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// Largest record timestamp in the segment (-1 when none).
     pub max_timestamp: i64,
     pub size_bytes: u64,
@@ -203,21 +204,21 @@ pub struct SealedSegment {
 /// One producer's state in a partition, as DescribeProducers reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveProducer {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
     pub last_sequence: i32,
     pub last_timestamp: i64,
     pub coordinator_epoch: i32,
-    /// First offset of the producer's open transaction, or -1.
-    pub current_txn_start_offset: i64,
+    /// First offset of the producer's open transaction, if one is open.
+    pub current_txn_start_offset: Option<Offset>,
 }
 
 /// Bytes for a fetch: whole batches, possibly none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadResult {
     pub records: bytes::Bytes,
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
 }
 
 /// What a retention pass removed.
@@ -225,13 +226,13 @@ pub struct ReadResult {
 pub struct RetentionResult {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
 }
 
 /// A ListOffsets answer: a record's offset and timestamp, and the leader epoch of its batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimestampOffset {
     pub timestamp: i64,
-    pub offset: i64,
-    pub leader_epoch: Option<i32>,
+    pub offset: Offset,
+    pub leader_epoch: Option<LeaderEpoch>,
 }

@@ -10,6 +10,7 @@ use shale_formats::batch::{
     assign_offsets, batches, set_partition_leader_epoch, validate_batch, RecordBatchHeader,
     ValidateOptions,
 };
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_formats::index::{OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE};
 
 use super::active_segment::{truncate_segment, ActiveSegment, AppendedBatch, Recovery, RollLimits};
@@ -37,11 +38,11 @@ pub struct Log {
     /// Ordered by base offset; the last one is `active`'s segment.
     segments: Arc<Vec<Arc<LogSegment>>>,
     active: ActiveSegment,
-    log_start_offset: i64,
+    log_start_offset: Offset,
     /// What `log-start-offset` holds, `None` when the file does not exist.
-    persisted_log_start: Option<i64>,
+    persisted_log_start: Option<Offset>,
     /// Offsets below this are fsynced.
-    recovery_point: i64,
+    recovery_point: Offset,
     last_flush_ms: i64,
     /// The latest clock reading the log was given; stands in for "now" in truncations.
     last_now_ms: i64,
@@ -53,8 +54,8 @@ pub struct Log {
 struct PlannedBatch {
     header: RecordBatchHeader,
     range: Range<usize>,
-    base_offset: i64,
-    last_offset: i64,
+    base_offset: Offset,
+    last_offset: Offset,
     max_timestamp: i64,
 }
 
@@ -83,7 +84,7 @@ impl Log {
 
         let (segments, active, recovery) = match bases.split_last() {
             None => {
-                let base = persisted_log_start.unwrap_or(0);
+                let base = persisted_log_start.unwrap_or(Offset::ZERO);
                 let active = ActiveSegment::create(&dir, base, interval, now_ms)?;
                 (
                     vec![Arc::clone(active.segment())],
@@ -138,8 +139,8 @@ impl Log {
         if log_start_offset > log_end_offset {
             tracing::warn!(
                 dir = %dir.display(),
-                log_start_offset,
-                log_end_offset,
+                %log_start_offset,
+                %log_end_offset,
                 "the log start offset is above the recovered log end; starting the log empty there"
             );
             log.truncate_fully_and_start_at(log_start_offset)?;
@@ -153,8 +154,8 @@ impl Log {
         tracing::info!(
             dir = %dir.display(),
             segments = log.segments.len(),
-            log_start_offset = log.log_start_offset,
-            log_end_offset = log.log_end_offset(),
+            log_start_offset = %log.log_start_offset,
+            log_end_offset = %log.log_end_offset(),
             clean_shutdown = clean,
             truncated_bytes = recovery.truncated_bytes,
             "opened log"
@@ -169,7 +170,7 @@ impl Log {
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         self.last_now_ms = now_ms;
@@ -287,9 +288,9 @@ impl Log {
     /// [`LogReader::read`] on a fresh snapshot.
     pub fn read(
         &self,
-        start_offset: i64,
+        start_offset: Offset,
         max_bytes: usize,
-        max_offset_exclusive: i64,
+        max_offset_exclusive: Offset,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
         self.reader()
@@ -330,16 +331,16 @@ impl Log {
         Ok(())
     }
 
-    pub fn log_start_offset(&self) -> i64 {
+    pub fn log_start_offset(&self) -> Offset {
         self.log_start_offset
     }
 
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn log_end_offset(&self) -> Offset {
         self.active.next_offset()
     }
 
     /// Offsets below this are known to be on disk (fsynced).
-    pub fn recovery_point(&self) -> i64 {
+    pub fn recovery_point(&self) -> Offset {
         self.recovery_point
     }
 
@@ -353,23 +354,23 @@ impl Log {
     }
 
     /// Base offsets of all segments, oldest first; the last is the active segment.
-    pub fn segment_base_offsets(&self) -> Vec<i64> {
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
         self.segments.iter().map(|s| s.base_offset()).collect()
     }
 
     /// The leader epoch that wrote `offset`, as far as the epoch cache knows.
-    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+    pub fn epoch_for_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
         self.epochs.epoch_for_offset(offset)
     }
 
     /// OffsetForLeaderEpoch: `(epoch, end_offset)` with Kafka's `endOffsetFor` semantics
-    /// (`(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)` when unknown).
-    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> (i32, i64) {
+    /// (`(LeaderEpoch::UNDEFINED, Offset::UNKNOWN)` when unknown).
+    pub fn end_offset_for_epoch(&self, leader_epoch: LeaderEpoch) -> (LeaderEpoch, Offset) {
         self.epochs
             .end_offset_for(leader_epoch, self.log_end_offset())
     }
 
-    pub fn latest_epoch(&self) -> Option<i32> {
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
         self.epochs.latest_epoch()
     }
 
@@ -378,7 +379,7 @@ impl Log {
     }
 
     /// The first offset of the oldest open transaction, if any (bounds the last stable offset).
-    pub fn first_unstable_offset(&self) -> Option<i64> {
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
         self.producers.first_unstable_offset()
     }
 
@@ -483,8 +484,8 @@ impl Log {
                 bytes_deleted,
                 by_time,
                 by_size,
-                by_start,
-                log_start_offset = self.log_start_offset,
+                %by_start,
+                log_start_offset = %self.log_start_offset,
                 "deleted segments past retention"
             );
         }
@@ -497,7 +498,11 @@ impl Log {
 
     /// Sealed segments (never the active one) whose offsets all lie in `[from, below)`, oldest
     /// first: what the tiering job may upload (`below` is the high watermark).
-    pub fn sealed_segments(&self, from: i64, below: i64) -> Result<Vec<SealedSegment>, LogError> {
+    pub fn sealed_segments(
+        &self,
+        from: Offset,
+        below: Offset,
+    ) -> Result<Vec<SealedSegment>, LogError> {
         let mut out = Vec::new();
         for pair in self.segments.windows(2) {
             let (segment, next) = (&pair[0], &pair[1]);
@@ -524,7 +529,7 @@ impl Log {
     /// un-uploaded byte is ever deleted. The log start offset of this (local) log moves forward.
     pub fn delete_tiered_segments(
         &mut self,
-        tiered_below: i64,
+        tiered_below: Offset,
         local_retention_ms: i64,
         local_retention_bytes: i64,
         now_ms: i64,
@@ -565,7 +570,7 @@ impl Log {
                 dir = %self.dir.display(),
                 segments_deleted,
                 bytes_deleted,
-                local_log_start_offset = self.log_start_offset,
+                local_log_start_offset = %self.log_start_offset,
                 "deleted tiered local segments past local retention"
             );
         }
@@ -593,9 +598,9 @@ impl Log {
     /// DeleteRecords: moves the log start offset up to `offset` (which the caller has checked
     /// against the high watermark), persists it, and deletes the sealed segments wholly below
     /// it. Returns the new log start offset.
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset, LogError> {
         let log_end_offset = self.log_end_offset();
-        if offset < 0 || offset > log_end_offset {
+        if offset < Offset::ZERO || offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
                 dir: self.dir.to_path_buf(),
                 offset,
@@ -616,8 +621,11 @@ impl Log {
 
     /// Removes every offset ≥ `offset` (a replica diverged from its leader). A batch that
     /// straddles `offset` goes whole. Returns whether anything was removed.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<bool, LogError> {
-        assert!(offset >= 0, "truncation to negative offset {offset}");
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<bool, LogError> {
+        assert!(
+            offset >= Offset::ZERO,
+            "truncation to negative offset {offset}"
+        );
         if offset >= self.log_end_offset() {
             return Ok(false);
         }
@@ -644,8 +652,8 @@ impl Log {
         self.check_offsets();
         tracing::info!(
             dir = %self.dir.display(),
-            offset,
-            log_end_offset,
+            %offset,
+            %log_end_offset,
             segments_deleted = removed.len(),
             "truncated log"
         );
@@ -654,8 +662,11 @@ impl Log {
 
     /// Deletes everything and restarts the log empty at `offset` (a replica whose leader's log
     /// starts beyond its own end).
-    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
-        assert!(offset >= 0, "restart at negative offset {offset}");
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        assert!(
+            offset >= Offset::ZERO,
+            "restart at negative offset {offset}"
+        );
         for segment in self.segments.iter() {
             segment.delete_files()?;
         }
@@ -675,7 +686,7 @@ impl Log {
         self.producers.delete_all_snapshots()?;
         self.recovery_point = offset;
         self.check_offsets();
-        tracing::info!(dir = %self.dir.display(), offset, "emptied log and restarted it");
+        tracing::info!(dir = %self.dir.display(), %offset, "emptied log and restarted it");
         Ok(())
     }
 
@@ -768,7 +779,7 @@ impl Log {
 
     fn append_info(&self, planned: &[PlannedBatch], append_time: Option<i64>) -> AppendInfo {
         let mut max_timestamp = -1;
-        let mut offset_of_max_timestamp = -1;
+        let mut offset_of_max_timestamp = Offset::UNKNOWN;
         for batch in planned {
             if batch.max_timestamp > max_timestamp {
                 max_timestamp = batch.max_timestamp;
@@ -776,8 +787,8 @@ impl Log {
             }
         }
         AppendInfo {
-            base_offset: planned.first().map_or(-1, |b| b.base_offset),
-            last_offset: planned.last().map_or(-1, |b| b.last_offset),
+            base_offset: planned.first().map_or(Offset::UNKNOWN, |b| b.base_offset),
+            last_offset: planned.last().map_or(Offset::UNKNOWN, |b| b.last_offset),
             max_timestamp,
             offset_of_max_timestamp,
             log_append_time: append_time.unwrap_or(-1),
@@ -794,7 +805,7 @@ impl Log {
         &mut self,
         records: &[u8],
         batches: &[AppendedBatch],
-        first_offset: i64,
+        first_offset: Offset,
         max_timestamp: i64,
         now_ms: i64,
     ) -> Result<(), LogError> {
@@ -825,7 +836,7 @@ impl Log {
 
     /// Seals the active segment (final time index entry, fsync), snapshots producer state at
     /// the log end and starts a new segment at `new_base`.
-    fn roll_at(&mut self, new_base: i64, now_ms: i64) -> Result<(), LogError> {
+    fn roll_at(&mut self, new_base: Offset, now_ms: i64) -> Result<(), LogError> {
         let log_end_offset = self.log_end_offset();
         assert!(
             new_base >= log_end_offset,
@@ -869,8 +880,12 @@ impl Log {
     }
 
     /// Kafka's `maybeAssignEpochStartOffset` for appends: a batch from a newer epoch starts it.
-    fn maybe_assign_epoch(&mut self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
-        if epoch >= 0
+    fn maybe_assign_epoch(
+        &mut self,
+        epoch: LeaderEpoch,
+        start_offset: Offset,
+    ) -> Result<(), LogError> {
+        if epoch >= LeaderEpoch::new(0)
             && self
                 .epochs
                 .latest_epoch()
@@ -988,7 +1003,7 @@ impl Log {
     #[cfg(test)]
     pub(super) fn producer_entry(
         &self,
-        producer_id: i64,
+        producer_id: shale_formats::ids::ProducerId,
     ) -> Option<&super::producer_state::ProducerStateEntry> {
         self.producers.entry(producer_id)
     }
@@ -996,7 +1011,7 @@ impl Log {
 
 /// Deletes leftovers (temp files, Kafka's `.deleted`/`.cleaned`/`.swap`, indexes without a
 /// segment) and returns the segment base offsets, ascending.
-fn clean_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
+fn clean_directory(dir: &Path) -> Result<Vec<Offset>, LogError> {
     let mut bases = Vec::new();
     let mut indexes = Vec::new();
     let entries = fs::read_dir(dir).map_err(io_error(dir, "list the partition directory"))?;
@@ -1030,11 +1045,11 @@ fn clean_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
     Ok(bases)
 }
 
-fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, LogError> {
+fn read_log_start_offset(dir: &Path) -> Result<Option<Offset>, LogError> {
     let path = dir.join(LOG_START_OFFSET_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<i64>() {
-            Ok(offset) if offset >= 0 => Ok(Some(offset)),
+            Ok(offset) if offset >= 0 => Ok(Some(Offset::new(offset))),
             _ => Err(LogError::CorruptCheckpoint {
                 path,
                 reason: format!("{:?} is not an offset", text.trim()),

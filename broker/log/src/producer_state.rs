@@ -22,6 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use shale_formats::batch::{increment_sequence, RecordBatchHeader, NO_PRODUCER_EPOCH, NO_SEQUENCE};
+use shale_formats::ids::{Offset, ProducerEpoch, ProducerId};
 
 use super::error::io_error;
 use super::files::{
@@ -47,20 +48,20 @@ pub(super) const SNAPSHOTS_RETAINED: usize = 3;
 pub(super) struct BatchMetadata {
     pub(super) first_sequence: i32,
     pub(super) last_sequence: i32,
-    pub(super) first_offset: i64,
-    pub(super) last_offset: i64,
+    pub(super) first_offset: Offset,
+    pub(super) last_offset: Offset,
     /// The batch's max timestamp as stored (the append time for `LogAppendTime`).
     pub(super) timestamp: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct ProducerStateEntry {
-    pub(super) producer_epoch: i16,
+    pub(super) producer_epoch: ProducerEpoch,
     /// Oldest first, at most [`BATCH_METADATA_RETAINED`].
     pub(super) batches: VecDeque<BatchMetadata>,
     pub(super) coordinator_epoch: i32,
     pub(super) last_timestamp: i64,
-    pub(super) current_txn_first_offset: Option<i64>,
+    pub(super) current_txn_first_offset: Option<Offset>,
 }
 
 impl ProducerStateEntry {
@@ -79,7 +80,7 @@ impl ProducerStateEntry {
     }
 
     /// A new epoch forgets the old epoch's sequences.
-    fn maybe_update_epoch(&mut self, producer_epoch: i16) {
+    fn maybe_update_epoch(&mut self, producer_epoch: ProducerEpoch) {
         if self.producer_epoch != producer_epoch {
             self.producer_epoch = producer_epoch;
             self.batches.clear();
@@ -114,12 +115,12 @@ impl ProducerStateEntry {
 /// timestamp the batch has (or will have) in the log.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ProducerBatch {
-    pub(super) producer_id: i64,
-    pub(super) producer_epoch: i16,
+    pub(super) producer_id: ProducerId,
+    pub(super) producer_epoch: ProducerEpoch,
     pub(super) base_sequence: i32,
     pub(super) last_sequence: i32,
-    pub(super) base_offset: i64,
-    pub(super) last_offset: i64,
+    pub(super) base_offset: Offset,
+    pub(super) last_offset: Offset,
     pub(super) max_timestamp: i64,
     pub(super) is_transactional: bool,
     pub(super) is_control: bool,
@@ -129,7 +130,7 @@ impl ProducerBatch {
     /// `None` for batches without a producer id.
     pub(super) fn from_header(
         header: &RecordBatchHeader,
-        base_offset: i64,
+        base_offset: Offset,
         max_timestamp: i64,
     ) -> Option<Self> {
         header.has_producer_id().then(|| Self {
@@ -150,18 +151,18 @@ impl ProducerBatch {
 /// produce payload happens against this staged copy, so nothing changes if any batch fails.
 #[derive(Default)]
 pub(super) struct ProducerAppend {
-    updated: HashMap<i64, ProducerStateEntry>,
+    updated: HashMap<ProducerId, ProducerStateEntry>,
 }
 
 pub(super) struct ProducerStateManager {
     dir: PathBuf,
-    producers: HashMap<i64, ProducerStateEntry>,
+    producers: HashMap<ProducerId, ProducerStateEntry>,
     /// Every batch below this offset has been applied.
-    map_end_offset: i64,
+    map_end_offset: Offset,
 }
 
 impl ProducerStateManager {
-    pub(super) fn new(dir: &Path, map_end_offset: i64) -> Self {
+    pub(super) fn new(dir: &Path, map_end_offset: Offset) -> Self {
         Self {
             dir: dir.to_path_buf(),
             producers: HashMap::new(),
@@ -175,8 +176,8 @@ impl ProducerStateManager {
     /// from [`map_end_offset`](Self::map_end_offset) to the log end.
     pub(super) fn load(
         dir: &Path,
-        replay_from: i64,
-        log_end_offset: i64,
+        replay_from: Offset,
+        log_end_offset: Offset,
     ) -> Result<Self, LogError> {
         let mut offsets = list_snapshots(dir)?;
         while let Some(offset) = offsets.pop() {
@@ -208,12 +209,12 @@ impl ProducerStateManager {
         Ok(Self::new(dir, replay_from))
     }
 
-    pub(super) fn map_end_offset(&self) -> i64 {
+    pub(super) fn map_end_offset(&self) -> Offset {
         self.map_end_offset
     }
 
     #[cfg(test)]
-    pub(super) fn entry(&self, producer_id: i64) -> Option<&ProducerStateEntry> {
+    pub(super) fn entry(&self, producer_id: ProducerId) -> Option<&ProducerStateEntry> {
         self.producers.get(&producer_id)
     }
 
@@ -232,7 +233,7 @@ impl ProducerStateManager {
                 last_sequence: e.last_sequence(),
                 last_timestamp: e.last_timestamp,
                 coordinator_epoch: e.coordinator_epoch,
-                current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+                current_txn_start_offset: e.current_txn_first_offset,
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);
@@ -240,7 +241,7 @@ impl ProducerStateManager {
     }
 
     /// The smallest first offset of an open transaction, if any (the last stable offset bound).
-    pub(super) fn first_unstable_offset(&self) -> Option<i64> {
+    pub(super) fn first_unstable_offset(&self) -> Option<Offset> {
         self.producers
             .values()
             .filter_map(|e| e.current_txn_first_offset)
@@ -323,13 +324,13 @@ impl ProducerStateManager {
     }
 
     /// Makes a staged append part of the state; every batch below `map_end_offset` is now applied.
-    pub(super) fn commit(&mut self, append: ProducerAppend, map_end_offset: i64) {
+    pub(super) fn commit(&mut self, append: ProducerAppend, map_end_offset: Offset) {
         self.producers.extend(append.updated);
         self.map_end_offset = map_end_offset;
     }
 
     /// Forgets every producer (the log was emptied) and restarts at `offset`.
-    pub(super) fn reset(&mut self, offset: i64) {
+    pub(super) fn reset(&mut self, offset: Offset) {
         self.producers.clear();
         self.map_end_offset = offset;
     }
@@ -361,12 +362,16 @@ impl ProducerStateManager {
 
     /// Deletes every snapshot (the log was emptied).
     pub(super) fn delete_all_snapshots(&self) -> Result<(), LogError> {
-        self.delete_snapshots_outside(i64::MAX, i64::MIN)
+        self.delete_snapshots_outside(Offset::MAX, Offset::MIN)
     }
 
     /// Deletes snapshots above `offset` (the log was truncated to it) or below `start` (the
     /// segments they were taken for are gone).
-    pub(super) fn delete_snapshots_outside(&self, start: i64, offset: i64) -> Result<(), LogError> {
+    pub(super) fn delete_snapshots_outside(
+        &self,
+        start: Offset,
+        offset: Offset,
+    ) -> Result<(), LogError> {
         for snapshot in list_snapshots(&self.dir)? {
             if snapshot > offset || snapshot < start {
                 let path = offset_file(&self.dir, snapshot, SNAPSHOT_SUFFIX);
@@ -378,7 +383,7 @@ impl ProducerStateManager {
 }
 
 /// Snapshot offsets in `dir`, ascending.
-fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
+fn list_snapshots(dir: &Path) -> Result<Vec<Offset>, LogError> {
     let read_dir = fs::read_dir(dir).map_err(io_error(dir, "list the partition directory"))?;
     let mut offsets = Vec::new();
     for entry in read_dir {
@@ -395,7 +400,7 @@ fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
     Ok(offsets)
 }
 
-fn encode_snapshot(producers: &HashMap<i64, ProducerStateEntry>) -> Vec<u8> {
+fn encode_snapshot(producers: &HashMap<ProducerId, ProducerStateEntry>) -> Vec<u8> {
     let mut body = Vec::with_capacity(4 + producers.len() * (PRODUCER_BYTES + 2 * BATCH_BYTES));
     body.extend_from_slice(&(producers.len() as u32).to_be_bytes());
     // Sorted so that equal states give equal files.
@@ -403,17 +408,18 @@ fn encode_snapshot(producers: &HashMap<i64, ProducerStateEntry>) -> Vec<u8> {
     ids.sort_unstable();
     for id in ids {
         let e = &producers[&id];
-        body.extend_from_slice(&id.to_be_bytes());
-        body.extend_from_slice(&e.producer_epoch.to_be_bytes());
+        body.extend_from_slice(&id.get().to_be_bytes());
+        body.extend_from_slice(&e.producer_epoch.get().to_be_bytes());
         body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
         body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-        body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+        let txn_first_offset = e.current_txn_first_offset.unwrap_or(Offset::UNKNOWN);
+        body.extend_from_slice(&txn_first_offset.get().to_be_bytes());
         body.push(e.batches.len() as u8);
         for b in &e.batches {
             body.extend_from_slice(&b.first_sequence.to_be_bytes());
             body.extend_from_slice(&b.last_sequence.to_be_bytes());
-            body.extend_from_slice(&b.first_offset.to_be_bytes());
-            body.extend_from_slice(&b.last_offset.to_be_bytes());
+            body.extend_from_slice(&b.first_offset.get().to_be_bytes());
+            body.extend_from_slice(&b.last_offset.get().to_be_bytes());
             body.extend_from_slice(&b.timestamp.to_be_bytes());
         }
     }
@@ -452,7 +458,7 @@ impl Cursor<'_> {
     }
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<HashMap<i64, ProducerStateEntry>, String> {
+fn decode_snapshot(bytes: &[u8]) -> Result<HashMap<ProducerId, ProducerStateEntry>, String> {
     if bytes.len() < SNAPSHOT_HEADER_BYTES + 4 || &bytes[..4] != SNAPSHOT_MAGIC {
         return Err("the file does not start with a snapshot header".to_owned());
     }
@@ -473,13 +479,13 @@ fn decode_snapshot(bytes: &[u8]) -> Result<HashMap<i64, ProducerStateEntry>, Str
     // The count is CRC-protected, but still bound the allocation by what the bytes can hold.
     let mut producers = HashMap::with_capacity(count.min(body.len() / PRODUCER_BYTES));
     for _ in 0..count {
-        let producer_id = cursor.i64()?;
+        let producer_id = ProducerId::new(cursor.i64()?);
         let mut entry = ProducerStateEntry::new();
-        entry.producer_epoch = cursor.i16()?;
+        entry.producer_epoch = ProducerEpoch::new(cursor.i16()?);
         entry.coordinator_epoch = cursor.i32()?;
         entry.last_timestamp = cursor.i64()?;
         let txn = cursor.i64()?;
-        entry.current_txn_first_offset = (txn >= 0).then_some(txn);
+        entry.current_txn_first_offset = (txn >= 0).then_some(Offset::new(txn));
         let [batch_count] = cursor.take::<1>()?;
         if usize::from(batch_count) > BATCH_METADATA_RETAINED {
             return Err(format!(
@@ -490,8 +496,8 @@ fn decode_snapshot(bytes: &[u8]) -> Result<HashMap<i64, ProducerStateEntry>, Str
             entry.batches.push_back(BatchMetadata {
                 first_sequence: cursor.i32()?,
                 last_sequence: cursor.i32()?,
-                first_offset: cursor.i64()?,
-                last_offset: cursor.i64()?,
+                first_offset: Offset::new(cursor.i64()?),
+                last_offset: Offset::new(cursor.i64()?),
                 timestamp: cursor.i64()?,
             });
         }
@@ -512,12 +518,12 @@ mod tests {
 
     fn batch(pid: i64, epoch: i16, first_seq: i32, count: i32, offset: i64) -> ProducerBatch {
         ProducerBatch {
-            producer_id: pid,
-            producer_epoch: epoch,
+            producer_id: ProducerId::new(pid),
+            producer_epoch: ProducerEpoch::new(epoch),
             base_sequence: first_seq,
             last_sequence: increment_sequence(first_seq, count - 1),
-            base_offset: offset,
-            last_offset: offset + i64::from(count) - 1,
+            base_offset: Offset::new(offset),
+            last_offset: Offset::new(offset + i64::from(count) - 1),
             max_timestamp: 1_000,
             is_transactional: false,
             is_control: false,
@@ -536,7 +542,7 @@ mod tests {
     #[test]
     fn sequence_and_epoch_rules() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = ProducerStateManager::new(dir.path(), 0);
+        let mut m = ProducerStateManager::new(dir.path(), Offset::ZERO);
         // An unknown producer may start at any sequence (KIP-360).
         append_one(&mut m, &batch(7, 0, 5, 2, 0)).unwrap();
         append_one(&mut m, &batch(7, 0, 7, 1, 2)).unwrap();
@@ -555,17 +561,20 @@ mod tests {
         assert!(matches!(
             append_one(&mut m, &batch(7, 0, 8, 1, 4)),
             Err(LogError::InvalidProducerEpoch {
-                current_epoch: 1,
+                current_epoch,
                 ..
-            })
+            }) if current_epoch == ProducerEpoch::new(1)
         ));
         for i in 1..=6 {
             append_one(&mut m, &batch(7, 1, i, 1, 3 + i64::from(i))).unwrap();
         }
-        assert_eq!(m.entry(7).unwrap().batches.len(), BATCH_METADATA_RETAINED);
+        assert_eq!(
+            m.entry(ProducerId::new(7)).unwrap().batches.len(),
+            BATCH_METADATA_RETAINED
+        );
         assert!(m.find_duplicate(&batch(7, 1, 1, 1, 99)).is_none());
         let dup = m.find_duplicate(&batch(7, 1, 2, 1, 99)).unwrap();
-        assert_eq!(dup.first_offset, 5);
+        assert_eq!(dup.first_offset, Offset::new(5));
         assert!(m.find_duplicate(&batch(7, 0, 2, 1, 99)).is_none());
     }
 
@@ -573,7 +582,7 @@ mod tests {
     #[test]
     fn sequence_wraps() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = ProducerStateManager::new(dir.path(), 0);
+        let mut m = ProducerStateManager::new(dir.path(), Offset::ZERO);
         append_one(&mut m, &batch(1, 0, 0, 1, 0)).unwrap();
         let mut big = batch(1, 0, 1, 1, 1);
         big.last_sequence = i32::MAX;
@@ -585,9 +594,9 @@ mod tests {
     #[test]
     fn staged_failures_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = ProducerStateManager::new(dir.path(), 0);
+        let mut m = ProducerStateManager::new(dir.path(), Offset::ZERO);
         append_one(&mut m, &batch(3, 0, 0, 1, 0)).unwrap();
-        let before = m.entry(3).cloned();
+        let before = m.entry(ProducerId::new(3)).cloned();
         let mut append = ProducerAppend::default();
         m.validate_client_batch(&mut append, &batch(3, 0, 1, 1, 1))
             .unwrap();
@@ -595,7 +604,7 @@ mod tests {
             .validate_client_batch(&mut append, &batch(3, 0, 5, 1, 2))
             .is_err());
         drop(append);
-        assert_eq!(m.entry(3).cloned(), before);
+        assert_eq!(m.entry(ProducerId::new(3)).cloned(), before);
     }
 
     /// Snapshots round-trip, unreadable or too-new snapshots are deleted on load, and only the
@@ -603,49 +612,56 @@ mod tests {
     #[test]
     fn snapshots_round_trip_and_prune() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = ProducerStateManager::new(dir.path(), 0);
+        let mut m = ProducerStateManager::new(dir.path(), Offset::ZERO);
         let mut txn = batch(9, 2, 0, 3, 0);
         txn.is_transactional = true;
         append_one(&mut m, &txn).unwrap();
         append_one(&mut m, &batch(4, 0, 0, 2, 3)).unwrap();
         m.take_snapshot().unwrap();
-        let loaded = ProducerStateManager::load(dir.path(), 0, 5).unwrap();
-        assert_eq!(loaded.map_end_offset(), 5);
+        let loaded = ProducerStateManager::load(dir.path(), Offset::ZERO, Offset::new(5)).unwrap();
+        assert_eq!(loaded.map_end_offset(), Offset::new(5));
         assert_eq!(loaded.producers, m.producers);
-        assert_eq!(loaded.first_unstable_offset(), Some(0));
+        assert_eq!(loaded.first_unstable_offset(), Some(Offset::ZERO));
 
         // Too new for a log that ends at 4: deleted, state starts empty at the replay point.
-        let loaded = ProducerStateManager::load(dir.path(), 0, 4).unwrap();
+        let loaded = ProducerStateManager::load(dir.path(), Offset::ZERO, Offset::new(4)).unwrap();
         assert_eq!(loaded.producer_count(), 0);
         assert!(list_snapshots(dir.path()).unwrap().is_empty());
 
         for offset in [10, 20, 30, 40] {
-            m.map_end_offset = offset;
+            m.map_end_offset = Offset::new(offset);
             m.take_snapshot().unwrap();
         }
-        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30, 40]);
-        let path = offset_file(dir.path(), 40, SNAPSHOT_SUFFIX);
+        assert_eq!(
+            list_snapshots(dir.path()).unwrap(),
+            [20, 30, 40].map(Offset::new)
+        );
+        let path = offset_file(dir.path(), Offset::new(40), SNAPSHOT_SUFFIX);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
-        let loaded = ProducerStateManager::load(dir.path(), 0, 100).unwrap();
-        assert_eq!(loaded.map_end_offset(), 30);
-        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30]);
+        let loaded =
+            ProducerStateManager::load(dir.path(), Offset::ZERO, Offset::new(100)).unwrap();
+        assert_eq!(loaded.map_end_offset(), Offset::new(30));
+        assert_eq!(
+            list_snapshots(dir.path()).unwrap(),
+            [20, 30].map(Offset::new)
+        );
     }
 
     /// Producers without an open transaction expire after the configured idle time.
     #[test]
     fn expiration() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = ProducerStateManager::new(dir.path(), 0);
+        let mut m = ProducerStateManager::new(dir.path(), Offset::ZERO);
         append_one(&mut m, &batch(1, 0, 0, 1, 0)).unwrap();
         let mut txn = batch(2, 0, 0, 1, 1);
         txn.is_transactional = true;
         append_one(&mut m, &txn).unwrap();
         assert_eq!(m.remove_expired(1_500, 1_000), 0);
         assert_eq!(m.remove_expired(2_000, 1_000), 1);
-        assert!(m.entry(2).is_some());
+        assert!(m.entry(ProducerId::new(2)).is_some());
     }
 
     #[test]

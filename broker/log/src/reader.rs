@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use shale_formats::batch::RecordBatchHeader;
+use shale_formats::ids::Offset;
 
 use super::segment::LogSegment;
 use super::{LogError, ReadResult, TimestampOffset};
@@ -21,18 +22,18 @@ use super::{LogError, ReadResult, TimestampOffset};
 pub struct LogReader {
     pub(super) dir: Arc<Path>,
     pub(super) segments: Arc<Vec<Arc<LogSegment>>>,
-    pub(super) log_start_offset: i64,
-    pub(super) log_end_offset: i64,
+    pub(super) log_start_offset: Offset,
+    pub(super) log_end_offset: Offset,
     /// Bytes of the last segment visible to this reader.
     pub(super) active_size: u64,
 }
 
 impl LogReader {
-    pub fn log_start_offset(&self) -> i64 {
+    pub fn log_start_offset(&self) -> Offset {
         self.log_start_offset
     }
 
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn log_end_offset(&self) -> Offset {
         self.log_end_offset
     }
 
@@ -45,7 +46,7 @@ impl LogReader {
     }
 
     /// Index of the segment that holds `offset` (the last one based at or below it).
-    fn segment_for(&self, offset: i64) -> usize {
+    fn segment_for(&self, offset: Offset) -> usize {
         self.segments
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1)
@@ -60,9 +61,9 @@ impl LogReader {
     /// empty result at the log end or the bound.
     pub fn read(
         &self,
-        start_offset: i64,
+        start_offset: Offset,
         max_bytes: usize,
-        max_offset_exclusive: i64,
+        max_offset_exclusive: Offset,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
         if start_offset < self.log_start_offset || start_offset > self.log_end_offset {
@@ -142,7 +143,7 @@ impl LogReader {
     /// ListOffsets MAX_TIMESTAMP (-3): the first record carrying the largest timestamp in the
     /// log, or `None` for a log without timestamps.
     pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
-        let mut best: Option<(usize, i64, i64)> = None;
+        let mut best: Option<(usize, i64, Offset)> = None;
         for (i, segment) in self.segments.iter().enumerate() {
             let (timestamp, offset) = segment.max_timestamp();
             if timestamp >= 0 && best.is_none_or(|(_, t, _)| timestamp > t) {
@@ -164,7 +165,7 @@ impl LogReader {
     /// Calls `visit` with the header of every batch whose last offset is ≥ `from`, in order.
     pub(super) fn for_each_batch_from(
         &self,
-        from: i64,
+        from: Offset,
         mut visit: impl FnMut(&RecordBatchHeader),
     ) -> Result<(), LogError> {
         for i in self.segment_for(from)..self.segments.len() {

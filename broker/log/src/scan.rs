@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use shale_formats::batch::{
     validate_batch, RecordBatchHeader, ValidateOptions, RECORD_BATCH_OVERHEAD,
 };
+use shale_formats::ids::Offset;
 
 use super::error::io_error;
 use super::LogError;
@@ -164,8 +165,8 @@ pub(super) fn scan_batches(
 /// Offsets a stored batch must satisfy: inside the segment's relative range and after the
 /// previous batch.
 pub(super) fn check_batch_offsets(
-    base: i64,
-    next_offset: i64,
+    base: Offset,
+    next_offset: Offset,
     header: &RecordBatchHeader,
 ) -> Result<(), String> {
     if header.base_offset < base.max(next_offset) {

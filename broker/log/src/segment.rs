@@ -14,6 +14,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use shale_formats::batch::{RecordBatchHeader, RECORD_BATCH_OVERHEAD};
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_formats::index::{
     OffsetIndexEntry, TimeIndexEntry, OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE,
 };
@@ -30,7 +31,7 @@ const TIMESTAMP_LOOKUP_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// The reader-visible part of a segment.
 pub(super) struct LogSegment {
-    pub(super) base_offset: i64,
+    pub(super) base_offset: Offset,
     pub(super) log_path: PathBuf,
     pub(super) index_path: PathBuf,
     pub(super) time_index_path: PathBuf,
@@ -38,7 +39,7 @@ pub(super) struct LogSegment {
     /// Bytes of whole batches readers may see. Stored after the bytes are written.
     pub(super) size: AtomicU64,
     /// (largest batch max timestamp, last offset of that batch); -1 timestamp when none.
-    max_timestamp: Mutex<(i64, i64)>,
+    max_timestamp: Mutex<(i64, Offset)>,
     /// `None` until first needed for a sealed segment; always loaded for the active one.
     pub(super) indexes: RwLock<Option<Indexes>>,
     /// Set by every index lookup; cleared by [`release_idle_indexes`](Self::release_idle_indexes).
@@ -54,7 +55,7 @@ pub(super) struct SegmentRead {
 }
 
 impl LogSegment {
-    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+    fn paths(dir: &Path, base_offset: Offset) -> (PathBuf, PathBuf, PathBuf) {
         (
             offset_file(dir, base_offset, LOG_SUFFIX),
             offset_file(dir, base_offset, INDEX_SUFFIX),
@@ -64,7 +65,7 @@ impl LogSegment {
 
     pub(super) fn from_file(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         file: File,
         size: u64,
         index_interval_bytes: u64,
@@ -87,7 +88,7 @@ impl LogSegment {
     /// Opens an existing segment file without reading its indexes yet.
     pub(super) fn open(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         index_interval_bytes: u64,
     ) -> Result<Self, LogError> {
         let path = offset_file(dir, base_offset, LOG_SUFFIX);
@@ -114,7 +115,7 @@ impl LogSegment {
     /// batches when the check fails. Entries are loaded on first use.
     pub(super) fn open_sealed(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         index_interval_bytes: u64,
     ) -> Result<Self, LogError> {
         let segment = Self::open(dir, base_offset, index_interval_bytes)?;
@@ -141,7 +142,7 @@ impl LogSegment {
         Ok(segment)
     }
 
-    pub(super) fn base_offset(&self) -> i64 {
+    pub(super) fn base_offset(&self) -> Offset {
         self.base_offset
     }
 
@@ -154,7 +155,7 @@ impl LogSegment {
     }
 
     /// (largest batch max timestamp, last offset of that batch), timestamp -1 when none.
-    pub(super) fn max_timestamp(&self) -> (i64, i64) {
+    pub(super) fn max_timestamp(&self) -> (i64, Offset) {
         *self.lock_max_timestamp()
     }
 
@@ -178,7 +179,7 @@ impl LogSegment {
             .map_or(0, |d| d.as_millis() as i64))
     }
 
-    pub(super) fn lock_max_timestamp(&self) -> std::sync::MutexGuard<'_, (i64, i64)> {
+    pub(super) fn lock_max_timestamp(&self) -> std::sync::MutexGuard<'_, (i64, Offset)> {
         self.max_timestamp
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -246,7 +247,7 @@ impl LogSegment {
             self.size(),
             false,
             |position, header| {
-                check_batch_offsets(base, i64::MIN, header)?;
+                check_batch_offsets(base, Offset::MIN, header)?;
                 push_entries(&mut indexes, rule.on_batch(&indexed(position, header)));
                 Ok(())
             },
@@ -301,12 +302,12 @@ impl LogSegment {
         Ok(result)
     }
 
-    fn relative(&self, offset: i64) -> u32 {
+    fn relative(&self, offset: Offset) -> u32 {
         u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX)
     }
 
     /// Position of a batch at or before the one holding `offset`.
-    fn index_position(&self, offset: i64, end: u64) -> Result<u64, LogError> {
+    fn index_position(&self, offset: Offset, end: u64) -> Result<u64, LogError> {
         if offset <= self.base_offset {
             // No need to load a sealed segment's index to start at its beginning.
             return Ok(0);
@@ -323,7 +324,7 @@ impl LogSegment {
     /// than byte `end`.
     pub(super) fn locate(
         &self,
-        offset: i64,
+        offset: Offset,
         end: u64,
     ) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
         let mut position = self.index_position(offset, end)?;
@@ -342,10 +343,10 @@ impl LogSegment {
     /// `upper`, none past byte `end`.
     pub(super) fn read(
         &self,
-        from: i64,
+        from: Offset,
         end: u64,
         budget: usize,
-        upper: i64,
+        upper: Offset,
         min_one_batch: bool,
     ) -> Result<SegmentRead, LogError> {
         let mut position = self.index_position(from, end)?;
@@ -401,7 +402,7 @@ impl LogSegment {
     pub(super) fn find_offset_by_timestamp(
         &self,
         target: i64,
-        min_offset: i64,
+        min_offset: Offset,
         end: u64,
     ) -> Result<Option<TimestampOffset>, LogError> {
         let relative = self.with_indexes(|ix| ix.offset_for_timestamp(target))?;
@@ -428,7 +429,7 @@ impl LogSegment {
     /// `timestamp` (ListOffsets MAX_TIMESTAMP).
     pub(super) fn record_with_timestamp(
         &self,
-        batch_last_offset: i64,
+        batch_last_offset: Offset,
         timestamp: i64,
         end: u64,
     ) -> Result<Option<TimestampOffset>, LogError> {
@@ -444,7 +445,7 @@ impl LogSegment {
         &self,
         batch: &[u8],
         header: &RecordBatchHeader,
-        accept: impl Fn(i64, i64) -> bool,
+        accept: impl Fn(Offset, i64) -> bool,
     ) -> Result<Option<TimestampOffset>, LogError> {
         let records =
             decode_records(batch, TIMESTAMP_LOOKUP_DECOMPRESSED_BYTES_MAX).map_err(|e| {
@@ -463,7 +464,7 @@ impl LogSegment {
             accept(offset, timestamp).then_some(TimestampOffset {
                 timestamp,
                 offset,
-                leader_epoch: (header.partition_leader_epoch >= 0)
+                leader_epoch: (header.partition_leader_epoch >= LeaderEpoch::new(0))
                     .then_some(header.partition_leader_epoch),
             })
         }))

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use shale_formats::batch::{batches, RecordBatchHeader, TimestampType as BatchTimestampType};
 use shale_formats::compression::Compression;
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use shale_formats::record::{decode_records, BatchBuilder, BatchOptions};
 
 use super::files::{offset_file, LOG_SUFFIX, SNAPSHOT_SUFFIX};
@@ -43,8 +44,8 @@ fn plain(records: usize, ts: i64, value_bytes: usize) -> Vec<u8> {
 fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
     batch_with(
         BatchOptions {
-            producer_id,
-            producer_epoch: epoch,
+            producer_id: ProducerId::new(producer_id),
+            producer_epoch: ProducerEpoch::new(epoch),
             base_sequence: sequence,
             ..BatchOptions::default()
         },
@@ -55,13 +56,20 @@ fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Ve
 }
 
 fn append(log: &mut Log, mut batch: Vec<u8>, now_ms: i64) -> AppendInfo {
-    match log.append_as_leader(&mut batch, 1, now_ms).unwrap() {
+    match log
+        .append_as_leader(&mut batch, LeaderEpoch::new(1), now_ms)
+        .unwrap()
+    {
         AppendOutcome::Appended(info) => info,
         other => panic!("expected an append, got {other:?}"),
     }
 }
 
 /// Headers of the batches in a read result.
+fn offsets(raw: &[i64]) -> Vec<Offset> {
+    raw.iter().copied().map(Offset::new).collect()
+}
+
 fn headers(bytes: &[u8]) -> Vec<RecordBatchHeader> {
     batches(bytes).map(|b| b.unwrap().0).collect()
 }
@@ -71,18 +79,20 @@ fn consume(log: &Log, from: i64, max_bytes: usize) -> Vec<RecordBatchHeader> {
     let mut out = Vec::new();
     let mut next = from;
     let end = log.log_end_offset();
-    while next < end {
-        let read = log.read(next, max_bytes, i64::MAX, true).unwrap();
+    while next < end.get() {
+        let read = log
+            .read(Offset::new(next), max_bytes, Offset::MAX, true)
+            .unwrap();
         let got = headers(&read.records);
         assert!(!got.is_empty(), "no progress at offset {next}");
-        next = got.last().unwrap().next_offset();
+        next = (got.last().unwrap().next_offset()).get();
         out.extend(got);
     }
     out
 }
 
 fn segment_file_len(dir: &Path, base: i64) -> u64 {
-    fs::metadata(offset_file(dir, base, LOG_SUFFIX))
+    fs::metadata(offset_file(dir, Offset::new(base), LOG_SUFFIX))
         .unwrap()
         .len()
 }
@@ -103,39 +113,45 @@ fn append_and_read_across_segments() {
         );
         assert_eq!(
             info.base_offset,
-            expected.last().map_or(0, |&(_, l): &(i64, i64)| l + 1)
+            Offset::new(expected.last().map_or(0, |&(_, l): &(i64, i64)| l + 1))
         );
         assert_eq!(info.last_offset - info.base_offset + 1, records as i64);
-        expected.push((info.base_offset, info.last_offset));
+        expected.push((info.base_offset.get(), info.last_offset.get()));
     }
-    assert_eq!(log.log_end_offset(), expected.last().unwrap().1 + 1);
+    assert_eq!(
+        log.log_end_offset(),
+        Offset::new(expected.last().unwrap().1 + 1)
+    );
     assert!(log.segment_count() > 10, "{} segments", log.segment_count());
     for (base, size) in log
         .segment_base_offsets()
         .iter()
-        .map(|&b| (b, segment_file_len(dir.path(), b)))
+        .map(|&b| (b, segment_file_len(dir.path(), b.get())))
     {
         assert!(size <= 4 * 1024, "segment {base} holds {size} bytes");
     }
     let all = consume(&log, 0, 1000);
     assert_eq!(
         all.iter()
-            .map(|h| (h.base_offset, h.last_offset()))
+            .map(|h| (h.base_offset.get(), h.last_offset().get()))
             .collect::<Vec<_>>(),
         expected
     );
     // Every offset: the first batch returned is the one that holds it.
     for &(base, last) in &expected {
         for offset in base..=last {
-            let read = log.read(offset, 1, i64::MAX, true).unwrap();
+            let read = log.read(Offset::new(offset), 1, Offset::MAX, true).unwrap();
             let got = headers(&read.records);
             assert_eq!(got.len(), 1);
-            assert_eq!((got[0].base_offset, got[0].last_offset()), (base, last));
-            assert_eq!(got[0].partition_leader_epoch, 1);
+            assert_eq!(
+                (got[0].base_offset.get(), got[0].last_offset().get()),
+                (base, last)
+            );
+            assert_eq!(got[0].partition_leader_epoch, LeaderEpoch::new(1));
         }
     }
     // Byte limits give whole batches only.
-    let read = log.read(0, 700, i64::MAX, false).unwrap();
+    let read = log.read(Offset::ZERO, 700, Offset::MAX, false).unwrap();
     assert!(read.records.len() <= 700);
     assert_eq!(
         headers(&read.records)
@@ -153,18 +169,18 @@ fn append_and_read_across_segments() {
         (11, end + 4)
     );
     assert_eq!(info.record_count, 5);
-    let tail = headers(&log.read(end, 10_000, i64::MAX, true).unwrap().records);
+    let tail = headers(&log.read(end, 10_000, Offset::MAX, true).unwrap().records);
     assert_eq!(
         tail.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
         vec![end, end + 2]
     );
     assert!(log
-        .read(log.log_end_offset(), 100, i64::MAX, true)
+        .read(log.log_end_offset(), 100, Offset::MAX, true)
         .unwrap()
         .records
         .is_empty());
     assert!(matches!(
-        log.read(log.log_end_offset() + 1, 100, i64::MAX, true),
+        log.read(log.log_end_offset() + 1, 100, Offset::MAX, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
 }
@@ -177,17 +193,17 @@ fn min_one_batch_semantics() {
     let mut log = open(dir.path(), LogConfig::default());
     append(&mut log, plain(5, 0, 200), 0);
     append(&mut log, plain(1, 0, 10), 0);
-    let big = log.read(0, 100, i64::MAX, false).unwrap();
+    let big = log.read(Offset::ZERO, 100, Offset::MAX, false).unwrap();
     assert!(big.records.is_empty());
-    let big = log.read(0, 100, i64::MAX, true).unwrap();
+    let big = log.read(Offset::ZERO, 100, Offset::MAX, true).unwrap();
     let got = headers(&big.records);
     assert_eq!(
         got.len(),
         1,
         "only the first batch, even though it exceeds max_bytes"
     );
-    assert_eq!(got[0].last_offset(), 4);
-    let both = log.read(0, 10_000, i64::MAX, false).unwrap();
+    assert_eq!(got[0].last_offset(), Offset::new(4));
+    let both = log.read(Offset::ZERO, 10_000, Offset::MAX, false).unwrap();
     assert_eq!(headers(&both.records).len(), 2);
 }
 
@@ -200,13 +216,28 @@ fn max_offset_exclusive_is_respected() {
     for i in 0..50 {
         append(&mut log, plain(2, i, 30), 0);
     }
-    let read = log.read(0, usize::MAX, 20, true).unwrap();
+    let read = log
+        .read(Offset::ZERO, usize::MAX, Offset::new(20), true)
+        .unwrap();
     let got = headers(&read.records);
-    assert_eq!(got.last().unwrap().last_offset(), 19);
-    let read = log.read(0, usize::MAX, 21, true).unwrap();
-    assert_eq!(headers(&read.records).last().unwrap().last_offset(), 19);
-    assert!(log.read(20, 1000, 20, true).unwrap().records.is_empty());
-    assert!(log.read(0, 1000, 0, true).unwrap().records.is_empty());
+    assert_eq!(got.last().unwrap().last_offset(), Offset::new(19));
+    let read = log
+        .read(Offset::ZERO, usize::MAX, Offset::new(21), true)
+        .unwrap();
+    assert_eq!(
+        headers(&read.records).last().unwrap().last_offset(),
+        Offset::new(19)
+    );
+    assert!(log
+        .read(Offset::new(20), 1000, Offset::new(20), true)
+        .unwrap()
+        .records
+        .is_empty());
+    assert!(log
+        .read(Offset::ZERO, 1000, Offset::ZERO, true)
+        .unwrap()
+        .records
+        .is_empty());
 }
 
 /// The active segment rolls when the next append would overflow segment.bytes, and when the
@@ -226,7 +257,7 @@ fn rolls_by_size_and_time() {
     append(&mut log, batch.clone(), 0);
     assert_eq!(log.segment_count(), 1);
     append(&mut log, batch.clone(), 0);
-    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    assert_eq!(log.segment_base_offsets(), offsets(&[0, 2]));
     assert_eq!(segment_file_len(dir.path(), 0), 2 * size as u64);
 
     append(&mut log, plain(1, 5_000, 10), 0);
@@ -234,7 +265,10 @@ fn rolls_by_size_and_time() {
     append(&mut log, plain(1, 10_000, 10), 0);
     assert_eq!(log.segment_count(), 2, "exactly segment.ms is not past it");
     let info = append(&mut log, plain(1, 10_001, 10), 0);
-    assert_eq!(log.segment_base_offsets(), vec![0, 2, info.base_offset]);
+    assert_eq!(
+        log.segment_base_offsets(),
+        offsets(&[0, 2, info.base_offset.get()])
+    );
     // A roll writes a producer snapshot for the new segment.
     assert!(offset_file(dir.path(), info.base_offset, SNAPSHOT_SUFFIX).exists());
     // An explicit roll of an empty active segment is a no-op.
@@ -254,19 +288,19 @@ fn oversized_batches_are_rejected() {
     let mut log = open(dir.path(), config);
     let mut batch = plain(1, 0, 600);
     assert!(matches!(
-        log.append_as_leader(&mut batch, 0, 0),
+        log.append_as_leader(&mut batch, LeaderEpoch::new(0), 0),
         Err(LogError::RecordTooLarge { .. })
     ));
     let mut garbage = vec![0u8; 30];
     assert!(matches!(
-        log.append_as_leader(&mut garbage, 0, 0),
+        log.append_as_leader(&mut garbage, LeaderEpoch::new(0), 0),
         Err(LogError::CorruptRecord { .. })
     ));
     assert!(matches!(
-        log.append_as_leader(&mut [], 0, 0),
+        log.append_as_leader(&mut [], LeaderEpoch::new(0), 0),
         Err(LogError::InvalidRecord { .. })
     ));
-    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.log_end_offset(), Offset::ZERO);
     assert_eq!(log.size_bytes(), 0);
 }
 
@@ -297,7 +331,7 @@ fn recovery_truncates_a_torn_or_garbled_tail() {
         let mut log = open(dir.path(), small_config());
         let expected_end = match damage {
             "garbage" => infos.last().unwrap().last_offset + 1,
-            _ => active_base + 2 * kept_batches as i64,
+            _ => Offset::new((active_base + 2 * kept_batches as i64).get()),
         };
         assert_eq!(log.log_end_offset(), expected_end, "{damage}");
         let expected_len = match damage {
@@ -305,7 +339,7 @@ fn recovery_truncates_a_torn_or_garbled_tail() {
             _ => kept_batches * batch_len,
         };
         assert_eq!(
-            segment_file_len(dir.path(), active_base),
+            segment_file_len(dir.path(), active_base.get()),
             expected_len as u64,
             "{damage}"
         );
@@ -315,8 +349,8 @@ fn recovery_truncates_a_torn_or_garbled_tail() {
         assert_eq!(all.last().unwrap().last_offset(), expected_end);
         let mut next = 0;
         for h in &all {
-            assert_eq!(h.base_offset, next, "{damage}");
-            next = h.next_offset();
+            assert_eq!(h.base_offset, Offset::new(next), "{damage}");
+            next = h.next_offset().get();
         }
     }
 }
@@ -334,14 +368,19 @@ fn reopen_restores_state() {
                 epoch += 2;
             }
             let mut batch = idempotent(42, 0, i * 2, 2);
-            log.append_as_leader(&mut batch, epoch, 0).unwrap();
+            log.append_as_leader(&mut batch, LeaderEpoch::new(epoch), 0)
+                .unwrap();
         }
-        let start = log.delete_records_before(25).unwrap();
-        assert_eq!(start, 25);
+        let start = log.delete_records_before(Offset::new(25)).unwrap();
+        assert_eq!(start, Offset::new(25));
         let end = log.log_end_offset();
         let epochs = log.leader_epochs();
         assert_eq!(epochs.len(), 3);
-        assert_eq!(epochs[0].start_offset, 25, "truncated from the start");
+        assert_eq!(
+            epochs[0].start_offset,
+            Offset::new(25),
+            "truncated from the start"
+        );
         let segments = log.segment_base_offsets();
         fs::write(dir.path().join("leader-epoch-checkpoint.tmp"), b"junk").unwrap();
         if clean {
@@ -352,20 +391,29 @@ fn reopen_restores_state() {
         let log = open(dir.path(), small_config());
         assert!(!dir.path().join("leader-epoch-checkpoint.tmp").exists());
         assert_eq!(log.log_end_offset(), end);
-        assert_eq!(log.log_start_offset(), 25);
+        assert_eq!(log.log_start_offset(), Offset::new(25));
         assert_eq!(log.segment_base_offsets(), segments);
         assert_eq!(log.leader_epochs(), epochs);
-        assert_eq!(log.end_offset_for_epoch(4), (4, 80));
-        assert_eq!(log.end_offset_for_epoch(6), (6, end));
-        assert_eq!(log.epoch_for_offset(30), Some(2));
-        let entry = log.producer_entry(42).unwrap();
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch::new(4)),
+            (LeaderEpoch::new(4), Offset::new(80))
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(LeaderEpoch::new(6)),
+            (LeaderEpoch::new(6), end)
+        );
+        assert_eq!(
+            log.epoch_for_offset(Offset::new(30)),
+            Some(LeaderEpoch::new(2))
+        );
+        let entry = log.producer_entry(ProducerId::new(42)).unwrap();
         assert_eq!(entry.batches.back().unwrap().last_sequence, 119);
         assert!(matches!(
-            log.read(24, 100, i64::MAX, true),
+            log.read(Offset::new(24), 100, Offset::MAX, true),
             Err(LogError::OffsetOutOfRange {
-                log_start_offset: 25,
+                log_start_offset,
                 ..
-            })
+            }) if log_start_offset == Offset::new(25)
         ));
     }
 }
@@ -393,21 +441,23 @@ fn duplicates_are_detected_across_reopen() {
         // The last five batches are remembered; the first is not.
         for (seq, info) in infos.iter().enumerate().skip(1) {
             let mut retry = idempotent(7, 3, seq as i32 * 3, 3);
-            let outcome = log.append_as_leader(&mut retry, 1, 0).unwrap();
+            let outcome = log
+                .append_as_leader(&mut retry, LeaderEpoch::new(1), 0)
+                .unwrap();
             assert_eq!(
                 outcome,
                 AppendOutcome::Duplicate {
                     base_offset: info.base_offset,
                     last_offset: info.last_offset,
                     log_append_time: -1,
-                    log_start_offset: 0,
+                    log_start_offset: Offset::ZERO,
                 }
             );
         }
         assert_eq!(log.log_end_offset(), end, "duplicates write nothing");
         let mut stale = idempotent(7, 3, 0, 3);
         assert!(matches!(
-            log.append_as_leader(&mut stale, 1, 0),
+            log.append_as_leader(&mut stale, LeaderEpoch::new(1), 0),
             Err(LogError::OutOfOrderSequence {
                 last_sequence: 17,
                 ..
@@ -435,9 +485,9 @@ fn sequence_and_epoch_violations_write_nothing() {
             matches!(
                 e,
                 LogError::InvalidProducerEpoch {
-                    current_epoch: 5,
+                    current_epoch,
                     ..
-                }
+                } if *current_epoch == ProducerEpoch::new(5)
             )
         }),
         (idempotent(1, 6, 1, 1), |e| {
@@ -450,16 +500,18 @@ fn sequence_and_epoch_violations_write_nothing() {
         ),
     ];
     for (mut payload, expected) in cases {
-        let err = log.append_as_leader(&mut payload, 0, 0).unwrap_err();
+        let err = log
+            .append_as_leader(&mut payload, LeaderEpoch::new(0), 0)
+            .unwrap_err();
         assert!(expected(&err), "{err}");
-        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.log_end_offset(), Offset::new(2));
         assert_eq!(log.size_bytes(), size);
     }
     // A new epoch starting at 0 fences the old one.
     append(&mut log, idempotent(1, 6, 0, 1), 0);
     let mut old = idempotent(1, 5, 2, 1);
     assert!(matches!(
-        log.append_as_leader(&mut old, 0, 0),
+        log.append_as_leader(&mut old, LeaderEpoch::new(0), 0),
         Err(LogError::InvalidProducerEpoch { .. })
     ));
     // An unknown producer may start anywhere (KIP-360).
@@ -479,7 +531,7 @@ fn log_append_time() {
     let info = append(&mut log, idempotent(3, 0, 0, 2), 77_000);
     assert_eq!(info.log_append_time, 77_000);
     assert_eq!(info.max_timestamp, 77_000);
-    let read = log.read(0, 1000, i64::MAX, true).unwrap();
+    let read = log.read(Offset::ZERO, 1000, Offset::MAX, true).unwrap();
     let h = headers(&read.records)[0];
     assert_eq!(h.timestamp_type(), BatchTimestampType::LogAppendTime);
     assert_eq!(h.max_timestamp, 77_000);
@@ -489,7 +541,9 @@ fn log_append_time() {
     )
     .unwrap();
     let mut retry = idempotent(3, 0, 0, 2);
-    let outcome = log.append_as_leader(&mut retry, 0, 99_000).unwrap();
+    let outcome = log
+        .append_as_leader(&mut retry, LeaderEpoch::new(0), 99_000)
+        .unwrap();
     assert!(matches!(
         outcome,
         AppendOutcome::Duplicate {
@@ -498,7 +552,7 @@ fn log_append_time() {
         }
     ));
     let found = log.fetch_offset_by_timestamp(50_000).unwrap().unwrap();
-    assert_eq!((found.offset, found.timestamp), (0, 77_000));
+    assert_eq!((found.offset, found.timestamp), (Offset::ZERO, 77_000));
 }
 
 /// Time retention deletes sealed segments whose newest record is older than retention.ms,
@@ -522,20 +576,25 @@ fn retention_by_time() {
     assert!(result.segments_deleted > 0);
     let remaining = log.segment_base_offsets();
     assert_eq!(log.log_start_offset(), remaining[0]);
-    assert_eq!(result.log_start_offset, remaining[0]);
+    assert_eq!(result.log_start_offset, Offset::new(remaining[0].get()));
     // The newest record of the first remaining segment is within retention.
     let first = log
-        .read(remaining[0], usize::MAX, remaining[1], true)
+        .read(
+            Offset::new(remaining[0].get()),
+            usize::MAX,
+            Offset::new(remaining[1].get()),
+            true,
+        )
         .unwrap();
     assert!(headers(&first.records).last().unwrap().max_timestamp >= 1_000);
     for base in &bases[..bases.len() - remaining.len()] {
-        assert!(!offset_file(dir.path(), *base, LOG_SUFFIX).exists());
+        assert!(!offset_file(dir.path(), Offset::new((*base).get()), LOG_SUFFIX).exists());
     }
     // Far in the future everything but the active segment goes.
     log.delete_retention(1_000_000).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_start_offset(), *bases.last().unwrap());
-    let remaining = consume(&log, log.log_start_offset(), 10_000);
+    let remaining = consume(&log, log.log_start_offset().get(), 10_000);
     assert_eq!(remaining[0].base_offset, log.log_start_offset());
     assert_eq!(
         remaining.last().unwrap().next_offset(),
@@ -566,7 +625,7 @@ fn retention_by_size() {
     let first = log.segment_base_offsets()[0];
     let over = log.size_bytes() as i64 - 2_500;
     assert!(over >= 0);
-    assert!(over < segment_file_len(dir.path(), first) as i64);
+    assert!(over < segment_file_len(dir.path(), first.get()) as i64);
     assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
 }
 
@@ -584,20 +643,20 @@ fn delete_records_before() {
     assert_eq!(log.delete_records_before(target).unwrap(), target);
     assert_eq!(log.segment_base_offsets()[0], bases[3]);
     assert!(matches!(
-        log.read(target - 1, 100, i64::MAX, true),
+        log.read(Offset::new((target - 1).get()), 100, Offset::MAX, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     assert_eq!(
-        headers(&log.read(target, 100, i64::MAX, true).unwrap().records)[0].base_offset,
+        headers(&log.read(target, 100, Offset::MAX, true).unwrap().records)[0].base_offset,
         target
     );
     assert_eq!(
-        log.delete_records_before(5).unwrap(),
+        log.delete_records_before(Offset::new(5)).unwrap(),
         target,
         "never moves back"
     );
     assert!(matches!(
-        log.delete_records_before(1_000),
+        log.delete_records_before(Offset::new(1_000)),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     drop(log);
@@ -608,7 +667,7 @@ fn delete_records_before() {
     log.delete_records_before(end).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert!(log
-        .read(end, 100, i64::MAX, true)
+        .read(end, 100, Offset::MAX, true)
         .unwrap()
         .records
         .is_empty());
@@ -637,7 +696,7 @@ fn offsets_for_timestamp() {
         };
         let info = append(&mut log, batch_with(options, 5, ts, 30), 0);
         for r in 0..5 {
-            expected.push((info.base_offset + r, ts + r));
+            expected.push(((info.base_offset + r).get(), ts + r));
         }
     }
     assert!(log.segment_count() > 3);
@@ -649,18 +708,18 @@ fn offsets_for_timestamp() {
         let got = log
             .fetch_offset_by_timestamp(target)
             .unwrap()
-            .map(|t| (t.offset, t.timestamp));
+            .map(|t| (t.offset.get(), t.timestamp));
         assert_eq!(got, want, "target {target}");
     }
     assert_eq!(log.fetch_offset_by_timestamp(595).unwrap(), None);
     let found = log.fetch_offset_by_timestamp(123).unwrap().unwrap();
-    assert_eq!(found.leader_epoch, Some(1));
+    assert_eq!(found.leader_epoch, Some(LeaderEpoch::new(1)));
     let max = log.max_timestamp_offset().unwrap().unwrap();
-    assert_eq!((max.offset, max.timestamp), (299, 594));
+    assert_eq!((max.offset, max.timestamp), (Offset::new(299), 594));
     // Above the log start only.
-    log.delete_records_before(102).unwrap();
+    log.delete_records_before(Offset::new(102)).unwrap();
     let found = log.fetch_offset_by_timestamp(0).unwrap().unwrap();
-    assert_eq!(found.offset, 102);
+    assert_eq!(found.offset, Offset::new(102));
 }
 
 /// A sealed segment with missing or damaged indexes gets them rebuilt on open, and reads and
@@ -674,23 +733,34 @@ fn lost_indexes_are_rebuilt() {
     }
     let bases = log.segment_base_offsets();
     log.close().unwrap();
-    let index = offset_file(dir.path(), bases[1], "index");
-    let time_index = offset_file(dir.path(), bases[2], "timeindex");
+    let index = offset_file(dir.path(), Offset::new(bases[1].get()), "index");
+    let time_index = offset_file(dir.path(), Offset::new(bases[2].get()), "timeindex");
     let index_bytes = fs::read(&index).unwrap();
     assert!(!index_bytes.is_empty());
     fs::remove_file(&index).unwrap();
     fs::write(&time_index, b"12345").unwrap();
-    fs::write(offset_file(dir.path(), 999_999, "index"), b"orphan").unwrap();
+    fs::write(
+        offset_file(dir.path(), Offset::new(999_999), "index"),
+        b"orphan",
+    )
+    .unwrap();
     let log = open(dir.path(), small_config());
     assert_eq!(fs::read(&index).unwrap(), index_bytes);
     assert_eq!(fs::metadata(&time_index).unwrap().len() % 12, 0);
-    assert!(!offset_file(dir.path(), 999_999, "index").exists());
-    for offset in bases[1]..bases[3] {
-        let got = headers(&log.read(offset, 1, i64::MAX, true).unwrap().records);
-        assert_eq!(got[0].base_offset, offset);
+    assert!(!offset_file(dir.path(), Offset::new(999_999), "index").exists());
+    for offset in bases[1].get()..bases[3].get() {
+        let got = headers(
+            &log.read(Offset::new(offset), 1, Offset::MAX, true)
+                .unwrap()
+                .records,
+        );
+        assert_eq!(got[0].base_offset, Offset::new(offset));
     }
-    let found = log.fetch_offset_by_timestamp(bases[2]).unwrap().unwrap();
-    assert_eq!(found.offset, bases[2]);
+    let found = log
+        .fetch_offset_by_timestamp(bases[2].get())
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.offset, Offset::new(bases[2].get()));
 }
 
 /// Retention passes drop the in-memory indexes of sealed segments that nobody read since the
@@ -717,7 +787,7 @@ fn idle_indexes_are_released() {
     log.delete_retention(0).unwrap();
     assert_eq!(loaded(&log), 1, "only the active segment keeps its indexes");
     let offset = log.segment_base_offsets()[1] + 1;
-    let read = |log: &Log| headers(&log.read(offset, 1, i64::MAX, true).unwrap().records)[0];
+    let read = |log: &Log| headers(&log.read(offset, 1, Offset::MAX, true).unwrap().records)[0];
     assert_eq!(read(&log).base_offset, offset);
     assert_eq!(loaded(&log), 2);
     log.delete_retention(0).unwrap();
@@ -754,20 +824,25 @@ fn reader_snapshots_are_stable() {
     let end = reader.log_end_offset();
     append(&mut log, plain(1, 0, 200), 0);
     log.delete_retention(0).unwrap();
-    assert!(log.log_start_offset() > 0);
+    assert!(log.log_start_offset() > Offset::ZERO);
     let seen = {
         let mut next = 0;
         let mut seen = Vec::new();
-        while next < end {
-            let got = headers(&reader.read(next, 500, i64::MAX, true).unwrap().records);
-            next = got.last().unwrap().next_offset();
-            seen.extend(got.iter().map(|h| h.base_offset));
+        while next < end.get() {
+            let got = headers(
+                &reader
+                    .read(Offset::new(next), 500, Offset::MAX, true)
+                    .unwrap()
+                    .records,
+            );
+            next = got.last().unwrap().next_offset().get();
+            seen.extend(got.iter().map(|h| h.base_offset.get()));
         }
         seen
     };
-    assert_eq!(seen, (0..end).collect::<Vec<_>>());
+    assert_eq!(seen, (0..end.get()).collect::<Vec<_>>());
     assert!(matches!(
-        log.read(0, 100, i64::MAX, true),
+        log.read(Offset::ZERO, 100, Offset::MAX, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
 }
@@ -782,47 +857,65 @@ fn follower_appends_and_truncation() {
     let mut follower = open(follower_dir.path(), small_config());
     for i in 0..50 {
         let options = BatchOptions {
-            producer_id: 5,
-            producer_epoch: 0,
+            producer_id: ProducerId::new(5),
+            producer_epoch: ProducerEpoch::new(0),
             base_sequence: i * 2,
             ..BatchOptions::default()
         };
         let mut batch = batch_with(options, 2, 0, 150);
         leader
-            .append_as_leader(&mut batch, if i < 25 { 1 } else { 2 }, 0)
+            .append_as_leader(
+                &mut batch,
+                if i < 25 {
+                    LeaderEpoch::new(1)
+                } else {
+                    LeaderEpoch::new(2)
+                },
+                0,
+            )
             .unwrap();
     }
     let mut next = 0;
-    while next < leader.log_end_offset() {
-        let read = leader.read(next, 700, i64::MAX, true).unwrap();
-        next = headers(&read.records).last().unwrap().next_offset();
+    while next < leader.log_end_offset().get() {
+        let read = leader
+            .read(Offset::new(next), 700, Offset::MAX, true)
+            .unwrap();
+        next = headers(&read.records).last().unwrap().next_offset().get();
         follower.append_as_follower(&read.records, 0).unwrap();
     }
-    assert_eq!(follower.log_end_offset(), 100);
+    assert_eq!(follower.log_end_offset(), Offset::new(100));
     assert_eq!(follower.leader_epochs(), leader.leader_epochs());
     assert_eq!(
         follower
-            .read(0, usize::MAX, i64::MAX, true)
+            .read(Offset::ZERO, usize::MAX, Offset::MAX, true)
             .unwrap()
             .records,
-        leader.read(0, usize::MAX, i64::MAX, true).unwrap().records
+        leader
+            .read(Offset::ZERO, usize::MAX, Offset::MAX, true)
+            .unwrap()
+            .records
     );
-    let again = leader.read(98, 1000, i64::MAX, true).unwrap();
+    let again = leader
+        .read(Offset::new(98), 1000, Offset::MAX, true)
+        .unwrap();
     assert!(matches!(
         follower.append_as_follower(&again.records, 0),
         Err(LogError::UnexpectedAppendOffset {
-            first_offset: 98,
-            log_end_offset: 100,
+            first_offset,
+            log_end_offset,
             ..
-        })
+        }) if (first_offset, log_end_offset) == (Offset::new(98), Offset::new(100))
     ));
     // Truncate into the middle of a batch: the whole batch goes.
-    assert!(follower.truncate_to(61).unwrap());
-    assert_eq!(follower.log_end_offset(), 60);
-    assert_eq!(follower.end_offset_for_epoch(2), (2, 60));
+    assert!(follower.truncate_to(Offset::new(61)).unwrap());
+    assert_eq!(follower.log_end_offset(), Offset::new(60));
+    assert_eq!(
+        follower.end_offset_for_epoch(LeaderEpoch::new(2)),
+        (LeaderEpoch::new(2), Offset::new(60))
+    );
     assert_eq!(
         follower
-            .producer_entry(5)
+            .producer_entry(ProducerId::new(5))
             .unwrap()
             .batches
             .back()
@@ -830,31 +923,35 @@ fn follower_appends_and_truncation() {
             .last_sequence,
         59
     );
-    assert!(!follower.truncate_to(70).unwrap());
+    assert!(!follower.truncate_to(Offset::new(70)).unwrap());
     // Truncate into an earlier segment: later segments are deleted.
     let segments = follower.segment_base_offsets();
     assert!(follower.truncate_to(segments[1] + 2).unwrap());
     assert_eq!(follower.segment_base_offsets(), segments[..2].to_vec());
     assert_eq!(follower.log_end_offset(), segments[1] + 2);
     // And the log continues to work, across a restart too.
-    let mut batch = idempotent(5, 0, (segments[1] + 2) as i32, 1);
-    follower.append_as_leader(&mut batch, 3, 0).unwrap();
+    let mut batch = idempotent(5, 0, (segments[1] + 2).get() as i32, 1);
+    follower
+        .append_as_leader(&mut batch, LeaderEpoch::new(3), 0)
+        .unwrap();
     drop(follower);
     let mut follower = open(follower_dir.path(), small_config());
     assert_eq!(follower.log_end_offset(), segments[1] + 3);
-    assert_eq!(follower.latest_epoch(), Some(3));
+    assert_eq!(follower.latest_epoch(), Some(LeaderEpoch::new(3)));
     // Restart empty at an offset beyond the end.
-    follower.truncate_fully_and_start_at(500).unwrap();
+    follower
+        .truncate_fully_and_start_at(Offset::new(500))
+        .unwrap();
     assert_eq!(
         (follower.log_start_offset(), follower.log_end_offset()),
-        (500, 500)
+        (Offset::new(500), Offset::new(500))
     );
     assert_eq!(follower.latest_epoch(), None);
     assert_eq!(follower.producer_count(), 0);
     drop(follower);
     let follower = open(follower_dir.path(), small_config());
-    assert_eq!(follower.segment_base_offsets(), vec![500]);
-    assert_eq!(follower.log_start_offset(), 500);
+    assert_eq!(follower.segment_base_offsets(), offsets(&[500]));
+    assert_eq!(follower.log_start_offset(), Offset::new(500));
 }
 
 /// flush.messages fsyncs once enough offsets are unflushed and advances the recovery point.
@@ -867,18 +964,18 @@ fn flush_policy() {
     };
     let mut log = open(dir.path(), config);
     append(&mut log, plain(3, 0, 10), 0);
-    assert_eq!(log.recovery_point(), 0);
+    assert_eq!(log.recovery_point(), Offset::ZERO);
     append(&mut log, plain(3, 0, 10), 0);
-    assert_eq!(log.recovery_point(), 6);
+    assert_eq!(log.recovery_point(), Offset::new(6));
     let config = LogConfig {
         flush_ms: 1_000,
         ..LogConfig::default()
     };
     log.set_config(config).unwrap();
     append(&mut log, plain(1, 0, 10), 500);
-    assert_eq!(log.recovery_point(), 6);
+    assert_eq!(log.recovery_point(), Offset::new(6));
     assert!(log.flush_if_due(1_000).unwrap());
-    assert_eq!(log.recovery_point(), 7);
+    assert_eq!(log.recovery_point(), Offset::new(7));
 }
 
 /// A clean-shutdown marker does not make the log trust an active segment that changed after
@@ -899,7 +996,10 @@ fn clean_open_falls_back_to_recovery() {
     fs::write(&path, bytes).unwrap();
     let mut log = open(dir.path(), small_config());
     assert_eq!(fs::metadata(&path).unwrap().len(), len);
-    assert_eq!(append(&mut log, plain(1, 0, 5), 0).base_offset, 30);
+    assert_eq!(
+        append(&mut log, plain(1, 0, 5), 0).base_offset,
+        Offset::new(30)
+    );
 }
 
 /// Readers work from snapshots taken under the partition lock while a writer keeps appending
@@ -927,7 +1027,7 @@ fn concurrent_reads_while_appending() {
                         }
                     }
                     reads += 1;
-                    if end >= 400 {
+                    if end >= Offset::new(400) {
                         return reads;
                     }
                 }
@@ -975,7 +1075,7 @@ fn records_survive_the_round_trip() {
     let batch = plain(4, 123, 17);
     let original = decode_records(&batch, 1 << 20).unwrap();
     append(&mut log, batch, 0);
-    let read = log.read(0, 1 << 20, i64::MAX, true).unwrap();
+    let read = log.read(Offset::ZERO, 1 << 20, Offset::MAX, true).unwrap();
     assert_eq!(decode_records(&read.records, 1 << 20).unwrap(), original);
 }
 
@@ -995,7 +1095,7 @@ proptest! {
         let mut model: Vec<(i64, i64, usize)> = Vec::new();
         for (records, value_bytes, reopen) in appends {
             let info = append(&mut log, plain(records, 0, value_bytes), 0);
-            model.push((info.base_offset, info.last_offset, plain(records, 0, value_bytes).len()));
+            model.push((info.base_offset.get(), info.last_offset.get(), plain(records, 0, value_bytes).len()));
             // Now and then a restart, after a clean close or a crash.
             match reopen {
                 0 => log.close().unwrap(),
@@ -1005,11 +1105,11 @@ proptest! {
             log = open(dir.path(), config.clone());
         }
         let end = model.last().unwrap().1 + 1;
-        prop_assert_eq!(log.log_end_offset(), end);
+        prop_assert_eq!(log.log_end_offset().get(), end);
         for (offset, max_bytes, min_one) in probes {
             let offset = i64::from(offset) % (end + 1);
-            let read = log.read(offset, max_bytes, i64::MAX, min_one).unwrap();
-            let got: Vec<_> = headers(&read.records).iter().map(|h| (h.base_offset, h.last_offset())).collect();
+            let read = log.read(Offset::new(offset), max_bytes, Offset::MAX, min_one).unwrap();
+            let got: Vec<_> = headers(&read.records).iter().map(|h| (h.base_offset.get(), h.last_offset().get())).collect();
             let first = model.iter().position(|&(_, last, _)| last >= offset);
             let mut want = Vec::new();
             let mut taken = 0;

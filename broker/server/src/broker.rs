@@ -2,6 +2,7 @@
 //! the producer-id allocator; plus the operations that change them (topic create/delete/grow)
 //! and the background job that applies retention and time-based flushes.
 
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -188,7 +189,7 @@ impl Broker {
         &self,
         name: &str,
         id: Uuid,
-        next_offsets: &[i64],
+        next_offsets: &[Offset],
     ) -> Result<(), ApiError> {
         let topic = TopicMetadata {
             name: name.to_string(),
@@ -199,7 +200,7 @@ impl Broker {
         self.add_topic(&topic)?;
         for (p, &next) in next_offsets.iter().enumerate() {
             if let Some(partition) = self.partition(name, p as i32) {
-                if next > 0 {
+                if next > Offset::ZERO {
                     partition
                         .log()
                         .truncate_fully_and_start_at(next)
@@ -542,7 +543,7 @@ impl Broker {
 
     /// Hands out a producer id, reserving a block in the metadata file so ids never repeat
     /// across restarts.
-    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+    pub fn allocate_producer_id(&self) -> Result<ProducerId, ApiError> {
         let mut ids = self.producer_ids.lock().expect("producer id lock");
         if ids.0 >= ids.1 {
             let block = self.config.producer_id_block_size;
@@ -555,7 +556,7 @@ impl Broker {
         }
         let id = ids.0;
         ids.0 += 1;
-        Ok(id)
+        Ok(ProducerId::new(id))
     }
 
     /// One pass of time-based work: retention and `flush.ms`.
@@ -575,7 +576,7 @@ impl Broker {
             if applies {
                 match log.delete_retention(now) {
                     Ok(r) if r.segments_deleted > 0 => {
-                        tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = r.log_start_offset, "retention deleted segments");
+                        tracing::info!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, log_start_offset = %r.log_start_offset, "retention deleted segments");
                         deleted = true;
                     }
                     Ok(_) => {}
@@ -661,7 +662,7 @@ fn open_partition(
             source,
         }
     })?;
-    Ok(Partition::new(tp, topic.id, 0, log))
+    Ok(Partition::new(tp, topic.id, LeaderEpoch::new(0), log))
 }
 
 impl crate::group::OffsetsTopicHost for Broker {

@@ -5,6 +5,7 @@
 //! variable, Kafka name and meaning; the TOML struct, the clap overrides and the DescribeConfigs
 //! listing are all generated from that one table so they can never drift apart.
 
+use shale_formats::ids::NodeId;
 use std::path::{Path, PathBuf};
 
 /// Errors that stop startup. Each names the setting at fault.
@@ -82,7 +83,7 @@ broker_settings! {
     /// `HOST:PORT` that clients are told to connect to; empty means the bound address.
     advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
     /// This broker's node id.
-    node_id: i32 = 0, env = "SHALE_NODE_ID", kafka = "node.id";
+    node_id: NodeId = NodeId::new(0), env = "SHALE_NODE_ID", kafka = "node.id";
     /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
     num_partitions: i32 = 1, env = "SHALE_NUM_PARTITIONS", kafka = "num.partitions";
     /// Replication factor used when CreateTopics asks for -1. Only 1 is possible on one node.
@@ -215,7 +216,7 @@ impl BrokerConfig {
                 format!("`{}` is not HOST:PORT", self.advertised_listener),
             );
         }
-        if self.node_id < 0 {
+        if self.node_id < NodeId::new(0) {
             return bad("node_id", "must be >= 0");
         }
         if self.num_partitions < 1 {

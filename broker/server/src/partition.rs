@@ -12,6 +12,7 @@
 //! With a replication factor of 1 the leader is the only in-sync replica, so the high watermark
 //! follows the log end offset as soon as an append returns. Replication will make it lag.
 
+use shale_formats::ids::{LeaderEpoch, Offset};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use shale_tiering::{RemoteLogManager, RemotePartition, TieringError, TopicIdPartition};
@@ -37,9 +38,9 @@ impl std::fmt::Display for TopicPartition {
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: Uuid,
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     log: Mutex<Log>,
-    high_watermark: watch::Sender<i64>,
+    high_watermark: watch::Sender<Offset>,
     /// Set when another writer fenced this broker out of the partition's remote log: uploads
     /// for it stop (this broker is no longer its leader) until a restart reloads the manifest.
     pub remote_fenced: std::sync::atomic::AtomicBool,
@@ -52,13 +53,13 @@ pub struct Partition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
     /// The first offset readable in either tier.
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
     /// The first offset in the local log.
-    pub local_log_start_offset: i64,
-    pub high_watermark: i64,
+    pub local_log_start_offset: Offset,
+    pub high_watermark: Offset,
     /// The last stable offset: the high watermark until transactions exist.
-    pub last_stable_offset: i64,
-    pub log_end_offset: i64,
+    pub last_stable_offset: Offset,
+    pub log_end_offset: Offset,
 }
 
 impl LogOffsets {
@@ -72,7 +73,12 @@ impl LogOffsets {
 }
 
 impl Partition {
-    pub fn new(tp: TopicPartition, topic_id: Uuid, leader_epoch: i32, log: Log) -> Arc<Self> {
+    pub fn new(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        leader_epoch: LeaderEpoch,
+        log: Log,
+    ) -> Arc<Self> {
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Arc::new(Self {
             tp,
@@ -113,12 +119,12 @@ impl Partition {
         self.log.lock().expect("partition log mutex poisoned")
     }
 
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         *self.high_watermark.borrow()
     }
 
     /// Subscribes to high-watermark changes (for long-poll fetches).
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+    pub fn watch_high_watermark(&self) -> watch::Receiver<Offset> {
         self.high_watermark.subscribe()
     }
 
@@ -140,7 +146,7 @@ impl Partition {
     /// Reads whole batches from `offset`, never past the high watermark.
     pub fn read(
         &self,
-        offset: i64,
+        offset: Offset,
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
@@ -152,7 +158,7 @@ impl Partition {
 
     /// `log_start_offset` across both tiers, given the local log's start: the remote tier's
     /// start if it has segments, never above the local start.
-    pub fn log_start_offset_with(&self, local_log_start_offset: i64) -> i64 {
+    pub fn log_start_offset_with(&self, local_log_start_offset: Offset) -> Offset {
         match self.remote.get().and_then(|r| r.remote_log_start_offset()) {
             Some(remote) => remote.min(local_log_start_offset),
             None => local_log_start_offset,
@@ -160,7 +166,7 @@ impl Partition {
     }
 
     /// `log_start_offset` across both tiers.
-    pub fn log_start_offset(&self) -> i64 {
+    pub fn log_start_offset(&self) -> Offset {
         let local = self.log().log_start_offset();
         self.log_start_offset_with(local)
     }

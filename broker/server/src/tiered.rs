@@ -10,6 +10,7 @@
 //! store is down, produce keeps working, local segments pile up, and the backlog is reported
 //! loudly instead of un-uploaded data being deleted.
 
+use shale_formats::ids::Offset;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -329,7 +330,7 @@ pub async fn tier_partition(
     };
     let hw = partition.high_watermark();
     let copied_end = remote.copied_end_offset();
-    let from = copied_end.map_or(i64::MIN, |e| e + 1);
+    let from = copied_end.map_or(Offset::MIN, |e| e + 1);
     let sealed = {
         let log = partition.log();
         log.sealed_segments(from, hw)
@@ -348,7 +349,7 @@ pub async fn tier_partition(
                 // A hole between the remote end and local data (e.g. tiering turned on after
                 // local retention deleted segments): start the remote log afresh is not safe, so
                 // report and stop.
-                tracing::error!(tp = %partition.tp, remote_end = end, local_base = segment.base_offset, "local segments do not continue the remote log; not uploading");
+                tracing::error!(tp = %partition.tp, remote_end = %end, local_base = %segment.base_offset, "local segments do not continue the remote log; not uploading");
                 break;
             }
         }
@@ -356,14 +357,14 @@ pub async fn tier_partition(
         let upload = match upload {
             Ok(u) => u,
             Err(e) => {
-                tracing::error!(tp = %partition.tp, base_offset = segment.base_offset, error = %e, "cannot read a sealed segment for upload");
+                tracing::error!(tp = %partition.tp, base_offset = %segment.base_offset, error = %e, "cannot read a sealed segment for upload");
                 break;
             }
         };
         match remote.copy_segment(upload).await {
             Ok(meta) => {
                 pending = pending.saturating_sub(segment.size_bytes);
-                tracing::info!(tp = %partition.tp, base_offset = meta.base_offset, end_offset = meta.end_offset, bytes = segment.size_bytes, "segment copied to remote storage");
+                tracing::info!(tp = %partition.tp, base_offset = %meta.base_offset, end_offset = %meta.end_offset, bytes = segment.size_bytes, "segment copied to remote storage");
             }
             Err(e @ TieringError::Fenced { .. }) => {
                 partition
@@ -373,7 +374,7 @@ pub async fn tier_partition(
                 return Err(e);
             }
             Err(e) => {
-                tracing::error!(tp = %partition.tp, base_offset = segment.base_offset, backlog_bytes = pending, error = %e, "segment upload failed; will retry");
+                tracing::error!(tp = %partition.tp, base_offset = %segment.base_offset, backlog_bytes = pending, error = %e, "segment upload failed; will retry");
                 return Err(e);
             }
         }
@@ -401,9 +402,9 @@ pub async fn tier_partition(
     // byte not in the store yet, the active segment included.
     let local_only_bytes = {
         let log = partition.log();
-        let tiered_below = remote.copied_end_offset().map_or(i64::MIN, |e| e + 1);
+        let tiered_below = remote.copied_end_offset().map_or(Offset::MIN, |e| e + 1);
         let tiered_local: u64 = log
-            .sealed_segments(i64::MIN, tiered_below)
+            .sealed_segments(Offset::MIN, tiered_below)
             .map(|s| s.iter().map(|s| s.size_bytes).sum())
             .unwrap_or(0);
         log.size_bytes().saturating_sub(tiered_local)
@@ -433,7 +434,7 @@ async fn build_upload(
         let entries = log.leader_epochs();
         let mut in_range = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            let next_start = entries.get(i + 1).map_or(i64::MAX, |n| n.start_offset);
+            let next_start = entries.get(i + 1).map_or(Offset::MAX, |n| n.start_offset);
             if next_start <= segment.base_offset || e.start_offset >= segment.next_offset {
                 continue;
             }
@@ -492,7 +493,7 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
                 .open_partition(&tp)
                 .await
                 .map_err(|e| format!("cannot read the manifest of {name}-{p}: {e}"))?;
-            ends.push(remote.copied_end_offset().map_or(0, |e| e + 1));
+            ends.push(remote.copied_end_offset().map_or(Offset::ZERO, |e| e + 1));
         }
         broker
             .restore_topic(&name, id, &ends)

@@ -101,7 +101,7 @@ fn batch_ranges(records: &[u8]) -> Vec<(i64, i64)> {
     shale_formats::batch::batches(records)
         .map(|item| {
             let (h, _) = item.expect("whole batches");
-            (h.base_offset, h.last_offset())
+            (h.base_offset.get(), h.last_offset().get())
         })
         .collect()
 }

@@ -18,6 +18,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use shale_formats::archive::{self as encoding, JsonProjection};
 use shale_formats::batch::{TimestampType, RECORD_BATCH_OVERHEAD};
 use shale_formats::compression::Compression;
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use shale_formats::index::{OffsetIndexEntry, TimeIndexEntry};
 use shale_formats::record::{BatchBuilder, BatchOptions, RecordHeader};
 
@@ -214,8 +215,8 @@ fn write_segment(dir: &FsPath, base_offset: i64, shape: Shape) -> Segment {
         // Every seventh batch was stamped by the broker: its records read as its append time.
         let append_time = (b % 7 == 6 && !control).then(|| timestamp_of(ORIGIN, offset) + 500);
         let mut options = BatchOptions {
-            base_offset: offset,
-            partition_leader_epoch: 3,
+            base_offset: Offset::new(offset),
+            partition_leader_epoch: LeaderEpoch::new(3),
             compression: if control {
                 Compression::None
             } else {
@@ -224,8 +225,8 @@ fn write_segment(dir: &FsPath, base_offset: i64, shape: Shape) -> Segment {
             ..BatchOptions::default()
         };
         if idempotent || control {
-            options.producer_id = PRODUCER_ID;
-            options.producer_epoch = 1;
+            options.producer_id = ProducerId::new(PRODUCER_ID);
+            options.producer_epoch = ProducerEpoch::new(1);
         }
         if idempotent {
             options.base_sequence = offset as i32;
@@ -329,8 +330,8 @@ fn write_segment(dir: &FsPath, base_offset: i64, shape: Shape) -> Segment {
     std::fs::write(&log_path, &log).unwrap();
     Segment {
         upload: SegmentUpload {
-            base_offset,
-            end_offset: offset - 1,
+            base_offset: Offset::new(base_offset),
+            end_offset: Offset::new(offset - 1),
             max_timestamp,
             size_bytes: log.len() as u64,
             log_path,
@@ -338,8 +339,8 @@ fn write_segment(dir: &FsPath, base_offset: i64, shape: Shape) -> Segment {
             time_index: Bytes::from(time_index),
             transaction_index: None,
             leader_epochs: vec![EpochEntry {
-                epoch: 3,
-                start_offset: base_offset,
+                epoch: LeaderEpoch::new(3),
+                start_offset: Offset::new(base_offset),
             }],
             producer_snapshot: Some(Bytes::from_static(b"producer-state")),
         },
@@ -354,7 +355,7 @@ fn write_segments(dir: &FsPath, base_offset: i64, count: usize, shape: Shape) ->
     let mut base = base_offset;
     for _ in 0..count {
         let segment = write_segment(&dir.join(format!("seg-{base}")), base, shape);
-        base = segment.upload.end_offset + 1;
+        base = (segment.upload.end_offset + 1).get();
         segments.push(segment);
     }
     segments
@@ -441,7 +442,7 @@ fn created_at(p: &RemotePartition) -> Vec<i64> {
 fn ranges(files: &[ArchiveFile]) -> Vec<(i64, i64)> {
     files
         .iter()
-        .map(|f| (f.first_offset, f.last_offset))
+        .map(|f| (f.first_offset.get(), f.last_offset.get()))
         .collect()
 }
 
@@ -623,7 +624,7 @@ async fn visible_files(env: &Env, tp: &TopicIdPartition) -> Vec<(i64, i64, u64)>
         .iter()
         .filter_map(|m| {
             let (first, last) = layout::parse_archive_file_name(m.location.filename()?)?;
-            Some((first, last, m.size))
+            Some((first.get(), last.get(), m.size))
         })
         .collect();
     files.sort_unstable();
@@ -649,7 +650,7 @@ async fn check_archive(
     let files = p.archive_files();
     let listed: Vec<(i64, i64, u64)> = files
         .iter()
-        .map(|f| (f.first_offset, f.last_offset, f.size_bytes))
+        .map(|f| (f.first_offset.get(), f.last_offset.get(), f.size_bytes))
         .collect();
     assert_eq!(
         visible_files(env, tp).await,
@@ -682,12 +683,20 @@ async fn check_archive(
         let bytes = get_bytes(env, &path).await;
         assert_eq!(bytes.len() as u64, file.size_bytes, "{path}: size_bytes");
         let rows = read_rows(&bytes);
-        let expected = rows_between(produced, file.first_offset.max(log_start), file.last_offset);
+        let expected = rows_between(
+            produced,
+            (file.first_offset.max(Offset::new(log_start))).get(),
+            file.last_offset.get(),
+        );
         assert_eq!(rows.len(), expected.len(), "{path}: rows");
         assert_eq!(rows, expected, "{path}: rows");
         assert_eq!(file.rows, rows.len() as u64, "{path}: manifest rows");
         if let Some(first) = rows.first() {
-            assert_eq!(file.min_row_offset, Some(first.offset), "{path}");
+            assert_eq!(
+                file.min_row_offset,
+                Some(Offset::new(first.offset)),
+                "{path}"
+            );
             assert_eq!(
                 file.min_timestamp,
                 rows.iter().map(|r| r.timestamp).min(),
@@ -833,7 +842,7 @@ pub async fn archive_writes_every_record_once(env: Env) {
         ranges(&files),
         expected_files(&segments, &created_at(&p), 0, &policy)
     );
-    assert_eq!(files[0].first_offset, 0);
+    assert_eq!(files[0].first_offset, Offset::new(0));
     assert_eq!(p.archived_end_offset(), Some(end));
     assert_eq!(
         outcome.output_bytes,
@@ -843,12 +852,12 @@ pub async fn archive_writes_every_record_once(env: Env) {
     for (i, file) in files.iter().enumerate() {
         assert_eq!(
             file.input_bytes,
-            batch_bytes_between(&segments, file.first_offset, file.last_offset)
+            batch_bytes_between(&segments, file.first_offset.get(), file.last_offset.get())
         );
-        assert!(batches.iter().any(|b| b.base == file.first_offset));
+        assert!(batches.iter().any(|b| b.base == file.first_offset.get()));
         let last_batch = batches
             .iter()
-            .find(|b| b.last == file.last_offset)
+            .find(|b| b.last == file.last_offset.get())
             .expect("a file ends at a batch boundary");
         if i + 1 < files.len() {
             assert!(file.input_bytes >= policy.file_bytes, "{file:?}");
@@ -911,7 +920,7 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
     let outcome = p.archive(&due).await.unwrap();
     assert_eq!(outcome.files_written, 1, "{outcome:?}");
     let end = segments[2].upload.end_offset;
-    assert_eq!(ranges(&p.archive_files()), vec![(0, end)]);
+    assert_eq!(ranges(&p.archive_files()), vec![(0, end.get())]);
     check_archive(&env, &p, &produced, 0).await;
 
     // File size: only full files until the tail is due.
@@ -954,9 +963,9 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
         now_ms: *created.iter().max().unwrap(),
         ..not_due
     };
-    let expected = expected_files(&segments, &created, boundary + 1, &not_due);
+    let expected = expected_files(&segments, &created, (boundary + 1).get(), &not_due);
     assert!(!expected.is_empty());
-    assert_eq!(expected[0].0, boundary + 1);
+    assert_eq!(expected[0].0, (boundary + 1).get());
     let before = manager.counters_total();
     let outcome = p.archive(&not_due).await.unwrap();
     assert_eq!(outcome.files_written, expected.len(), "{outcome:?}");
@@ -966,7 +975,7 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
     let resume = segments[2]
         .batches
         .iter()
-        .position(|b| b.last > boundary)
+        .position(|b| b.last > boundary.get())
         .unwrap();
     let from_resume: u64 = segments[2].batches[resume..]
         .iter()
@@ -1003,7 +1012,7 @@ pub async fn lag_and_file_size_decide_what_is_written(env: Env) {
     assert_eq!(outcome.files_written, 1, "{outcome:?}");
     assert_eq!(
         ranges(&p.archive_files()).last(),
-        Some(&(boundary + 1, end))
+        Some(&((boundary + 1).get(), end.get()))
     );
     let rows = check_archive(&env, &p, &produced, 0).await;
     assert_eq!(rows, produced);
@@ -1068,10 +1077,10 @@ pub async fn crash_between_upload_and_manifest_then_retry(env: Env) {
         );
         assert!(outcome.files_written >= 2, "case {i}: {outcome:?}");
         let files = p.archive_files();
-        assert_eq!(files[0].first_offset, 0);
+        assert_eq!(files[0].first_offset, Offset::new(0));
         if landed {
             assert_eq!(
-                (files[0].first_offset, files[0].last_offset),
+                (files[0].first_offset.get(), files[0].last_offset.get()),
                 (visible[0].0, visible[0].1)
             );
         }
@@ -1223,10 +1232,13 @@ pub async fn archive_retention_deletes_and_rewrites(env: Env) {
         (target.first_offset, target.last_offset),
         "same range, same name"
     );
-    let kept_rows = rows_between(&produced, cut, target.last_offset);
+    let kept_rows = rows_between(&produced, cut.get(), target.last_offset.get());
     assert!(!kept_rows.is_empty() && kept_rows.len() < target.rows as usize);
     assert_eq!(rewritten.rows, kept_rows.len() as u64);
-    assert_eq!(rewritten.min_row_offset, Some(kept_rows[0].offset));
+    assert_eq!(
+        rewritten.min_row_offset,
+        Some(Offset::new(kept_rows[0].offset))
+    );
     assert_eq!(rewritten.input_bytes, target.input_bytes);
     assert_eq!(rewritten.created_at_ms, target.created_at_ms);
     let object = get_bytes(&env, &p.archive_path(&rewritten)).await;
@@ -1234,7 +1246,11 @@ pub async fn archive_retention_deletes_and_rewrites(env: Env) {
     assert_eq!(read_rows(&object), kept_rows);
     assert_eq!(
         read_rows(&objects[&target.first_offset]),
-        rows_between(&produced, target.first_offset, target.last_offset),
+        rows_between(
+            &produced,
+            target.first_offset.get(),
+            target.last_offset.get()
+        ),
         "the rows at or above the cut are the ones the old file had"
     );
     for file in &after[1..] {
@@ -1245,7 +1261,7 @@ pub async fn archive_retention_deletes_and_rewrites(env: Env) {
         );
         assert!(files.contains(file));
     }
-    check_archive(&env, &p, &produced, cut).await;
+    check_archive(&env, &p, &produced, cut.get()).await;
     assert_eq!(
         p.enforce_archive_retention().await.unwrap(),
         ArchiveOutcome::default()
@@ -1258,9 +1274,9 @@ pub async fn archive_retention_deletes_and_rewrites(env: Env) {
     assert_eq!(outcome.files_written, 1);
     assert_eq!(
         ranges(&p.archive_files()).last(),
-        Some(&(end + 1, segments[5].upload.end_offset))
+        Some(&((end + 1).get(), segments[5].upload.end_offset.get()))
     );
-    check_archive(&env, &p, &produced, cut).await;
+    check_archive(&env, &p, &produced, cut.get()).await;
 
     // Retention removes every segment: every file goes, the archived end stays, and the next
     // segment is archived from right after it.
@@ -1288,13 +1304,13 @@ pub async fn archive_retention_deletes_and_rewrites(env: Env) {
         p.archive(&due_now(1)).await.unwrap(),
         ArchiveOutcome::default()
     );
-    let more = write_segments(&env.fixtures.path().join("more"), end + 1, 1, RICH);
+    let more = write_segments(&env.fixtures.path().join("more"), (end + 1).get(), 1, RICH);
     p.copy_segment(more[0].upload.clone()).await.unwrap();
     let outcome = p.archive(&due_now(NEVER_FULL)).await.unwrap();
     assert_eq!((outcome.files_written, outcome.offsets_skipped), (1, 0));
     assert_eq!(
         ranges(&p.archive_files()),
-        vec![(end + 1, more[0].upload.end_offset)]
+        vec![((end + 1).get(), more[0].upload.end_offset.get())]
     );
     check_archive(&env, &p, &all_rows(&more), 0).await;
 }
@@ -1324,7 +1340,11 @@ pub async fn archive_lag_past_retention_skips_offsets(env: Env) {
         copy_all(&p, &segments[1..]).await;
         let floor = if delete_records {
             let cut = segments[2].upload.base_offset + 9;
-            assert_ne!(cut % RICH.records_per_batch as i64, 0, "inside a batch");
+            assert_ne!(
+                cut.get() % RICH.records_per_batch as i64,
+                0,
+                "inside a batch"
+            );
             p.delete_segments_before(cut).await.unwrap();
             cut
         } else {
@@ -1355,12 +1375,15 @@ pub async fn archive_lag_past_retention_skips_offsets(env: Env) {
         assert_eq!(outcome.offsets_skipped, 0, "{outcome:?}");
         assert_eq!(outcome.files_written, 1);
         let end = segments[4].upload.end_offset;
-        assert_eq!(ranges(&p.archive_files()).last(), Some(&(floor, end)));
+        assert_eq!(
+            ranges(&p.archive_files()).last(),
+            Some(&(floor.get(), end.get()))
+        );
         let outcome = p.enforce_archive_retention().await.unwrap();
         assert_eq!((outcome.files_deleted, outcome.files_rewritten), (1, 0));
-        assert_eq!(ranges(&p.archive_files()), vec![(floor, end)]);
-        let rows = check_archive(&env, &p, &produced, floor).await;
-        assert_eq!(rows, rows_between(&produced, floor, end));
+        assert_eq!(ranges(&p.archive_files()), vec![(floor.get(), end.get())]);
+        let rows = check_archive(&env, &p, &produced, floor.get()).await;
+        assert_eq!(rows, rows_between(&produced, floor.get(), end.get()));
     }
 }
 
@@ -1387,19 +1410,25 @@ pub async fn delete_all_and_scrub_remove_unlisted_archive_files(env: Env) {
         partitions.push(p);
     }
     let root = layout::archive_root(&Path::from(env.prefix.as_str()));
-    let stray_name = layout::archive_file_name(999_000, 999_999);
+    let stray_name = layout::archive_file_name(Offset::new(999_000), Offset::new(999_999));
     let stray_live = archive_dir(&env, &env.tp(0)).join(stray_name.as_str());
     let stray_ghost_topic = root
         .clone()
         .join("ghost-topic")
         .join("partition=0")
-        .join(layout::archive_file_name(0, 10).as_str());
-    let stray_no_partition =
-        archive_dir(&env, &env.tp(9)).join(layout::archive_file_name(0, 10).as_str());
+        .join(layout::archive_file_name(Offset::new(0), Offset::new(10)).as_str());
+    let stray_no_partition = archive_dir(&env, &env.tp(9))
+        .join(layout::archive_file_name(Offset::new(0), Offset::new(10)).as_str());
     let stray_staging = staging_root(&env)
         .join("orders-v1")
         .join("partition=0")
-        .join(format!("{}.tmp", layout::archive_file_name(0, 5)).as_str());
+        .join(
+            format!(
+                "{}.tmp",
+                layout::archive_file_name(Offset::new(0), Offset::new(5))
+            )
+            .as_str(),
+        );
     let unknown = archive_dir(&env, &env.tp(0)).join("README.txt");
     let stray_unreadable = archive_dir(&env, &env.tp(2)).join(stray_name.as_str());
     let orphans = [
@@ -1509,7 +1538,7 @@ pub async fn json_projection_survives_a_rewrite(env: Env) {
             assert!(data_type.contains(&format!("{name:?}")), "{data_type}");
         }
         let expected: Vec<(i64, JsonRow)> =
-            rows_between(&produced, file.first_offset, file.last_offset)
+            rows_between(&produced, file.first_offset.get(), file.last_offset.get())
                 .iter()
                 .map(|r| (r.offset, expected_json(r)))
                 .collect();
@@ -1530,10 +1559,11 @@ pub async fn json_projection_survives_a_rewrite(env: Env) {
     let bytes = get_bytes(&env, &p.archive_path(&rewritten)).await;
     let (data_type, json) = read_value_json(&bytes);
     assert_eq!(data_type, types[1], "the rewrite keeps value_json's type");
-    let expected: Vec<(i64, JsonRow)> = rows_between(&produced, cut, target.last_offset)
-        .iter()
-        .map(|r| (r.offset, expected_json(r)))
-        .collect();
+    let expected: Vec<(i64, JsonRow)> =
+        rows_between(&produced, cut.get(), target.last_offset.get())
+            .iter()
+            .map(|r| (r.offset, expected_json(r)))
+            .collect();
     assert_eq!(json, expected);
     let metadata = encoding::read_key_value_metadata(&bytes).unwrap();
     for key in [
@@ -1547,7 +1577,7 @@ pub async fn json_projection_survives_a_rewrite(env: Env) {
             "{key}: {metadata:?}"
         );
     }
-    check_archive(&env, &p, &produced, cut).await;
+    check_archive(&env, &p, &produced, cut.get()).await;
 }
 
 /// A flipped byte inside a stored batch fails the pass with an archive error: with one file
@@ -1598,8 +1628,8 @@ pub async fn corrupt_segment_bytes_fail_the_pass(env: Env) {
             let end = p
                 .archived_end_offset()
                 .expect("the files before the damage");
-            assert!(end < damaged.base, "{end} >= {}", damaged.base);
-            assert_eq!(p.archive_files()[0].first_offset, 0);
+            assert!(end < Offset::new(damaged.base), "{end} >= {}", damaged.base);
+            assert_eq!(p.archive_files()[0].first_offset, Offset::new(0));
         }
         check_archive(&env, &p, &produced, 0).await;
     }

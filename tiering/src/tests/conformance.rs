@@ -1,5 +1,6 @@
 //! The suite functions; `mod.rs` runs each against every backend.
 
+use shale_formats::ids::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +87,7 @@ pub async fn copy_and_read_every_offset(env: Env) {
     let tp = env.tp(0);
     let partition = manager.partition(&tp).await.unwrap();
     assert!(matches!(
-        partition.read(0, 1000, true).await.unwrap(),
+        partition.read(Offset::new(0), 1000, true).await.unwrap(),
         RemoteReadOutcome::NotRemote {
             remote_log_end_offset: None
         }
@@ -106,7 +107,7 @@ pub async fn copy_and_read_every_offset(env: Env) {
     }
     let batches = all_batches(&segments);
     let end = segments.last().unwrap().upload.end_offset;
-    assert_eq!(partition.remote_log_start_offset(), Some(0));
+    assert_eq!(partition.remote_log_start_offset(), Some(Offset::new(0)));
     assert_eq!(partition.remote_log_end_offset(), Some(end));
     assert_eq!(partition.manifest().version, 4);
 
@@ -121,23 +122,28 @@ pub async fn copy_and_read_every_offset(env: Env) {
     assert_eq!(taken_over.segments(), partition.segments());
     let segment_bytes = segments[0].upload.size_bytes as usize;
     for reader in [&partition, &taken_over] {
-        for offset in 0..=end {
-            let one = records(reader.read(offset, 1, true).await.unwrap());
+        for offset in 0..=end.get() {
+            let one = records(reader.read(Offset::new(offset), 1, true).await.unwrap());
             assert_eq!(
                 one.as_ref(),
                 expected_read(&batches, offset, 1, true),
                 "offset {offset}"
             );
-            assert!(records(reader.read(offset, 1, false).await.unwrap()).is_empty());
+            assert!(records(reader.read(Offset::new(offset), 1, false).await.unwrap()).is_empty());
         }
-        for offset in (0..=end).step_by(5) {
+        for offset in (0..=end.get()).step_by(5) {
             for max_bytes in [
                 2_000,
                 segment_bytes / 2,
                 segment_bytes + 3_000,
                 10 * segment_bytes,
             ] {
-                let got = records(reader.read(offset, max_bytes, false).await.unwrap());
+                let got = records(
+                    reader
+                        .read(Offset::new(offset), max_bytes, false)
+                        .await
+                        .unwrap(),
+                );
                 assert_eq!(
                     got.as_ref(),
                     expected_read(&batches, offset, max_bytes, false),
@@ -154,9 +160,18 @@ pub async fn copy_and_read_every_offset(env: Env) {
         }
         other => panic!("{other:?}"),
     }
-    let whole = records(partition.read(0, usize::MAX, true).await.unwrap());
+    let whole = records(
+        partition
+            .read(Offset::new(0), usize::MAX, true)
+            .await
+            .unwrap(),
+    );
     assert_eq!(whole.as_ref(), expected_read(&batches, 0, usize::MAX, true));
-    if let RemoteReadOutcome::Records(r) = partition.read(3, usize::MAX, true).await.unwrap() {
+    if let RemoteReadOutcome::Records(r) = partition
+        .read(Offset::new(3), usize::MAX, true)
+        .await
+        .unwrap()
+    {
         assert_eq!(r.next_offset, end + 1);
     }
     let counts = manager.counters();
@@ -191,7 +206,10 @@ pub async fn offset_for_timestamp_matches_a_scan(env: Env) {
     let scan = |target: i64| {
         all.iter()
             .find(|&&(_, ts)| ts >= target)
-            .map(|&(offset, timestamp)| RemoteTimestampOffset { offset, timestamp })
+            .map(|&(offset, timestamp)| RemoteTimestampOffset {
+                offset: Offset::new(offset),
+                timestamp,
+            })
     };
     let mut targets = vec![i64::MIN, 0, SHAPE.timestamp_origin - 100, i64::MAX];
     for &(_, ts) in &all {
@@ -390,7 +408,7 @@ pub async fn crash_during_copy_then_retry_and_scrub(env: Env) {
         );
         assert!(report.partitions_skipped.is_empty(), "{report:?}");
         env.assert_no_orphans(&tp).await;
-        let all = records(p.read(0, usize::MAX, true).await.unwrap());
+        let all = records(p.read(Offset::new(0), usize::MAX, true).await.unwrap());
         assert_eq!(all.as_ref(), expected_read(&batches, 0, usize::MAX, true));
     }
 }
@@ -442,13 +460,13 @@ pub async fn crash_during_delete_then_retry_and_scrub(env: Env) {
         // Readers see either all three segments or the last two: never a gap.
         let start = p.remote_log_start_offset().unwrap();
         assert!(
-            start == 0 || start == segments[1].upload.base_offset,
+            start == Offset::new(0) || start == segments[1].upload.base_offset,
             "start {start}"
         );
         let visible = records(p.read(start, usize::MAX, true).await.unwrap());
         assert_eq!(
             visible.as_ref(),
-            expected_read(&batches, start, usize::MAX, true)
+            expected_read(&batches, start.get(), usize::MAX, true)
         );
 
         let outcome = p.enforce_retention(policy).await.unwrap();
@@ -464,7 +482,7 @@ pub async fn crash_during_delete_then_retry_and_scrub(env: Env) {
         restarted.scrub(Duration::ZERO).await.unwrap();
         env.assert_no_orphans(&tp).await;
         assert!(matches!(
-            p.read(0, 100, true).await.unwrap(),
+            p.read(Offset::new(0), 100, true).await.unwrap(),
             RemoteReadOutcome::OffsetBelowStart { remote_log_start_offset } if remote_log_start_offset == segments[1].upload.base_offset
         ));
     }
@@ -498,7 +516,7 @@ pub async fn crash_during_partition_delete(env: Env) {
         } else {
             let p = restarted.open_partition(&tp).await.unwrap();
             assert!(matches!(
-                p.read(0, 10, true).await,
+                p.read(Offset::new(0), 10, true).await,
                 Err(TieringError::PartitionDeleted { .. })
             ));
             p.delete_all().await.unwrap();
@@ -570,7 +588,7 @@ pub async fn retention_by_time_size_and_delete_records(env: Env) {
     ));
     let got = records(p.read(cut, 1, true).await.unwrap());
     let batches = all_batches(&segments);
-    assert_eq!(got.as_ref(), expected_read(&batches, cut, 1, true));
+    assert_eq!(got.as_ref(), expected_read(&batches, cut.get(), 1, true));
     let after = segments[4].upload.base_offset + 1;
     assert_eq!(
         p.delete_segments_before(after)
@@ -599,7 +617,7 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
     let big = write_segment(
         &big_dir,
         SegmentShape {
-            base_offset: segments.last().unwrap().upload.end_offset + 1,
+            base_offset: (segments.last().unwrap().upload.end_offset + 1).get(),
             batches: 12,
             records_per_batch: 4,
             value_bytes: 256 * 1024,
@@ -653,7 +671,7 @@ pub async fn flaky_store_copy_retries_and_loses_nothing(env: Env) {
     let q = clean.partition(&tp).await.unwrap();
     assert_eq!(q.segments(), acknowledged);
     let batches = all_batches(&segments);
-    let all = records(q.read(0, usize::MAX, true).await.unwrap());
+    let all = records(q.read(Offset::new(0), usize::MAX, true).await.unwrap());
     assert_eq!(
         all.len(),
         batches.iter().map(|b| b.bytes.len()).sum::<usize>()
@@ -703,11 +721,15 @@ pub async fn multipart_upload_and_requests_per_gib(env: Env) {
     let mut offset = 0;
     let mut read = 0usize;
     let started = std::time::Instant::now();
-    while offset <= segment.upload.end_offset {
-        match p.read(offset, 1024 * 1024, true).await.unwrap() {
+    while offset <= segment.upload.end_offset.get() {
+        match p
+            .read(Offset::new(offset), 1024 * 1024, true)
+            .await
+            .unwrap()
+        {
             RemoteReadOutcome::Records(r) => {
                 read += r.records.len();
-                offset = r.next_offset;
+                offset = r.next_offset.get();
             }
             other => panic!("{other:?}"),
         }
@@ -773,7 +795,10 @@ pub async fn scrub_trims_manifests_and_staging_files(env: Env) {
         assert!(!file.exists());
     }
     // With a long grace, fresh orphans are kept.
-    let orphan = layout.log(999, crate::metadata::RemoteLogSegmentId::new_random());
+    let orphan = layout.log(
+        Offset::new(999),
+        crate::metadata::RemoteLogSegmentId::new_random(),
+    );
     env.store
         .put(&orphan, PutPayload::from_static(b"x"))
         .await
@@ -832,7 +857,10 @@ pub async fn corruption_is_reported_not_skipped(env: Env) {
     bytes[at] ^= 1;
     env.store.put(&log, PutPayload::from(bytes)).await.unwrap();
     let cold = env.manager().open_partition(&tp).await.unwrap();
-    let err = cold.read(0, usize::MAX, true).await.unwrap_err();
+    let err = cold
+        .read(Offset::new(0), usize::MAX, true)
+        .await
+        .unwrap_err();
     assert!(matches!(err, TieringError::CorruptSegment { .. }), "{err}");
     assert!(err.to_string().contains(log.as_ref()), "{err}");
     // Damage the newest manifest.

@@ -5,6 +5,7 @@ use std::path::Path as FsPath;
 
 use bytes::Bytes;
 use shale_formats::compression::Compression;
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_formats::index::{OffsetIndexEntry, TimeIndexEntry};
 use shale_formats::record::{BatchBuilder, BatchOptions};
 
@@ -64,8 +65,8 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
             Compression::None
         };
         let mut builder = BatchBuilder::new(BatchOptions {
-            base_offset: offset,
-            partition_leader_epoch: 3,
+            base_offset: Offset::new(offset),
+            partition_leader_epoch: LeaderEpoch::new(3),
             compression,
             ..BatchOptions::default()
         });
@@ -126,8 +127,8 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
     std::fs::write(&log_path, &log).expect("write the fixture segment");
     FixtureSegment {
         upload: SegmentUpload {
-            base_offset: shape.base_offset,
-            end_offset: offset - 1,
+            base_offset: Offset::new(shape.base_offset),
+            end_offset: Offset::new(offset - 1),
             max_timestamp,
             size_bytes: log.len() as u64,
             log_path,
@@ -135,8 +136,8 @@ pub fn write_segment(dir: &FsPath, shape: SegmentShape) -> FixtureSegment {
             time_index: Bytes::from(time_index),
             transaction_index: None,
             leader_epochs: vec![EpochEntry {
-                epoch: 3,
-                start_offset: shape.base_offset,
+                epoch: LeaderEpoch::new(3),
+                start_offset: Offset::new(shape.base_offset),
             }],
             producer_snapshot: Some(Bytes::from_static(b"producer-state")),
         },
@@ -158,7 +159,7 @@ pub fn write_segments(dir: &FsPath, count: usize, shape: SegmentShape) -> Vec<Fi
                 ..shape
             },
         );
-        base_offset = segment.upload.end_offset + 1;
+        base_offset = (segment.upload.end_offset + 1).get();
         segments.push(segment);
     }
     segments

@@ -642,7 +642,8 @@ pub fn replay(
         stats.bytes += read.records.len() as u64;
         let mut next = offset;
         for item in batch::batches(&read.records) {
-            let (header, range) = item.map_err(|e| corrupt(partition, offset, e.to_string()))?;
+            let (header, range) =
+                item.map_err(|e| corrupt(partition, offset.get(), e.to_string()))?;
             next = header.next_offset();
             stats.batches += 1;
             if header.is_control() {
@@ -676,7 +677,7 @@ fn apply_batch(
     stats: &mut ReplayStats,
 ) -> Result<(), LogError> {
     let records = record::decode_records_bytes(batch, decompressed_max)
-        .map_err(|e| corrupt(partition, header.base_offset, e.to_string()))?;
+        .map_err(|e| corrupt(partition, header.base_offset.get(), e.to_string()))?;
     for r in records {
         stats.records += 1;
         let Some(key) = r.key.as_deref() else {
@@ -689,7 +690,7 @@ fn apply_batch(
             Err(e) => {
                 // One bad record must not lose every group on the broker: skip it, loudly.
                 stats.skipped += 1;
-                tracing::warn!(tp = %partition.tp, offset = r.offset(header.base_offset), error = %e, "skipping an undecodable offsets-topic record");
+                tracing::warn!(tp = %partition.tp, offset = %r.offset(header.base_offset), error = %e, "skipping an undecodable offsets-topic record");
             }
         }
     }
@@ -738,6 +739,7 @@ fn corrupt(partition: &Partition, offset: i64, reason: String) -> LogError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shale_formats::ids::{LeaderEpoch, Offset};
     use shale_log::{Log, LogConfig};
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
@@ -892,7 +894,7 @@ mod tests {
         assert_eq!(topic.append("g", &[r]), Err(ResponseError::InvalidRequest));
         assert_eq!(
             topic.partitions()[0].log().log_end_offset(),
-            0,
+            Offset::new(0),
             "nothing was written"
         );
     }
@@ -928,7 +930,12 @@ mod tests {
 
     fn open_partition(dir: &std::path::Path) -> Arc<Partition> {
         let log = Log::open(dir.join("__consumer_offsets-0"), LogConfig::default(), 0).unwrap();
-        Partition::new(tp(OFFSETS_TOPIC, 0), uuid::Uuid::new_v4(), 0, log)
+        Partition::new(
+            tp(OFFSETS_TOPIC, 0),
+            uuid::Uuid::new_v4(),
+            LeaderEpoch::new(0),
+            log,
+        )
     }
 
     #[test]

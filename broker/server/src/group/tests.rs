@@ -1,6 +1,7 @@
 //! The group coordinator against an in-memory log, with tokio's clock paused so session,
 //! rebalance and initial-delay timeouts run in virtual time.
 
+use shale_formats::ids::LeaderEpoch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1002,7 +1003,12 @@ async fn a_restarted_coordinator_resumes_groups_and_offsets_from_the_log() {
                     0,
                 )
                 .unwrap();
-                Partition::new(tp(OFFSETS_TOPIC, p), uuid::Uuid::nil(), 0, log)
+                Partition::new(
+                    tp(OFFSETS_TOPIC, p),
+                    uuid::Uuid::nil(),
+                    LeaderEpoch::new(0),
+                    log,
+                )
             })
             .collect::<Vec<_>>();
         OffsetsTopic::new(partitions)

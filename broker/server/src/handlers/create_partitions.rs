@@ -25,7 +25,7 @@ pub fn handle(
                 .assignments
                 .iter()
                 .flatten()
-                .any(|a| a.broker_ids.iter().any(|b| b.0 != node));
+                .any(|a| a.broker_ids.iter().any(|b| b.0 != node.get()));
             let outcome = if bad_assignment {
                 Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,

@@ -102,7 +102,9 @@ fn create_one(
         }
         let node = broker.config.node_id;
         for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.len() != 1 || a.broker_ids[0].0 != node
+            if a.partition_index != i as i32
+                || a.broker_ids.len() != 1
+                || a.broker_ids[0].0 != node.get()
             {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,

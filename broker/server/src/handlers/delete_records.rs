@@ -7,6 +7,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
+use shale_formats::ids::Offset;
 
 use super::RequestContext;
 use std::sync::Arc;
@@ -54,8 +55,12 @@ async fn delete(
         .partition(topic, index)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
     let hw = partition.high_watermark();
-    let target = if offset == -1 { hw } else { offset };
-    if target < 0 || target > hw {
+    let target = if offset == -1 {
+        hw
+    } else {
+        Offset::new(offset)
+    };
+    if target < Offset::ZERO || target > hw {
         return Err(ResponseError::OffsetOutOfRange);
     }
     let mut low = partition.log().log_start_offset();
@@ -83,6 +88,6 @@ async fn delete(
     })
     .await?;
     partition.check_offsets("DeleteRecords");
-    tracing::info!(tp = %partition.tp, log_start_offset = low, "records deleted");
-    Ok(low.max(target.min(hw)))
+    tracing::info!(tp = %partition.tp, log_start_offset = %low, "records deleted");
+    Ok((low.max(target.min(hw))).get())
 }

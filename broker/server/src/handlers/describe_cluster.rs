@@ -22,7 +22,7 @@ pub fn handle(
     let node = broker.config.node_id;
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(sb(meta.cluster_id.clone()))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(node.get()))
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
@@ -35,7 +35,7 @@ pub fn handle(
             .with_error_message(Some(sb("only the BROKERS endpoint type is served")));
     }
     resp.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node))
+        .with_broker_id(BrokerId(node.get()))
         .with_host(sb(broker.advertised.0.clone()))
         .with_port(i32::from(broker.advertised.1))];
     resp

@@ -5,6 +5,7 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 use kafka_protocol::ResponseError;
+use shale_formats::ids::Offset;
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -35,12 +36,14 @@ pub fn handle(
                         .into_iter()
                         .map(|a| {
                             ProducerState::default()
-                                .with_producer_id(ProducerId(a.producer_id))
-                                .with_producer_epoch(i32::from(a.producer_epoch))
+                                .with_producer_id(ProducerId(a.producer_id.get()))
+                                .with_producer_epoch(i32::from(a.producer_epoch.get()))
                                 .with_last_sequence(a.last_sequence)
                                 .with_last_timestamp(a.last_timestamp)
                                 .with_coordinator_epoch(a.coordinator_epoch)
-                                .with_current_txn_start_offset(a.current_txn_start_offset)
+                                .with_current_txn_start_offset(
+                                    a.current_txn_start_offset.unwrap_or(Offset::UNKNOWN).get(),
+                                )
                         })
                         .collect();
                     resp.with_active_producers(producers)

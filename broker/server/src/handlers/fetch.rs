@@ -3,6 +3,7 @@
 //! partition with data, KIP-74), long-polling until `min_bytes` arrive or `max_wait_ms` passes.
 //! Incremental fetch sessions (KIP-227) live in [`crate::fetch_session`].
 
+use shale_formats::ids::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +101,7 @@ pub async fn handle(
     let read_committed = req.isolation_level == READ_COMMITTED;
     let results = loop {
         // Subscribe before reading so an append between the read and the wait still wakes us.
-        let mut watchers: Vec<watch::Receiver<i64>> = hosted
+        let mut watchers: Vec<watch::Receiver<Offset>> = hosted
             .iter()
             .flatten()
             .map(|p| p.watch_high_watermark())
@@ -282,26 +283,26 @@ fn read_local(
                 };
                 return data.with_error_code(e.code());
             };
-            if let Some(e) = epoch_error(p.current_leader_epoch, partition.leader_epoch) {
+            if let Some(e) = epoch_error(p.current_leader_epoch, partition.leader_epoch.get()) {
                 errored = true;
                 return data.with_error_code(e.code());
             }
             let hw = partition.high_watermark();
             let local_start = partition.log().log_start_offset();
             let data = data
-                .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
-                .with_log_start_offset(partition.log_start_offset_with(local_start));
+                .with_high_watermark(hw.get())
+                .with_last_stable_offset(hw.get())
+                .with_log_start_offset(partition.log_start_offset_with(local_start).get());
             let budget = response_max.saturating_sub(total);
             let partition_max = (p.partition_max_bytes.max(0) as usize).min(budget);
             if partition_max == 0 && total > 0 {
                 return data;
             }
-            if p.fetch_offset < local_start && broker.is_tiered(&p.topic) {
+            if p.fetch_offset < local_start.get() && broker.is_tiered(&p.topic) {
                 remote_reads.push((i, partition.clone(), p.fetch_offset, partition_max));
                 return data;
             }
-            match partition.read(p.fetch_offset, partition_max, total == 0) {
+            match partition.read(Offset::new(p.fetch_offset), partition_max, total == 0) {
                 Ok(read) => {
                     total += read.records.len();
                     data.with_records(Some(read.records))
@@ -334,7 +335,9 @@ async fn read_remote_all(
                 let min_one = !first_has_data && k == 0;
                 async move {
                     let read = match broker.remote_partition(partition).await {
-                        Some(remote) => Some(remote.read(*offset, *max, min_one).await),
+                        Some(remote) => {
+                            Some(remote.read(Offset::new(*offset), *max, min_one).await)
+                        }
                         None => None,
                     };
                     (partition.log_start_offset(), read)
@@ -347,7 +350,7 @@ async fn read_remote_all(
         for ((i, partition, offset, _), (start, outcome)) in remote_reads.into_iter().zip(outcomes)
         {
             let data = &mut results[i];
-            data.log_start_offset = start;
+            data.log_start_offset = start.get();
             use shale_tiering::read::RemoteReadOutcome as O;
             match outcome {
                 Some(Ok(O::Records(r))) => {

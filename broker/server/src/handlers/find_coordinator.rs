@@ -63,7 +63,7 @@ fn lookup(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
         .with_error_message(None);
     match found {
         Ok(()) => c
-            .with_node_id(BrokerId(broker.config.node_id))
+            .with_node_id(BrokerId(broker.config.node_id.get()))
             .with_host(sb(broker.advertised.0.clone()))
             .with_port(i32::from(broker.advertised.1)),
         Err((error, message)) => {

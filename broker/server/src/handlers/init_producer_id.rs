@@ -29,7 +29,9 @@ pub fn handle(
             .with_producer_epoch(req.producer_epoch + 1);
     }
     match broker.allocate_producer_id() {
-        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => resp
+            .with_producer_id(ProducerId(id.get()))
+            .with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.code()),
     }
 }

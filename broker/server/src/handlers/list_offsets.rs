@@ -6,6 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
+use shale_formats::ids::{LeaderEpoch, Offset};
 
 use super::fetch::epoch_error;
 use super::RequestContext;
@@ -69,11 +70,15 @@ pub async fn handle(
 
 fn found(
     result: Result<Option<shale_log::TimestampOffset>, shale_log::LogError>,
-    hw: i64,
+    hw: Offset,
     tp: &crate::partition::TopicPartition,
 ) -> Result<(i64, i64, i32), ResponseError> {
     match result {
-        Ok(Some(t)) if t.offset < hw => Ok((t.offset, t.timestamp, t.leader_epoch.unwrap_or(-1))),
+        Ok(Some(t)) if t.offset < hw => Ok((
+            t.offset.get(),
+            t.timestamp,
+            t.leader_epoch.unwrap_or(LeaderEpoch::UNDEFINED).get(),
+        )),
         Ok(_) => Ok((-1, -1, -1)),
         Err(e) => Err(super::log_error(tp, e).error),
     }
@@ -92,19 +97,23 @@ async fn lookup(
     let partition = broker
         .partition(topic, index)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
-    if let Some(e) = epoch_error(current_epoch, partition.leader_epoch) {
+    if let Some(e) = epoch_error(current_epoch, partition.leader_epoch.get()) {
         return Err(e);
     }
     let remote = broker.remote_partition(&partition).await;
     if let Some(remote) = remote {
         match ts {
             // Across both tiers: the remote handle is open now.
-            EARLIEST => return Ok((partition.log_start_offset(), -1, -1)),
+            EARLIEST => return Ok((partition.log_start_offset().get(), -1, -1)),
             LATEST_TIERED => {
-                return Ok((remote.copied_end_offset().unwrap_or(-1), -1, -1));
+                return Ok((
+                    (remote.copied_end_offset().unwrap_or(Offset::UNKNOWN)).get(),
+                    -1,
+                    -1,
+                ));
             }
             ts if ts >= 0 => match remote.offset_for_timestamp(ts).await {
-                Ok(Some(found)) => return Ok((found.offset, found.timestamp, -1)),
+                Ok(Some(found)) => return Ok((found.offset.get(), found.timestamp, -1)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(tp = %partition.tp, error = %e, "remote offset-for-timestamp failed");
@@ -123,15 +132,15 @@ fn local_lookup(
 ) -> Result<(i64, i64, i32), ResponseError> {
     let hw = partition.high_watermark();
     let log = partition.log();
-    let epoch_at = |offset: i64| {
+    let epoch_at = |offset| {
         log.epoch_for_offset(offset)
             .unwrap_or(partition.leader_epoch)
     };
     Ok(match ts {
-        LATEST => (hw, -1, partition.leader_epoch),
+        LATEST => (hw.get(), -1, partition.leader_epoch.get()),
         EARLIEST | EARLIEST_LOCAL => {
             let start = log.log_start_offset();
-            (start, -1, epoch_at(start))
+            (start.get(), -1, epoch_at(start).get())
         }
         LATEST_TIERED => (-1, -1, -1),
         MAX_TIMESTAMP => found(log.max_timestamp_offset(), hw, &partition.tp)?,

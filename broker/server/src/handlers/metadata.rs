@@ -6,6 +6,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
+use shale_formats::ids::LeaderEpoch;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -49,11 +50,11 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
     }
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
+            .with_node_id(BrokerId(node.get()))
             .with_host(sb(broker.advertised.0.clone()))
             .with_port(i32::from(broker.advertised.1))])
         .with_cluster_id(Some(sb(broker.metadata().cluster_id.clone())))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(node.get()))
         .with_topics(topics);
     resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
         CLUSTER_OPERATIONS
@@ -113,17 +114,17 @@ fn topic_response(
     topic: &TopicMetadata,
     req: &MetadataRequest,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+    let node = BrokerId(broker.config.node_id.get());
     let partitions = (0..topic.partitions)
         .map(|p| {
             let epoch = broker
                 .partition(&topic.name, p)
                 .map(|p| p.leader_epoch)
-                .unwrap_or(0);
+                .unwrap_or(LeaderEpoch::new(0));
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)
-                .with_leader_epoch(epoch)
+                .with_leader_epoch(epoch.get())
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use shale_formats::batch::{self, BatchError, ValidateOptions};
 use shale_formats::compression::Compression;
+use shale_formats::ids::Offset;
 use shale_formats::record;
 
 use super::{sb, RequestContext};
@@ -62,9 +63,9 @@ fn append_all(
             };
             partitions.push(match result {
                 Ok(r) => base
-                    .with_base_offset(r.base_offset)
+                    .with_base_offset(r.base_offset.get())
                     .with_log_append_time_ms(r.log_append_time)
-                    .with_log_start_offset(r.log_start_offset),
+                    .with_log_start_offset(r.log_start_offset.get()),
                 Err(e) => {
                     tracing::debug!(topic = %topic.name.as_str(), partition = pd.index, error = %e.message, "produce rejected");
                     base.with_error_code(e.code()).with_error_message(Some(sb(e.message)))
@@ -82,9 +83,9 @@ fn append_all(
 }
 
 struct Produced {
-    base_offset: i64,
+    base_offset: Offset,
     log_append_time: i64,
-    log_start_offset: i64,
+    log_start_offset: Offset,
 }
 
 fn produce_partition(
