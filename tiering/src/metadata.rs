@@ -2,12 +2,12 @@
 //! [`RemoteLogSegmentState`] with its allowed transitions, [`RemoteLogSegmentMetadata`], and
 //! [`SegmentUpload`], what the broker hands over for a sealed segment.
 
-use shale_formats::ids::Offset;
 use std::fmt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use shale_formats::ids::Offset;
 use uuid::Uuid;
 
 /// A partition of a topic, named by both the topic's name and its id (Kafka's

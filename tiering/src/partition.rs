@@ -6,7 +6,6 @@
 //! following versions until one is missing, in case the LIST lagged), and afterwards only when
 //! a write finds that another writer got ahead.
 
-use shale_formats::ids::Offset;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use shale_cache::retrying::Exhausted;
+use shale_formats::ids::Offset;
 use uuid::Uuid;
 
 use crate::error::TieringError;

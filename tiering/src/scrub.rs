@@ -17,7 +17,6 @@
 //! they fail. For a local-directory store the equivalent, staging files `name#N` of interrupted
 //! writes (which LIST does not show), are removed when `local_store_root` is configured.
 
-use shale_formats::ids::Offset;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
+use shale_formats::ids::Offset;
 
 use crate::error::TieringError;
 use crate::layout;

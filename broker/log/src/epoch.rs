@@ -15,13 +15,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use shale_formats::ids::{LeaderEpoch, Offset};
+
 use super::files::{write_atomically, LEADER_EPOCH_CHECKPOINT};
 use super::LogError;
 
 const CHECKPOINT_VERSION: u32 = 0;
 
 pub use shale_formats::epoch::EpochEntry;
-use shale_formats::ids::{LeaderEpoch, Offset};
 
 pub(super) struct LeaderEpochCache {
     dir: PathBuf,

@@ -3,10 +3,11 @@
 //!
 //! Names follow Kafka's `LogFileUtils`: twenty zero-padded digits so that `ls` sorts numerically.
 
-use shale_formats::ids::Offset;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use shale_formats::ids::Offset;
 
 pub(super) const LOG_SUFFIX: &str = "log";
 pub(super) const INDEX_SUFFIX: &str = "index";

@@ -50,11 +50,12 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+
 pub use epoch::EpochEntry;
 pub use error::LogError;
 pub use local_log::Log;
 pub use reader::LogReader;
-use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 /// Kafka's `message.timestamp.type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

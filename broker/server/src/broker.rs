@@ -2,13 +2,13 @@
 //! the producer-id allocator; plus the operations that change them (topic create/delete/grow)
 //! and the background job that applies retention and time-based flushes.
 
-use shale_formats::ids::{LeaderEpoch, Offset, ProducerId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
+use shale_formats::ids::{LeaderEpoch, Offset, ProducerId};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;

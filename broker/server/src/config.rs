@@ -5,8 +5,9 @@
 //! variable, Kafka name and meaning; the TOML struct, the clap overrides and the DescribeConfigs
 //! listing are all generated from that one table so they can never drift apart.
 
-use shale_formats::ids::NodeId;
 use std::path::{Path, PathBuf};
+
+use shale_formats::ids::NodeId;
 
 /// Errors that stop startup. Each names the setting at fault.
 #[derive(Debug, thiserror::Error)]

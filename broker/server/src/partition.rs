@@ -12,9 +12,9 @@
 //! With a replication factor of 1 the leader is the only in-sync replica, so the high watermark
 //! follows the log end offset as soon as an append returns. Replication will make it lag.
 
-use shale_formats::ids::{LeaderEpoch, Offset};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_tiering::{RemoteLogManager, RemotePartition, TieringError, TopicIdPartition};
 
 use tokio::sync::watch;

@@ -10,13 +10,13 @@
 //! store is down, produce keeps working, local segments pile up, and the backlog is reported
 //! loudly instead of un-uploaded data being deleted.
 
-use shale_formats::ids::Offset;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use shale_cache::CacheConfig;
+use shale_formats::ids::Offset;
 use shale_tiering::retention::RetentionPolicy;
 use shale_tiering::store::{S3Config, StoreConfig};
 use shale_tiering::{

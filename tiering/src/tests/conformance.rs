@@ -1,12 +1,12 @@
 //! The suite functions; `mod.rs` runs each against every backend.
 
-use shale_formats::ids::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use shale_formats::ids::Offset;
 
 use super::fixtures::{write_segment, write_segments, FixtureBatch, FixtureSegment, SegmentShape};
 use super::flaky;

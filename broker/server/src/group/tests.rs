@@ -1,13 +1,13 @@
 //! The group coordinator against an in-memory log, with tokio's clock paused so session,
 //! rebalance and initial-delay timeouts run in virtual time.
 
-use shale_formats::ids::LeaderEpoch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as E;
+use shale_formats::ids::LeaderEpoch;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 

@@ -3,7 +3,6 @@
 //! partition with data, KIP-74), long-polling until `min_bytes` arrive or `max_wait_ms` passes.
 //! Incremental fetch sessions (KIP-227) live in [`crate::fetch_session`].
 
-use shale_formats::ids::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
+use shale_formats::ids::Offset;
 use tokio::sync::watch;
 use uuid::Uuid;
 
