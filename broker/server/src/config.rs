@@ -47,7 +47,14 @@ macro_rules! broker_settings {
         /// Command-line / environment overrides; each is optional and wins over the file.
         #[derive(Debug, Default, Clone, clap::Args)]
         pub struct BrokerConfigArgs {
-            $( $(#[doc = $doc])+ #[arg(long, env = $env)] pub $field: Option<$ty>, )*
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, env = $env, help = with_default(
+                    concat!($($doc, " ",)+),
+                    &{ let default: $ty = $default; default },
+                ))]
+                pub $field: Option<$ty>,
+            )*
         }
 
         impl BrokerConfigArgs {
@@ -64,6 +71,17 @@ macro_rules! broker_settings {
             }
         }
     };
+}
+
+/// A flag's help: its documentation and its default, as `--help` shows them.
+fn with_default<T: std::fmt::Debug + serde::Serialize>(doc: &str, default: &T) -> String {
+    let value = setting_value(default);
+    let value = if value.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        value
+    };
+    format!("{} [default: {value}]", doc.trim())
 }
 
 fn setting_value<T: std::fmt::Debug + serde::Serialize>(v: &T) -> String {

@@ -12,6 +12,7 @@
 //! - [`metadata`]: cluster metadata (topics, ids, configs, producer-id blocks), persisted atomically.
 //! - [`api_error`]: `ApiError` and `now_ms`, shared by every module (a leaf: no cycles through
 //!   the broker).
+//! - [`data_dir_lock`]: one process per data dir (an exclusive `flock` held while serving).
 //! - [`blocking`]: the blocking boundary: file I/O leaves the Tokio workers here, and only here.
 //! - [`broker`]: shared broker state and the operations that change it; background maintenance.
 //! - [`group`]: the group coordinator: classic consumer groups and committed offsets, stored in
@@ -43,6 +44,7 @@ pub mod blocking;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod data_dir_lock;
 pub mod fetch_session;
 pub mod frame;
 pub mod group;

@@ -1,5 +1,5 @@
 //! Booting and serving. [`run`] is everything `shale serve` does once its arguments are parsed:
-//! check the object store, open (recover) the data dir, restore topics from the bucket, then
+//! lock the data dir, check the object store, open (recover) the data dir, restore topics from the bucket, then
 //! [`serve`]: accept connections up to `max_connections`, hand each to
 //! [`crate::connection::serve`], run the broker's background jobs, and on shutdown stop
 //! accepting, let every connection answer the request it is working on, and close the logs.
@@ -18,6 +18,8 @@ use crate::config::{parse_host_port, BrokerConfig};
 /// Why the broker did not start. Each message names the setting or path at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("{0}")]
+    Locked(#[from] crate::data_dir_lock::LockError),
     #[error("cannot read the listener's address: {0}")]
     Listener(std::io::Error),
     #[error("setting `advertised_listener` is not HOST:PORT: {0:?}")]
@@ -45,6 +47,9 @@ pub async fn run(
         parse_host_port(&config.advertised_listener)
             .ok_or_else(|| RunError::AdvertisedListener(config.advertised_listener.clone()))?
     };
+    // First of all: no other broker may be using this data dir (held until `run` returns,
+    // after the logs are closed).
+    let _lock = crate::data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     // The object store is checked before anything else opens, so a bad URL, endpoint or
     // credential stops startup with a message naming the setting.
     let remote = crate::tiered::open_remote(&config)

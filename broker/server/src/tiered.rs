@@ -85,8 +85,7 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
         .await
         .map_err(|e| {
             format!(
-                "the object store ({}) is not usable: {e}. Check remote_storage_url / remote_storage_endpoint and the AWS_* credentials, or set remote_storage_enable = false",
-                store
+                "{e}; check the settings `remote_storage_url` and `remote_storage_endpoint` (--remote-storage-url, --remote-storage-endpoint) and the AWS_* credentials, or set `remote_storage_enable` to false"
             )
         })?;
     let cache = CacheConfig {

@@ -24,6 +24,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the broker (the default when no subcommand is given).
+    #[command(next_line_help = true)]
     Serve(ServeArgs),
     /// Operate a running broker over the Kafka protocol: topics, configs, groups, cluster.
     Admin(shale_admin::AdminArgs),
@@ -41,7 +42,19 @@ struct ServeArgs {
     settings: BrokerConfigArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Startup and configuration errors are one line on stderr and exit code 1, whatever
+/// `RUST_BACKTRACE` says: they are the operator's to fix, not a bug (panics keep their backtraces).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG")
@@ -53,8 +66,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
-        Some(Command::Admin(a)) => std::process::exit(admin(a)?),
-        Some(Command::Archive(a)) => std::process::exit(shale_admin::archive_cli::main(a)),
+        Some(Command::Admin(a)) => return Ok(exit_code(admin(a)?)),
+        Some(Command::Archive(a)) => return Ok(exit_code(shale_admin::archive_cli::main(a))),
         None => ServeArgs::parse_default(),
     };
     let mut config = match &args.config {
@@ -67,7 +80,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn exit_code(code: i32) -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// `shale admin ...`: the exit code is the command's (0 ok, 1 broker error, 2 usage/connection).
