@@ -113,6 +113,12 @@ broker_settings! {
     message_max_bytes: i32 = 1_048_588, env = "SHALE_MESSAGE_MAX_BYTES", kafka = "message.max.bytes";
     /// Largest request frame accepted (bytes); a bigger frame closes the connection.
     socket_request_max_bytes: i32 = 104_857_600, env = "SHALE_SOCKET_REQUEST_MAX_BYTES", kafka = "socket.request.max.bytes";
+    /// Bytes of request frames being read or waiting to be handled, across all connections; reading pauses at the limit. Must be at least `socket_request_max_bytes`.
+    queued_max_request_bytes: u64 = 256 * 1024 * 1024, env = "SHALE_QUEUED_MAX_REQUEST_BYTES", kafka = "queued.max.request.bytes";
+    /// Close a connection that has sent nothing and waited for nothing this long (ms).
+    connections_max_idle_ms: i64 = 600_000, env = "SHALE_CONNECTIONS_MAX_IDLE_MS", kafka = "connections.max.idle.ms";
+    /// Close a connection whose request stops arriving for this long in the middle of a frame (ms).
+    request_read_timeout_ms: i64 = 30_000, env = "SHALE_REQUEST_READ_TIMEOUT_MS", kafka = "shale.request.read.timeout.ms";
     /// Most client connections open at once; more are accepted and closed immediately.
     max_connections: u32 = 10_000, env = "SHALE_MAX_CONNECTIONS", kafka = "max.connections";
     /// Requests read ahead per connection before the broker stops reading from it.
@@ -258,6 +264,21 @@ impl BrokerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             return bad("socket_request_max_bytes", "must be >= 1024");
+        }
+        if self.queued_max_request_bytes < self.socket_request_max_bytes as u64 {
+            return bad(
+                "queued_max_request_bytes",
+                format!(
+                    "must be at least socket_request_max_bytes ({}), or a request that size could never be read",
+                    self.socket_request_max_bytes
+                ),
+            );
+        }
+        if self.connections_max_idle_ms < 1 {
+            return bad("connections_max_idle_ms", "must be >= 1");
+        }
+        if self.request_read_timeout_ms < 1 {
+            return bad("request_read_timeout_ms", "must be >= 1");
         }
         if self.message_max_bytes < 64 {
             return bad("message_max_bytes", "must be >= 64");

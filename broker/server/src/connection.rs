@@ -1,52 +1,108 @@
 //! One client connection: a reader task pulls frames off the socket into a bounded queue (the
 //! per-connection in-flight bound), and the connection task answers them strictly in order, as
 //! Kafka does — clients rely on responses arriving in request order.
+//!
+//! Bounds on what a connection may hold:
+//! - request bytes: before a frame's body is read, the reader takes that many bytes from the
+//!   broker-wide `queued_max_request_bytes` budget and gives them back once the request is
+//!   answered, so reading pauses (on every connection) while the budget is spent;
+//! - time: a connection with nothing in flight that sends nothing for `connections_max_idle_ms`
+//!   is closed, and so is one whose frame stops arriving for `request_read_timeout_ms`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::Broker;
-use crate::frame::{read_frame, FrameError};
+use crate::frame::{FrameError, FrameReader};
 use crate::handlers::{handle_frame, Reply};
+
+/// What the idle rule looks at: when the connection last received a request or sent an answer,
+/// and how many of its requests are not answered yet.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How much longer the connection may stay silent; `None`: it has been idle too long. A
+    /// connection waiting for its own answers (a long-polling fetch) is not idle.
+    fn remaining(&self, idle: Duration) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Some(idle);
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let since = Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)));
+        idle.checked_sub(since).filter(|left| !left.is_zero())
+    }
+}
 
 pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    request_budget: Arc<Semaphore>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let max_frame = broker.config.socket_request_max_bytes as usize;
-    let (tx, mut rx) =
-        mpsc::channel::<Bytes>(broker.config.max_inflight_requests_per_connection as usize);
+    let (reader, mut writer) = stream.into_split();
+    let config = &broker.config;
+    let idle = Duration::from_millis(config.connections_max_idle_ms as u64);
+    let stall = Duration::from_millis(config.request_read_timeout_ms as u64);
+    let mut frames = FrameReader::new(reader, config.socket_request_max_bytes as usize, stall);
+    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(
+        config.max_inflight_requests_per_connection as usize,
+    );
+    let activity = Arc::new(Activity::new());
+    let reader_activity = Arc::clone(&activity);
     let reader_task = tokio::spawn(async move {
+        let activity = reader_activity;
         loop {
-            match read_frame(&mut reader, max_frame).await {
-                Ok(Some(frame)) => {
-                    if tx.send(frame).await.is_err() {
-                        return;
-                    }
-                }
+            let size = match frames.read_size(|| activity.remaining(idle)).await {
+                Ok(Some(size)) => size,
                 Ok(None) => return,
-                Err(FrameError::Io(e)) => {
-                    tracing::debug!(%peer, error = %e, "connection read error");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection");
-                    return;
-                }
+                Err(e) => return log_close(peer, &e),
+            };
+            // Room in the broker-wide budget before the body is read: here reading pauses.
+            let Ok(permit) = Arc::clone(&request_budget)
+                .acquire_many_owned(size as u32)
+                .await
+            else {
+                return;
+            };
+            let frame = match frames.read_body(size).await {
+                Ok(frame) => frame,
+                Err(e) => return log_close(peer, &e),
+            };
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.touch();
+            if tx.send((frame, permit)).await.is_err() {
+                return;
             }
         }
     });
     loop {
-        let frame = tokio::select! {
+        let (frame, permit) = tokio::select! {
             frame = rx.recv() => match frame {
                 Some(f) => f,
                 None => break,
@@ -54,7 +110,9 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         // Once a request is taken it is answered even if shutdown begins meanwhile.
-        match handle_frame(&broker, frame, peer).await {
+        let reply = handle_frame(&broker, frame, peer).await;
+        drop(permit);
+        match reply {
             Reply::Send(bytes) => {
                 if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "connection write error");
@@ -67,7 +125,17 @@ pub async fn serve(
                 break;
             }
         }
+        activity.touch();
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
     reader_task.abort();
     let _ = writer.shutdown().await;
+}
+
+fn log_close(peer: SocketAddr, e: &FrameError) {
+    match e {
+        FrameError::Io(e) => tracing::debug!(%peer, error = %e, "connection read error"),
+        FrameError::Idle => tracing::info!(%peer, "closing an idle connection"),
+        e => tracing::warn!(%peer, error = %e, "closing connection"),
+    }
 }

@@ -83,6 +83,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
+    // Bytes of requests being read or waiting for an answer, across every connection.
+    let request_budget = Arc::new(Semaphore::new(
+        (broker.config.queued_max_request_bytes as usize).min(Semaphore::MAX_PERMITS),
+    ));
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(broker.clone().maintenance_loop(shutdown.clone()));
     let tiering = tokio::spawn(crate::tiered::tiering_loop(
@@ -118,8 +122,9 @@ pub async fn serve(
         };
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        let budget = request_budget.clone();
         connections.spawn(async move {
-            crate::connection::serve(broker, stream, peer, shutdown).await;
+            crate::connection::serve(broker, stream, peer, shutdown, budget).await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow without bound.
