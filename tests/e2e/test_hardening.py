@@ -135,3 +135,14 @@ def test_request_bytes_are_bounded_across_connections(broker_factory):
     # Without the bound all eight bodies are buffered at once (~800 MB).
     assert peak < budget + (200 << 20), f"peak RSS {peak >> 20} MiB"
     b.assert_alive()
+
+
+def test_scrub_interval_is_a_setting(broker_factory):
+    b = broker_factory(remote_log_manager_task_interval_ms=200, remote_log_scrub_interval_ms=1000)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        runs = b.log_text().count("remote scrub finished")
+        if runs >= 2:
+            break
+        time.sleep(0.2)
+    assert runs >= 2, f"the scrub ran {runs} times in 20 s with a 1 s interval\n{b.log_tail()}"

@@ -173,6 +173,8 @@ broker_settings! {
     remote_log_reader_chunk_bytes: u64 = 4 * 1024 * 1024, env = "SHALE_REMOTE_LOG_READER_CHUNK_BYTES", kafka = "shale.remote.log.reader.chunk.bytes";
     /// Chunks read ahead of a sequential remote reader.
     remote_log_reader_readahead_chunks: u32 = 4, env = "SHALE_REMOTE_LOG_READER_READAHEAD_CHUNKS", kafka = "shale.remote.log.reader.readahead.chunks";
+    /// How often the scrub job looks for orphaned objects and stale staging files in the object store (ms); it runs after a tiering pass.
+    remote_log_scrub_interval_ms: i64 = 600_000, env = "SHALE_REMOTE_LOG_SCRUB_INTERVAL_MS", kafka = "shale.remote.log.scrub.interval.ms";
     /// How old an unreferenced object must be before the scrub job deletes it (ms).
     remote_log_scrub_grace_ms: i64 = 3_600_000, env = "SHALE_REMOTE_LOG_SCRUB_GRACE_MS", kafka = "shale.remote.log.scrub.grace.ms";
     /// Archive tiered topics as Parquet files in the object store; default for topic `archive.enable`.
@@ -273,6 +275,9 @@ impl BrokerConfig {
                     self.socket_request_max_bytes
                 ),
             );
+        }
+        if self.remote_log_scrub_interval_ms < 1 {
+            return bad("remote_log_scrub_interval_ms", "must be >= 1");
         }
         if self.connections_max_idle_ms < 1 {
             return bad("connections_max_idle_ms", "must be >= 1");

@@ -115,14 +115,14 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
 }
 
 /// The background loop: every `remote_log_manager_task_interval_ms`, [`tier_partition`] for
-/// each tiered partition, then (less often) the scrub.
+/// each tiered partition, then (every `remote_log_scrub_interval_ms`) the scrub.
 pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(rlm) = broker.remote().cloned() else {
         return;
     };
     let period =
         Duration::from_millis(broker.config.remote_log_manager_task_interval_ms.max(1) as u64);
-    let scrub_every = Duration::from_secs(600);
+    let scrub_every = Duration::from_millis(broker.config.remote_log_scrub_interval_ms as u64);
     let counters_every = Duration::from_secs(60);
     let mut last_scrub = tokio::time::Instant::now();
     let mut last_counters = tokio::time::Instant::now();
