@@ -232,6 +232,16 @@ impl BrokerConfig {
                 reason: reason.into(),
             })
         }
+        fn at_least<T: PartialOrd + std::fmt::Display>(
+            setting: &'static str,
+            value: T,
+            min: T,
+        ) -> Result<(), ConfigError> {
+            if value < min {
+                return bad(setting, format!("must be >= {min}"));
+            }
+            Ok(())
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return bad("listen", format!("`{}` is not HOST:PORT", self.listen));
         }
@@ -243,30 +253,24 @@ impl BrokerConfig {
                 format!("`{}` is not HOST:PORT", self.advertised_listener),
             );
         }
-        if self.node_id < NodeId::new(0) {
-            return bad("node_id", "must be >= 0");
-        }
-        if self.num_partitions < 1 {
-            return bad("num_partitions", "must be >= 1");
-        }
-        if self.archive_row_group_bytes == 0 {
-            return bad("archive_row_group_bytes", "must be >= 1");
-        }
+        at_least("node_id", self.node_id, NodeId::new(0))?;
+        at_least("num_partitions", self.num_partitions, 1)?;
+        at_least("archive_row_group_bytes", self.archive_row_group_bytes, 1)?;
         if !(1..=22).contains(&self.archive_zstd_level) {
             return bad("archive_zstd_level", "must be 1 to 22");
         }
-        if self.archive_concurrency == 0 {
-            return bad("archive_concurrency", "must be >= 1");
-        }
+        at_least("archive_concurrency", self.archive_concurrency, 1)?;
         if self.default_replication_factor != 1 {
             return bad(
                 "default_replication_factor",
                 "must be 1: this build runs a single broker",
             );
         }
-        if self.socket_request_max_bytes < 1024 {
-            return bad("socket_request_max_bytes", "must be >= 1024");
-        }
+        at_least(
+            "socket_request_max_bytes",
+            self.socket_request_max_bytes,
+            1024,
+        )?;
         if self.queued_max_request_bytes < self.socket_request_max_bytes as u64 {
             return bad(
                 "queued_max_request_bytes",
@@ -276,39 +280,41 @@ impl BrokerConfig {
                 ),
             );
         }
-        if self.remote_log_scrub_interval_ms < 1 {
-            return bad("remote_log_scrub_interval_ms", "must be >= 1");
-        }
-        if self.connections_max_idle_ms < 1 {
-            return bad("connections_max_idle_ms", "must be >= 1");
-        }
-        if self.request_read_timeout_ms < 1 {
-            return bad("request_read_timeout_ms", "must be >= 1");
-        }
-        if self.message_max_bytes < 64 {
-            return bad("message_max_bytes", "must be >= 64");
-        }
-        if self.max_connections == 0 {
-            return bad("max_connections", "must be >= 1");
-        }
-        if self.max_inflight_requests_per_connection == 0 {
-            return bad("max_inflight_requests_per_connection", "must be >= 1");
-        }
-        if self.request_max_array_elements == 0 {
-            return bad("request_max_array_elements", "must be >= 1");
-        }
-        if self.decompressed_batch_max_bytes < 1024 {
-            return bad("decompressed_batch_max_bytes", "must be >= 1024");
-        }
-        if self.log_retention_check_interval_ms < 1 {
-            return bad("log_retention_check_interval_ms", "must be >= 1");
-        }
-        if self.producer_id_block_size < 1 {
-            return bad("producer_id_block_size", "must be >= 1");
-        }
-        if self.group_initial_rebalance_delay_ms < 0 {
-            return bad("group_initial_rebalance_delay_ms", "must be >= 0");
-        }
+        at_least(
+            "remote_log_scrub_interval_ms",
+            self.remote_log_scrub_interval_ms,
+            1,
+        )?;
+        at_least("connections_max_idle_ms", self.connections_max_idle_ms, 1)?;
+        at_least("request_read_timeout_ms", self.request_read_timeout_ms, 1)?;
+        at_least("message_max_bytes", self.message_max_bytes, 64)?;
+        at_least("max_connections", self.max_connections, 1)?;
+        at_least(
+            "max_inflight_requests_per_connection",
+            self.max_inflight_requests_per_connection,
+            1,
+        )?;
+        at_least(
+            "request_max_array_elements",
+            self.request_max_array_elements,
+            1,
+        )?;
+        at_least(
+            "decompressed_batch_max_bytes",
+            self.decompressed_batch_max_bytes,
+            1024,
+        )?;
+        at_least(
+            "log_retention_check_interval_ms",
+            self.log_retention_check_interval_ms,
+            1,
+        )?;
+        at_least("producer_id_block_size", self.producer_id_block_size, 1)?;
+        at_least(
+            "group_initial_rebalance_delay_ms",
+            self.group_initial_rebalance_delay_ms,
+            0,
+        )?;
         if self.group_min_session_timeout_ms < 0
             || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
         {
@@ -317,22 +323,26 @@ impl BrokerConfig {
                 "must be >= 0 and <= group_max_session_timeout_ms",
             );
         }
-        if self.group_max_size < 1 {
-            return bad("group_max_size", "must be >= 1");
-        }
+        at_least("group_max_size", self.group_max_size, 1)?;
         if !(0..=i32::from(i16::MAX)).contains(&self.offset_metadata_max_bytes) {
             // The metadata is a Kafka string (int16 length) in __consumer_offsets.
             return bad("offset_metadata_max_bytes", "must be between 0 and 32767");
         }
-        if self.offsets_retention_minutes < 1 {
-            return bad("offsets_retention_minutes", "must be >= 1");
-        }
-        if self.offsets_retention_check_interval_ms < 1 {
-            return bad("offsets_retention_check_interval_ms", "must be >= 1");
-        }
-        if self.offsets_topic_num_partitions < 1 {
-            return bad("offsets_topic_num_partitions", "must be >= 1");
-        }
+        at_least(
+            "offsets_retention_minutes",
+            self.offsets_retention_minutes,
+            1,
+        )?;
+        at_least(
+            "offsets_retention_check_interval_ms",
+            self.offsets_retention_check_interval_ms,
+            1,
+        )?;
+        at_least(
+            "offsets_topic_num_partitions",
+            self.offsets_topic_num_partitions,
+            1,
+        )?;
         if let Err(reason) = crate::topic_config::validate_value(
             "segment.bytes",
             &self.offsets_topic_segment_bytes.to_string(),
