@@ -142,6 +142,11 @@ impl LeaderEpoch {
     /// Kafka's `UNDEFINED_EPOCH`.
     pub const UNDEFINED: LeaderEpoch = LeaderEpoch(-1);
 
+    /// A real epoch (≥ 0), not the "none" of batches written without one.
+    pub const fn is_defined(self) -> bool {
+        self.0 >= 0
+    }
+
     /// The epoch a new leader takes.
     pub const fn next(self) -> LeaderEpoch {
         LeaderEpoch(self.0 + 1)

@@ -551,7 +551,7 @@ impl RemotePartition {
         let doomed: Vec<ArchiveFile> = manifest
             .archive_files
             .iter()
-            .filter(|f| f.last_offset < Offset::new(floor))
+            .filter(|f| f.last_offset < floor)
             .cloned()
             .collect();
         if !doomed.is_empty() {
@@ -568,17 +568,14 @@ impl RemotePartition {
         }
         // Only an explicit DeleteRecords offset rewrites a file; retention deletes whole
         // segments, and a file straddling their end waits until it is wholly expired.
-        if let Some(start) = manifest
-            .log_start_offset
-            .filter(|&s| s == Offset::new(floor))
-        {
+        if let Some(start) = manifest.log_start_offset.filter(|&s| s == floor) {
             let straddling = manifest.archive_files.iter().find(|f| {
                 f.first_offset < start
                     && start <= f.last_offset
                     && f.min_row_offset.is_some_and(|m| m < start)
             });
             if let Some(file) = straddling.cloned() {
-                self.rewrite_archive_file(&file, start.get()).await?;
+                self.rewrite_archive_file(&file, start).await?;
                 outcome.files_rewritten += 1;
             }
         }
@@ -588,7 +585,7 @@ impl RemotePartition {
     async fn rewrite_archive_file(
         &self,
         file: &ArchiveFile,
-        start: i64,
+        start: Offset,
     ) -> Result<(), TieringError> {
         let path = self.archive_path(file);
         let Some(bytes) = self.get_if_exists(&path).await? else {
@@ -622,9 +619,7 @@ impl RemotePartition {
                 f.max_timestamp = stats.max_timestamp;
                 // Nothing below `start` is left; a file with no rows left still covers its
                 // range until retention deletes it.
-                f.min_row_offset = f
-                    .min_row_offset
-                    .or(Some(Offset::new(start.max(f.first_offset.get()))));
+                f.min_row_offset = f.min_row_offset.or(Some(start.max(f.first_offset)));
             }
         })
         .await?;
@@ -677,20 +672,19 @@ impl RemotePartition {
 
 /// The offset below which no archive row may remain: the remote log start offset, or, when
 /// retention has removed every remote segment, everything ever copied.
-fn archive_floor(manifest: &Manifest) -> Option<i64> {
+fn archive_floor(manifest: &Manifest) -> Option<Offset> {
     let lso = manifest.log_start_offset.unwrap_or(Offset::MIN);
     manifest
         .remote_log_start_offset()
         .or(manifest.end_offset.map(|end| end + 1))
         .map(|floor| floor.max(lso))
-        .map(Offset::get)
 }
 
 /// The file's rows from `start` on, in a new file with the same schema and metadata (`options`
 /// gives the encoding settings; its projection and metadata come from the file).
 fn rewrite_rows_from(
     file: Bytes,
-    start: i64,
+    start: Offset,
     options: ArchiveOptions,
 ) -> Result<EncodedFile, encoding::ArchiveError> {
     let metadata = encoding::read_key_value_metadata(&file)?;
@@ -713,7 +707,7 @@ fn rewrite_rows_from(
     };
     let mut writer = ArchiveWriter::new(ChunkSink::default(), options)?;
     for batch in &batches {
-        writer.append_rows(&encoding::rows_from(batch, Offset::new(start))?)?;
+        writer.append_rows(&encoding::rows_from(batch, start)?)?;
     }
     let (sink, stats) = writer.finish()?;
     Ok(EncodedFile {

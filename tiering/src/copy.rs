@@ -154,7 +154,7 @@ impl RemotePartition {
             end_offset: segment.end_offset,
             reason,
         };
-        if segment.base_offset < Offset::new(0) || segment.end_offset < segment.base_offset {
+        if segment.base_offset < Offset::ZERO || segment.end_offset < segment.base_offset {
             return Err(invalid("its offsets are not a valid range".to_string()));
         }
         if segment.end_offset - segment.base_offset > i64::from(u32::MAX) {

@@ -80,7 +80,7 @@ impl PartitionLayout {
 
 fn segment_name(base_offset: Offset, id: RemoteLogSegmentId, extension: &str) -> String {
     assert!(
-        base_offset >= Offset::new(0),
+        base_offset >= Offset::ZERO,
         "a remote segment's base offset must not be negative: {base_offset}"
     );
     format!("{base_offset:020}-{id}.{extension}")

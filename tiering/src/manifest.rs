@@ -147,7 +147,7 @@ impl Manifest {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut previous: Option<&RemoteLogSegmentMetadata> = None;
         for segment in &self.segments {
-            if segment.base_offset < Offset::new(0) || segment.base_offset > segment.end_offset {
+            if segment.base_offset < Offset::ZERO || segment.base_offset > segment.end_offset {
                 return Err(format!(
                     "segment {} has base offset {} and end offset {}",
                     segment.segment_id, segment.base_offset, segment.end_offset
@@ -172,7 +172,7 @@ impl Manifest {
         }
         let mut previous_file: Option<&ArchiveFile> = None;
         for file in &self.archive_files {
-            if file.first_offset < Offset::new(0) || file.first_offset > file.last_offset {
+            if file.first_offset < Offset::ZERO || file.first_offset > file.last_offset {
                 return Err(format!(
                     "archive file {}-{} has an empty or negative range",
                     file.first_offset, file.last_offset

@@ -122,8 +122,8 @@ impl RemotePartition {
                 break;
             };
             remaining = remaining.saturating_sub(bytes.len());
-            next_offset = Offset::new(last + 1);
-            let reached_end = last >= segment.end_offset.get();
+            next_offset = last + 1;
+            let reached_end = last >= segment.end_offset;
             out.push(bytes);
             if remaining == 0 || !reached_end {
                 break;
@@ -163,7 +163,7 @@ impl RemotePartition {
             }
             let successor = segments.get(i + 1).copied();
             if let Some(found) = self
-                .find_in_segment(segment, successor, timestamp, log_start.get())
+                .find_in_segment(segment, successor, timestamp, log_start)
                 .await?
             {
                 return Ok(Some(found));
@@ -177,7 +177,7 @@ impl RemotePartition {
         segment: &RemoteLogSegmentMetadata,
         successor: Option<&RemoteLogSegmentMetadata>,
         timestamp: i64,
-        log_start: i64,
+        log_start: Offset,
     ) -> Result<Option<RemoteTimestampOffset>, TieringError> {
         let indexes = self.segment_indexes(segment).await?;
         // Start where the time index says every earlier record is older, but not below the
@@ -186,9 +186,7 @@ impl RemotePartition {
             .map_or(segment.base_offset, |e| {
                 segment.base_offset + i64::from(e.relative_offset)
             });
-        let from = from_time
-            .max(Offset::new(log_start))
-            .max(segment.base_offset);
+        let from = from_time.max(log_start).max(segment.base_offset);
         let relative = (from - segment.base_offset) as u32;
         let mut position = index::offset_index_lookup(&indexes.offset_index, relative)
             .map_or(0, |e| u64::from(e.position));
@@ -312,7 +310,7 @@ impl RemotePartition {
         offset: Offset,
         max_bytes: usize,
         must_take_one: bool,
-    ) -> Result<(Bytes, Option<i64>), TieringError> {
+    ) -> Result<(Bytes, Option<Offset>), TieringError> {
         let available = segment.size_bytes - position;
         let mut want = (max_bytes as u64).min(available);
         if want < RECORD_BATCH_OVERHEAD as u64 || must_take_one {
@@ -353,7 +351,7 @@ impl RemotePartition {
                 "the segment ends inside a batch".to_string(),
             ));
         }
-        Ok((bytes.slice(..consumed), last.map(Offset::get)))
+        Ok((bytes.slice(..consumed), last))
     }
 
     /// The pair check on read: the batch is whole, its CRC matches, and its offsets lie inside

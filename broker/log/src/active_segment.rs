@@ -121,7 +121,7 @@ impl ActiveSegment {
                 push_entries(&mut indexes, rule.on_batch(&indexed(position, h)));
                 rolling_timestamp.get_or_insert(h.max_timestamp);
                 next_offset = h.next_offset();
-                if h.partition_leader_epoch >= LeaderEpoch::new(0)
+                if h.partition_leader_epoch.is_defined()
                     && last_epoch != Some(h.partition_leader_epoch)
                 {
                     last_epoch = Some(h.partition_leader_epoch);

@@ -72,7 +72,7 @@ impl LeaderEpochCache {
         start_offset: Offset,
     ) -> Result<(), LogError> {
         assert!(
-            epoch >= LeaderEpoch::new(0) && start_offset >= Offset::ZERO,
+            epoch.is_defined() && start_offset >= Offset::ZERO,
             "leader epoch entries must be non-negative: epoch {epoch}, start offset {start_offset}"
         );
         if let Some(latest) = self.entries.last() {
@@ -209,7 +209,7 @@ fn parse_checkpoint(text: &str) -> Result<Vec<EpochEntry>, String> {
                 .parse()
                 .map_err(|_| format!("the offset in {line:?} is not a number"))?,
         };
-        if entry.epoch < LeaderEpoch::new(0) || entry.start_offset < Offset::ZERO {
+        if !entry.epoch.is_defined() || entry.start_offset < Offset::ZERO {
             return Err(format!("the line {line:?} holds a negative value"));
         }
         if let Some(prev) = entries.last() {

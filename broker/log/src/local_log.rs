@@ -484,7 +484,7 @@ impl Log {
                 bytes_deleted,
                 by_time,
                 by_size,
-                %by_start,
+                by_start,
                 log_start_offset = %self.log_start_offset,
                 "deleted segments past retention"
             );
@@ -885,7 +885,7 @@ impl Log {
         epoch: LeaderEpoch,
         start_offset: Offset,
     ) -> Result<(), LogError> {
-        if epoch >= LeaderEpoch::new(0)
+        if epoch.is_defined()
             && self
                 .epochs
                 .latest_epoch()

@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use shale_formats::batch::{RecordBatchHeader, RECORD_BATCH_OVERHEAD};
-use shale_formats::ids::{LeaderEpoch, Offset};
+use shale_formats::ids::Offset;
 use shale_formats::index::{
     OffsetIndexEntry, TimeIndexEntry, OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE,
 };
@@ -464,7 +464,9 @@ impl LogSegment {
             accept(offset, timestamp).then_some(TimestampOffset {
                 timestamp,
                 offset,
-                leader_epoch: (header.partition_leader_epoch >= LeaderEpoch::new(0))
+                leader_epoch: header
+                    .partition_leader_epoch
+                    .is_defined()
                     .then_some(header.partition_leader_epoch),
             })
         }))

@@ -89,5 +89,5 @@ async fn delete(
     .await?;
     partition.check_offsets("DeleteRecords");
     tracing::info!(tp = %partition.tp, log_start_offset = %low, "records deleted");
-    Ok((low.max(target.min(hw))).get())
+    Ok(low.max(target.min(hw)).get())
 }

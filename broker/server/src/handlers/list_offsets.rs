@@ -107,7 +107,7 @@ async fn lookup(
             EARLIEST => return Ok((partition.log_start_offset().get(), -1, -1)),
             LATEST_TIERED => {
                 return Ok((
-                    (remote.copied_end_offset().unwrap_or(Offset::UNKNOWN)).get(),
+                    remote.copied_end_offset().unwrap_or(Offset::UNKNOWN).get(),
                     -1,
                     -1,
                 ));
