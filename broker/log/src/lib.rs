@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - [`local_log`]: [`Log`]: open and recovery, appends (leader and follower), rolling,
-//!   retention, DeleteRecords, truncation, flush and close.
+//!   retention, DeleteRecords, truncation, flush, [`SyncPoint`]s for group commit, close.
 //! - [`reader`]: [`LogReader`]: fetch reads, ListOffsets by timestamp, max timestamp.
 //! - `segment`: one `.log` file and its indexes as readers share it.
 //! - `active_segment`: the writer's side of the last segment: appends, rolls, recovery.
@@ -54,7 +54,7 @@ use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 pub use epoch::EpochEntry;
 pub use error::LogError;
-pub use local_log::Log;
+pub use local_log::{Log, SyncPoint};
 pub use reader::LogReader;
 
 /// Kafka's `message.timestamp.type`.

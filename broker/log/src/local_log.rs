@@ -50,6 +50,29 @@ pub struct Log {
     producers: ProducerStateManager,
 }
 
+/// The active segment's file and the log end it reaches: what an fdatasync outside the log's
+/// lock makes durable (see [`Log::sync_point`]).
+pub struct SyncPoint {
+    segment: Arc<LogSegment>,
+    end: Offset,
+}
+
+impl SyncPoint {
+    /// Offsets below this are durable once [`sync`](Self::sync) returns.
+    pub fn end(&self) -> Offset {
+        self.end
+    }
+
+    /// fdatasyncs the segment file. Safe without the log's lock: the file handle stays valid
+    /// even if the segment is rolled or deleted meanwhile.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.segment
+            .file
+            .sync_data()
+            .map_err(io_error(&self.segment.log_path, "fsync a segment"))
+    }
+}
+
 /// One batch of a leader append with the offsets and timestamp it will get.
 struct PlannedBatch {
     header: RecordBatchHeader,
@@ -405,6 +428,26 @@ impl Log {
         self.active.flush()?;
         self.recovery_point = self.log_end_offset();
         Ok(())
+    }
+
+    /// What one fdatasync outside the log's lock must cover for everything appended so far to
+    /// be durable; `None` when it already is (a roll, a flush or an earlier sync got there).
+    /// For group commit: take it under the lock, [`SyncPoint::sync`] without the lock, then
+    /// [`mark_synced`](Self::mark_synced). Sealed segments need nothing: a roll fsyncs the
+    /// segment it seals before the next one exists, so the active segment is the only file
+    /// that can hold unsynced records.
+    pub fn sync_point(&self) -> Option<SyncPoint> {
+        let end = self.log_end_offset();
+        (end > self.recovery_point).then(|| SyncPoint {
+            segment: Arc::clone(self.active.segment()),
+            end,
+        })
+    }
+
+    /// Records that a [`SyncPoint`] reaching `end` was synced. Never moves the recovery point
+    /// back, nor past the log end (a truncation may have come in between).
+    pub fn mark_synced(&mut self, end: Offset) {
+        self.recovery_point = self.recovery_point.max(end.min(self.log_end_offset()));
     }
 
     /// Flushes if `flush.messages` or `flush.ms` say so; for a periodic task.

@@ -978,6 +978,40 @@ fn flush_policy() {
     assert_eq!(log.recovery_point(), Offset::new(7));
 }
 
+/// A sync point covers the log end when taken; appends after it need the next one; a roll
+/// makes everything before it durable by itself.
+#[test]
+fn sync_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    assert!(
+        log.sync_point().is_none(),
+        "an empty log has nothing to sync"
+    );
+    append(&mut log, plain(3, 0, 10), 0);
+    let point = log.sync_point().unwrap();
+    assert_eq!(point.end(), Offset::new(3));
+    append(&mut log, plain(2, 0, 10), 0);
+    point.sync().unwrap();
+    log.mark_synced(point.end());
+    assert_eq!(log.recovery_point(), Offset::new(3));
+    let point = log.sync_point().unwrap();
+    assert_eq!(point.end(), Offset::new(5));
+    // A stale mark never moves the recovery point back.
+    log.mark_synced(Offset::new(1));
+    assert_eq!(log.recovery_point(), Offset::new(3));
+    point.sync().unwrap();
+    log.mark_synced(point.end());
+    assert!(log.sync_point().is_none());
+    append(&mut log, plain(1, 0, 10), 0);
+    log.roll(0).unwrap();
+    assert!(
+        log.sync_point().is_none(),
+        "a roll fsyncs the segment it seals"
+    );
+    assert_eq!(log.recovery_point(), Offset::new(6));
+}
+
 /// A clean-shutdown marker does not make the log trust an active segment that changed after
 /// the close: bytes appended behind its back are found and cut off.
 #[test]

@@ -35,6 +35,8 @@ pub enum StartupError {
         tp: TopicPartition,
         source: shale_log::LogError,
     },
+    #[error("cannot start the fsync thread: {0}")]
+    SyncThread(std::io::Error),
 }
 
 pub use crate::api_error::{now_ms, ApiError};
@@ -82,6 +84,8 @@ pub struct Broker {
     pub fetch_sessions: crate::fetch_session::FetchSessionCache,
     /// The remote tier, when tiered storage is on (set once at startup).
     remote: std::sync::OnceLock<Arc<shale_tiering::RemoteLogManager>>,
+    /// fsyncs for acks=all produces (topics with `write.caching=false`).
+    pub group_commit: crate::group_commit::GroupCommit,
 }
 
 fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
@@ -129,6 +133,8 @@ impl Broker {
         let fetch_sessions = crate::fetch_session::FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots as usize,
         );
+        let group_commit =
+            crate::group_commit::GroupCommit::start().map_err(StartupError::SyncThread)?;
         Ok(Arc::new(Self {
             config,
             advertised,
@@ -142,6 +148,7 @@ impl Broker {
             groups,
             fetch_sessions,
             remote: std::sync::OnceLock::new(),
+            group_commit,
         }))
     }
 

@@ -143,6 +143,8 @@ broker_settings! {
     log_flush_interval_messages: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MESSAGES", kafka = "log.flush.interval.messages";
     /// fsync when data is older than this (ms); the default leaves flushing to the OS.
     log_flush_interval_ms: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MS", kafka = "log.flush.interval.ms";
+    /// Default of the topic config `write.caching`: false answers acks=all after the batch is fsynced (group commit); true answers once it is written, as Kafka does.
+    write_caching_default: bool = false, env = "SHALE_WRITE_CACHING_DEFAULT", kafka = "shale.write.caching.default";
     /// Bytes between sparse offset/time index entries.
     log_index_interval_bytes: i32 = 4096, env = "SHALE_LOG_INDEX_INTERVAL_BYTES", kafka = "log.index.interval.bytes";
     /// Largest index file (bytes); a full index rolls the segment.

@@ -14,6 +14,7 @@
 //!   the broker).
 //! - [`data_dir_lock`]: one process per data dir (an exclusive `flock` held while serving).
 //! - [`blocking`]: the blocking boundary: file I/O leaves the Tokio workers here, and only here.
+//! - [`group_commit`]: acks=all answered after fdatasync, one fsync per partition per round.
 //! - [`broker`]: shared broker state and the operations that change it; background maintenance.
 //! - [`group`]: the group coordinator: classic consumer groups and committed offsets, stored in
 //!   `__consumer_offsets`.
@@ -48,6 +49,7 @@ pub mod data_dir_lock;
 pub mod fetch_session;
 pub mod frame;
 pub mod group;
+pub mod group_commit;
 pub mod handlers;
 pub mod metadata;
 pub mod partition;

@@ -20,7 +20,7 @@ use shale_tiering::{RemoteLogManager, RemotePartition, TieringError, TopicIdPart
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use shale_log::{AppendOutcome, Log, LogError, ReadResult};
+use shale_log::{AppendOutcome, Log, LogError, ReadResult, SyncPoint};
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,6 +141,16 @@ impl Partition {
         });
         self.check_offsets("append");
         Ok(outcome)
+    }
+
+    /// What an fsync must cover for everything appended so far to be durable (group commit).
+    pub fn sync_point(&self) -> Option<SyncPoint> {
+        self.log().sync_point()
+    }
+
+    /// Records that a sync point was synced.
+    pub fn mark_synced(&self, end: Offset) {
+        self.log().mark_synced(end);
     }
 
     /// Reads whole batches from `offset`, never past the high watermark.

@@ -321,6 +321,16 @@ const DEFS: &[ConfigDef] = &[
         default: DefaultValue::Fixed("false"),
         doc: "Allow an out-of-sync replica to become leader.",
     },
+    ConfigDef {
+        name: "write.caching",
+        kind: Kind::Bool,
+        default: DefaultValue::Broker(BrokerSynonym {
+            setting: "write_caching_default",
+            kafka: "shale.write.caching.default",
+            value: |c| c.write_caching_default.to_string(),
+        }),
+        doc: "true: acks=all is answered once the batch is written, before it is fsynced (Kafka's behaviour); false: after it is fsynced, with group commit.",
+    },
 ];
 
 fn def(name: &str) -> Option<&'static ConfigDef> {
@@ -529,6 +539,8 @@ pub struct TopicConfig {
     /// `archive.json.fields`, parsed; `None` when empty.
     pub archive_projection: Option<Arc<JsonProjection>>,
     pub min_insync_replicas: i32,
+    /// `write.caching`: acks=all answered before the fsync.
+    pub write_caching: bool,
 }
 
 impl TopicConfig {
@@ -583,6 +595,7 @@ impl TopicConfig {
             archive_max_lag_ms: r.long("archive.max.lag.ms")?,
             archive_projection,
             min_insync_replicas: r.long("min.insync.replicas")? as i32,
+            write_caching: r.bool("write.caching")?,
         })
     }
 

@@ -1,6 +1,11 @@
 //! Produce v3–11: validate each partition's batches (sizes, magic, CRC-32C, producer fields,
 //! timestamps) without touching the records, then append them; acks 0, 1 and all (which on a
-//! single broker equals 1, since the leader is the whole ISR).
+//! single broker equals 1 for replication, since the leader is the whole ISR).
+//!
+//! With acks=all and the topic's `write.caching=false` (the default) the answer waits until the
+//! appended batches are fsynced: the partitions go to the group committer
+//! ([`crate::group_commit`]) after the appends, so one fdatasync covers every produce that
+//! appended to a partition meanwhile. acks=0 and acks=1 never wait for an fsync.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use shale_formats::record;
 
 use super::{sb, RequestContext};
 use crate::broker::{now_ms, ApiError, Broker};
+use crate::partition::Partition;
 use crate::topic_config::TopicConfig;
 use shale_log::{AppendOutcome, TimestampType};
 
@@ -31,20 +37,53 @@ pub async fn handle(
     // Validation, a possible auto-creation and the appends (pwrite, fsync on a roll) run on the
     // blocking pool, in one call for the whole request: one hand-off per request, not per
     // partition.
-    let broker = Arc::clone(broker);
-    let responses = crate::blocking::run(move || append_all(&broker, req.topic_data, acks)).await;
+    let appended = {
+        let broker = Arc::clone(broker);
+        crate::blocking::run(move || append_all(&broker, req.topic_data, acks)).await
+    };
+    let mut responses = appended.responses;
+    if !appended.to_sync.is_empty() {
+        let places: Vec<_> = (appended.to_sync.iter())
+            .map(|(place, partition)| (partition.tp.clone(), *place))
+            .collect();
+        let partitions = appended.to_sync.into_iter().map(|(_, p)| p).collect();
+        let failures = broker.group_commit.sync(partitions).await;
+        for (tp, reason) in failures {
+            let Some(&(_, (t, p))) = places.iter().find(|(at, _)| *at == tp) else {
+                continue;
+            };
+            let response = &mut responses[t].partition_responses[p];
+            *response = PartitionProduceResponse::default()
+                .with_index(response.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_error_code(ResponseError::KafkaStorageError.code())
+                .with_error_message(Some(sb(format!(
+                    "the batch was written but its fsync failed: {reason}"
+                ))));
+        }
+    }
     if acks == 0 {
         return None;
     }
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+/// The answers, and the partitions whose appends must be fsynced before they are sent, with
+/// where their answer is (topic index, partition index).
+struct Appended {
+    responses: Vec<TopicProduceResponse>,
+    to_sync: Vec<((usize, usize), Arc<Partition>)>,
+}
+
 fn append_all(
     broker: &Broker,
     topic_data: Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
     acks: i16,
-) -> Vec<TopicProduceResponse> {
+) -> Appended {
     let mut responses = Vec::with_capacity(topic_data.len());
+    let mut to_sync = Vec::new();
     for topic in topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
@@ -62,10 +101,14 @@ fn append_all(
                 produce_partition(broker, topic.name.as_str(), pd.index, pd.records)
             };
             partitions.push(match result {
-                Ok(r) => base
-                    .with_base_offset(r.base_offset.get())
-                    .with_log_append_time_ms(r.log_append_time)
-                    .with_log_start_offset(r.log_start_offset.get()),
+                Ok(r) => {
+                    if acks == -1 && !r.write_caching {
+                        to_sync.push(((responses.len(), partitions.len()), r.partition));
+                    }
+                    base.with_base_offset(r.base_offset.get())
+                        .with_log_append_time_ms(r.log_append_time)
+                        .with_log_start_offset(r.log_start_offset.get())
+                }
                 Err(e) => {
                     tracing::debug!(topic = %topic.name.as_str(), partition = pd.index, error = %e.message, "produce rejected");
                     base.with_error_code(e.code()).with_error_message(Some(sb(e.message)))
@@ -79,13 +122,16 @@ fn append_all(
                 .with_partition_responses(partitions),
         );
     }
-    responses
+    Appended { responses, to_sync }
 }
 
 struct Produced {
     base_offset: Offset,
     log_append_time: i64,
     log_start_offset: Offset,
+    partition: Arc<Partition>,
+    /// The topic's `write.caching`: answer acks=all without waiting for an fsync.
+    write_caching: bool,
 }
 
 fn produce_partition(
@@ -156,7 +202,10 @@ fn produce_partition(
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
             log_start_offset: partition.log_start_offset_with(info.log_start_offset),
+            partition,
+            write_caching: config.write_caching,
         },
+        // A duplicate's first append may not be synced yet: it waits like a new one.
         AppendOutcome::Duplicate {
             base_offset,
             log_append_time,
@@ -165,6 +214,8 @@ fn produce_partition(
             base_offset,
             log_append_time,
             log_start_offset: partition.log_start_offset(),
+            partition,
+            write_caching: config.write_caching,
         },
     })
 }
