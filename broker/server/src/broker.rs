@@ -625,6 +625,13 @@ impl Broker {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn close(&self) {
+        let stats = &self.group_commit.stats;
+        tracing::info!(
+            produces = stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+            rounds = stats.rounds.load(std::sync::atomic::Ordering::Relaxed),
+            fdatasyncs = stats.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
+            "acks=all group commit since start"
+        );
         for partition in self.all_partitions() {
             if let Err(e) = partition.log().close() {
                 tracing::error!(tp = %partition.tp, error = %e, "error closing log");
