@@ -458,6 +458,95 @@ def test_restore_into_empty_data_dir(backend, broker_factory, java_cmd, tmp_path
     read_all_verified(b, topic, in_store + more, PARTITIONS)
 
 
+RPO_MS = 2000
+
+
+def test_restore_after_sigkill_loses_nothing_older_than_the_rpo(backend, broker_factory, tmp_path):
+    """Produce continuously (acks=all) to a tiered topic with large segments, SIGKILL the broker,
+    delete its data dir and start a new one on the bucket: every record acknowledged more than
+    remote_log_max_upload_interval_ms plus one task interval before the kill is restored byte for
+    byte (the active segment was rolled and uploaded by the RPO rule, not by size), the restored
+    log is a dense prefix of what was acknowledged, and the topic comes back with its configs,
+    including one changed after creation."""
+    import shutil
+    import threading
+    from confluent_kafka.admin import (
+        AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType,
+    )
+
+    store = backend.new_store()
+    a = start_tiered(broker_factory, store, remote_log_max_upload_interval_ms=RPO_MS)
+    topic = unique("rpo")
+    configs = {"segment.bytes": str(256 << 20), "retention.ms": "-1", "retention.bytes": "-1",
+               "max.message.bytes": "2000000", "local.retention.ms": "3600000"}
+    cf_create_topic(a.bootstrap, topic, len(PARTITIONS), configs)
+    admin = cf_admin(a.bootstrap)
+    changed = ConfigEntry("max.message.bytes", "3000000",
+                          incremental_operation=AlterConfigOpType.SET)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[changed])
+    list(admin.incremental_alter_configs([res]).values())[0].result(30)
+    configs["max.message.bytes"] = "3000000"
+
+    acked: list[tuple[float, Delivered]] = []  # (monotonic time of the acknowledgement, record)
+    stop = threading.Event()
+
+    def produce() -> None:
+        i = 0
+        while not stop.is_set():
+            recs = [Rec(f"k{i + j}".encode(), f"rpo {i + j} ".encode() * (1 + (i + j) % 40),
+                        (("n", str(i + j).encode()),), (i + j) % len(PARTITIONS), now_ms())
+                    for j in range(30)]
+            i += len(recs)
+            try:
+                got = cf_produce(a.bootstrap, topic, recs, timeout=10)
+            except Exception:  # noqa: BLE001 - the kill cuts the last send short
+                return
+            at = time.monotonic()
+            acked.extend((at, d) for d in got)
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(4 * RPO_MS / 1000)
+    a.kill()
+    killed_at = time.monotonic()
+    stop.set()
+    producer.join(30)
+    assert a.log_text().count("segment copied to remote storage") >= len(PARTITIONS), (
+        "no active segment was rolled and uploaded\n" + a.log_tail(40))
+    # Everything local goes, but the embedded store, which lives in the data dir by default.
+    for entry in a.data_dir.iterdir():
+        if store.kind == "local" and entry == store.root:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    b = start_tiered(broker_factory, store)
+    cf_wait_topic(b.bootstrap, topic, len(PARTITIONS))
+    latest = list_offsets(b, topic, PARTITIONS, LATEST)
+    delivered = [d for _, d in acked]
+    restored = [d for d in delivered if d.offset < latest[d.partition]]
+    # Dense: the restored log of each partition is exactly the acknowledged records below its end.
+    for p in PARTITIONS:
+        offsets = sorted(d.offset for d in restored if d.partition == p)
+        assert offsets == list(range(latest[p])), f"partition {p}: restored log has holes"
+    read_all_verified(b, topic, restored, PARTITIONS)
+    bound = (RPO_MS + TASK_INTERVAL_MS) / 1000
+    lost = [(killed_at - at, d) for at, d in acked if d.offset >= latest[d.partition]]
+    oldest_lost = max((age for age, _ in lost), default=0.0)
+    print(f"{len(delivered)} acknowledged, {len(restored)} restored; the oldest record not "
+          f"restored was acknowledged {oldest_lost:.2f} s before the kill (bound {bound:.2f} s)")
+    assert len(restored) > 0
+    too_old = [(round(age, 2), d.partition, d.offset) for age, d in lost if age > bound]
+    assert not too_old, f"acknowledged more than {bound} s before the kill but not restored: {too_old[:5]}"
+
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    admin_b = cf_admin(b.bootstrap)  # must outlive the future
+    entries = admin_b.describe_configs([res], request_timeout=30)[res].result(30)
+    got = {k: entries[k].value for k in configs}
+    assert got == configs, f"restored topic configs {got}, expected {configs}"
+    assert all(not entries[k].is_default for k in configs)
+
+
 # --- Retention across tiers, DeleteRecords, topic deletion ---------------------------------------
 
 def incompressible(topic_tag: str, count: int, size: int, partition: int = 0):

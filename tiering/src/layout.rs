@@ -1,12 +1,16 @@
 //! Object names, exactly as DESIGN.md lays them out under the configured prefix:
 //!
 //! ```text
+//! topics/<topic>-<topic_id>/topic.json
 //! topics/<topic>-<topic_id>/<partition>/manifest/<version:020>
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.log
 //! topics/<topic>-<topic_id>/<partition>/<base_offset:020>-<segment_id>.indexes
 //! archive/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet
 //! _staging/archive/<topic>/partition=<p>/<first_offset:020>-<last_offset:020>.parquet.tmp
 //! ```
+//!
+//! `topic.json` is the broker's description of the topic (partition count, topic configs),
+//! opaque to this crate: what a restore onto an empty data dir needs besides the partitions.
 //!
 //! The archive is laid out hive-style for query engines, by topic name (engines know names,
 //! not ids); the manifest of the topic's current incarnation says which files are its own.
@@ -28,6 +32,7 @@ const TOPICS: &str = "topics";
 const ARCHIVE: &str = "archive";
 const STAGING: &str = "_staging";
 const MANIFEST: &str = "manifest";
+const TOPIC_METADATA: &str = "topic.json";
 const UUID_HYPHENATED_LEN: usize = 36;
 
 /// What kind of object a file name in a partition directory is.
@@ -122,6 +127,14 @@ pub fn parse_archive_file_name(name: &str) -> Option<(Offset, Offset)> {
     let first = first.parse().ok()?;
     let last = last.parse().ok()?;
     (first <= last).then_some((first, last))
+}
+
+/// The topic's own object, beside its partition directories.
+pub fn topic_metadata(prefix: &Path, topic: &str, topic_id: Uuid) -> Path {
+    let topic_dir = format!("{topic}-{}", topic_id.hyphenated());
+    topics_dir(prefix)
+        .join(topic_dir.as_str())
+        .join(TOPIC_METADATA)
 }
 
 /// The directory holding every partition, under `prefix`.

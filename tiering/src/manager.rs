@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use shale_cache::{CacheConfig, ChunkCache, RetryingStore};
 use tokio::sync::Semaphore;
 
@@ -276,6 +276,68 @@ impl RemoteLogManager {
             partitions.remove(tp);
         }
         Ok(report)
+    }
+
+    /// Stores the topic's description (`topics/<topic>-<id>/topic.json`; the bytes are the
+    /// caller's), replacing what was there: one PUT.
+    pub async fn put_topic_metadata(
+        &self,
+        topic: &str,
+        topic_id: uuid::Uuid,
+        bytes: bytes::Bytes,
+    ) -> Result<(), TieringError> {
+        let path = layout::topic_metadata(&self.shared.prefix, topic, topic_id);
+        self.shared
+            .store
+            .put(&path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.topic_error(topic, topic_id, "write topic metadata", &path, e))
+    }
+
+    /// The topic's description as [`put_topic_metadata`](Self::put_topic_metadata) stored it;
+    /// `None` if there is none (a topic tiered before it existed). One GET.
+    pub async fn get_topic_metadata(
+        &self,
+        topic: &str,
+        topic_id: uuid::Uuid,
+    ) -> Result<Option<bytes::Bytes>, TieringError> {
+        let path = layout::topic_metadata(&self.shared.prefix, topic, topic_id);
+        let read = async { self.shared.store.get(&path).await?.bytes().await };
+        match read.await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.topic_error(topic, topic_id, "read topic metadata", &path, e)),
+        }
+    }
+
+    /// Removes the topic's description (after its partitions, when the topic is deleted).
+    pub async fn delete_topic_metadata(
+        &self,
+        topic: &str,
+        topic_id: uuid::Uuid,
+    ) -> Result<(), TieringError> {
+        let path = layout::topic_metadata(&self.shared.prefix, topic, topic_id);
+        match self.shared.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.topic_error(topic, topic_id, "delete topic metadata", &path, e)),
+        }
+    }
+
+    fn topic_error(
+        &self,
+        topic: &str,
+        topic_id: uuid::Uuid,
+        operation: &'static str,
+        path: &Path,
+        source: object_store::Error,
+    ) -> TieringError {
+        TieringError::Store {
+            tp: TopicIdPartition::new(topic, topic_id, -1),
+            operation,
+            path: path.to_string(),
+            source: Box::new(source),
+        }
     }
 
     /// Requests and bytes per topic since this manager started.

@@ -46,6 +46,9 @@ pub struct Log {
     last_flush_ms: i64,
     /// The latest clock reading the log was given; stands in for "now" in truncations.
     last_now_ms: i64,
+    /// The active segment's base offset and when its first record was appended (or when the
+    /// log was opened, for records appended before): the clock of a bounded-RPO roll.
+    first_append: Option<(Offset, i64)>,
     epochs: LeaderEpochCache,
     producers: ProducerStateManager,
 }
@@ -156,8 +159,12 @@ impl Log {
             recovery_point: log_end_offset,
             last_flush_ms: now_ms,
             last_now_ms: now_ms,
+            first_append: None,
             epochs,
         };
+        if log.active.size() > 0 {
+            log.first_append = Some((log.active.base_offset(), now_ms));
+        }
         let log_start_offset = persisted_log_start.map_or(first_base, |s| s.max(first_base));
         if log_start_offset > log_end_offset {
             tracing::warn!(
@@ -448,6 +455,20 @@ impl Log {
     /// back, nor past the log end (a truncation may have come in between).
     pub fn mark_synced(&mut self, end: Offset) {
         self.recovery_point = self.recovery_point.max(end.min(self.log_end_offset()));
+    }
+
+    /// How long the oldest record of the active segment has waited to be sealed (by the clock
+    /// appends were given); `None` when the active segment is empty. After a truncation
+    /// replaced the active segment the wait is unknown and counts as `i64::MAX`: a caller
+    /// bounding it (the bounded-RPO roll of a tiered topic) rolls at once rather than late.
+    pub fn active_segment_age_ms(&self, now_ms: i64) -> Option<i64> {
+        if self.active.size() == 0 {
+            return None;
+        }
+        Some(match self.first_append {
+            Some((base, at)) if base == self.active.base_offset() => now_ms.saturating_sub(at),
+            _ => i64::MAX,
+        })
     }
 
     /// Flushes if `flush.messages` or `flush.ms` say so; for a periodic task.
@@ -863,6 +884,10 @@ impl Log {
             tracing::debug!(dir = %self.dir.display(), reason, "rolling the active segment");
             self.roll_at(first_offset.max(self.log_end_offset()), now_ms)?;
         }
+        let base = self.active.base_offset();
+        if self.active.size() == 0 || self.first_append.is_none_or(|(b, _)| b != base) {
+            self.first_append = Some((base, now_ms));
+        }
         self.active.append(records, batches)
     }
 
@@ -960,15 +985,27 @@ impl Log {
         );
         let removed: Vec<_> = Arc::make_mut(&mut self.segments).drain(..count).collect();
         let first_base = self.segments[0].base_offset();
+        // The files go first, and all of them even if one fails: freeing space must not need
+        // space (the checkpoints below write files, which fails on a full disk), and a crash
+        // after this point is repaired at open, which starts the log at least at the first
+        // segment's base and truncates the epoch cache to it.
+        let mut bytes = 0;
+        let mut failed = None;
+        for segment in &removed {
+            match segment.delete_files() {
+                Ok(()) => bytes += segment.size(),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
             self.epochs.truncate_from_start(first_base)?;
         }
         self.persist_log_start()?;
-        let mut bytes = 0;
-        for segment in &removed {
-            bytes += segment.size();
-            segment.delete_files()?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.producers
             .delete_snapshots_outside(first_base, self.log_end_offset())?;
@@ -1018,8 +1055,11 @@ impl Log {
                 }
             })?;
             producers.commit(staged, log_end_offset);
-            // The next start replays from here instead.
-            producers.take_snapshot()?;
+            // The next start replays from here instead. Only a shortcut: on a full disk the
+            // log opens without it (and the next start replays the same batches again).
+            if let Err(e) = producers.take_snapshot() {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write a producer snapshot after recovery; opening without it");
+            }
         }
         self.producers = producers;
         Ok(())

@@ -1163,3 +1163,31 @@ proptest! {
         }
     }
 }
+
+/// The active segment's age runs from its first append, restarts with each roll, and from the
+/// open for records appended before it.
+#[test]
+fn active_segment_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(
+        log.active_segment_age_ms(1_000),
+        None,
+        "nothing waits in an empty log"
+    );
+    append(&mut log, plain(1, 0, 10), 1_000);
+    append(&mut log, plain(1, 0, 10), 5_000);
+    assert_eq!(log.active_segment_age_ms(7_000), Some(6_000));
+    log.roll(8_000).unwrap();
+    assert_eq!(
+        log.active_segment_age_ms(9_000),
+        None,
+        "a roll seals what waited"
+    );
+    append(&mut log, plain(1, 0, 10), 9_500);
+    assert_eq!(log.active_segment_age_ms(10_000), Some(500));
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config(), 20_000).unwrap();
+    assert_eq!(log.active_segment_age_ms(20_250), Some(250));
+}

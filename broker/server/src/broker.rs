@@ -37,6 +37,11 @@ pub enum StartupError {
     },
     #[error("cannot start the fsync thread: {0}")]
     SyncThread(std::io::Error),
+    #[error("cannot read the free space of data directory {path}: {source}")]
+    DiskSpace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub use crate::api_error::{now_ms, ApiError};
@@ -86,6 +91,8 @@ pub struct Broker {
     remote: std::sync::OnceLock<Arc<shale_tiering::RemoteLogManager>>,
     /// fsyncs for acks=all produces (topics with `write.caching=false`).
     pub group_commit: crate::group_commit::GroupCommit,
+    /// Free space of the data dir: produce refused while low; the reserve for metadata writes.
+    pub disk: crate::disk_space::DiskSpace,
 }
 
 fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
@@ -108,7 +115,17 @@ impl Broker {
         // startup naming the topic and the config, rather than being read some default way.
         let topic_configs = resolve_topic_configs(&config, &meta)
             .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
-        meta.persist(&data_dir)?;
+        let disk = crate::disk_space::DiskSpace::open(&data_dir, config.storage_min_free_bytes)
+            .map_err(|source| StartupError::DiskSpace {
+                path: data_dir.clone(),
+                source,
+            })?;
+        // Written only when it differs from the file (a first start, an upgrade): a restart on
+        // a full disk must not need space.
+        disk.with_reserve(
+            || meta.persist_if_changed(&data_dir),
+            MetadataError::is_no_space,
+        )?;
         let mut partitions = HashMap::new();
         for topic in meta.topics.values() {
             let topic_config = &topic_configs[&topic.name];
@@ -149,6 +166,7 @@ impl Broker {
             fetch_sessions,
             remote: std::sync::OnceLock::new(),
             group_commit,
+            disk,
         }))
     }
 
@@ -197,12 +215,13 @@ impl Broker {
         name: &str,
         id: Uuid,
         next_offsets: &[Offset],
+        configs: BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
         let topic = TopicMetadata {
             name: name.to_string(),
             id,
             partitions: next_offsets.len() as i32,
-            configs: BTreeMap::new(),
+            configs,
         };
         self.add_topic(&topic)?;
         for (p, &next) in next_offsets.iter().enumerate() {
@@ -274,7 +293,10 @@ impl Broker {
                     format!("topic `{topic}`: {reason}"),
                 )
             })?;
-        next.persist(&self.config.data_dir).map_err(|e| {
+        let data_dir = &self.config.data_dir;
+        let persisted =
+            (self.disk).with_reserve(|| next.persist(data_dir), MetadataError::is_no_space);
+        persisted.map_err(|e| {
             tracing::error!(error = %e, "cannot persist cluster metadata");
             ApiError::new(ResponseError::KafkaStorageError, e.to_string())
         })?;
@@ -620,6 +642,70 @@ impl Broker {
             {
                 tracing::error!("log maintenance panicked");
             }
+        }
+    }
+
+    /// Background loop for [`Self::check_disk_space`] until shutdown.
+    pub async fn disk_space_loop(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let period =
+            Duration::from_millis(self.config.storage_space_check_interval_ms.max(1) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
+            let broker = self.clone();
+            if crate::blocking::try_run(move || broker.check_disk_space())
+                .await
+                .is_err()
+            {
+                tracing::error!("the disk space check panicked");
+            }
+        }
+    }
+
+    /// Reads the free space; while it is low, deletes every local segment already in the
+    /// remote tier (whatever `local.retention.*` says), then reads it again so that produce
+    /// resumes as soon as that was enough.
+    pub fn check_disk_space(&self) {
+        match self.disk.check() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(dir = %self.config.data_dir.display(), error = %e, "cannot read the data dir's free space");
+                return;
+            }
+        }
+        let now = now_ms();
+        let mut freed = 0;
+        for partition in self.all_partitions() {
+            if !self.is_tiered(&partition.tp.topic) {
+                continue;
+            }
+            let Some(end) = partition
+                .remote_if_open()
+                .and_then(|r| r.copied_end_offset())
+            else {
+                continue;
+            };
+            let result = partition.log().delete_tiered_segments(end + 1, -1, 0, now);
+            match result {
+                Ok(r) if r.segments_deleted > 0 => {
+                    freed += r.bytes_deleted;
+                    tracing::warn!(tp = %partition.tp, segments = r.segments_deleted, bytes = r.bytes_deleted, "disk space is low: deleted local segments already in remote storage");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(tp = %partition.tp, error = %e, "disk space is low: deleting uploaded local segments failed");
+                }
+            }
+            partition.check_offsets("local deletion under disk pressure");
+        }
+        if freed > 0 {
+            let _ = self.disk.check();
         }
     }
 

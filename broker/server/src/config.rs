@@ -139,6 +139,10 @@ broker_settings! {
     log_retention_bytes: i64 = -1, env = "SHALE_LOG_RETENTION_BYTES", kafka = "log.retention.bytes";
     /// How often retention and time-based flush run (ms).
     log_retention_check_interval_ms: i64 = 300_000, env = "SHALE_LOG_RETENTION_CHECK_INTERVAL_MS", kafka = "log.retention.check.interval.ms";
+    /// Free bytes below which the data dir's filesystem counts as full: produce is refused and uploaded segments of tiered topics are deleted locally; 0 = only a full disk stops produce.
+    storage_min_free_bytes: u64 = 1 << 30, env = "SHALE_STORAGE_MIN_FREE_BYTES", kafka = "shale.storage.min.free.bytes";
+    /// How often the data dir's free space is checked (ms).
+    storage_space_check_interval_ms: i64 = 1_000, env = "SHALE_STORAGE_SPACE_CHECK_INTERVAL_MS", kafka = "shale.storage.space.check.interval.ms";
     /// fsync after this many messages; the default leaves flushing to the OS, as Kafka does.
     log_flush_interval_messages: i64 = i64::MAX, env = "SHALE_LOG_FLUSH_INTERVAL_MESSAGES", kafka = "log.flush.interval.messages";
     /// fsync when data is older than this (ms); the default leaves flushing to the OS.
@@ -165,6 +169,8 @@ broker_settings! {
     remote_storage_path_style: bool = false, env = "SHALE_REMOTE_STORAGE_PATH_STYLE", kafka = "shale.remote.storage.path.style";
     /// How often each partition's sealed segments are uploaded and remote/local retention applied (ms).
     remote_log_manager_task_interval_ms: i64 = 30_000, env = "SHALE_REMOTE_LOG_MANAGER_TASK_INTERVAL_MS", kafka = "remote.log.manager.task.interval.ms";
+    /// Bounded RPO of the object store: a tiered topic's active segment holding records older than this is rolled and uploaded, however small (ms).
+    remote_log_max_upload_interval_ms: i64 = 60_000, env = "SHALE_REMOTE_LOG_MAX_UPLOAD_INTERVAL_MS", kafka = "shale.remote.log.max.upload.interval.ms";
     /// Upload bandwidth cap across all partitions (bytes/s); 0 = unlimited.
     remote_log_manager_copy_max_bytes_per_second: u64 = 0, env = "SHALE_REMOTE_LOG_MANAGER_COPY_MAX_BYTES_PER_SECOND", kafka = "remote.log.manager.copy.max.bytes.per.second";
     /// Segments uploading at once across all partitions.
@@ -285,6 +291,16 @@ impl BrokerConfig {
         at_least(
             "remote_log_scrub_interval_ms",
             self.remote_log_scrub_interval_ms,
+            1,
+        )?;
+        at_least(
+            "remote_log_max_upload_interval_ms",
+            self.remote_log_max_upload_interval_ms,
+            1,
+        )?;
+        at_least(
+            "storage_space_check_interval_ms",
+            self.storage_space_check_interval_ms,
             1,
         )?;
         at_least("connections_max_idle_ms", self.connections_max_idle_ms, 1)?;

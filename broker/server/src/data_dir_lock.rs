@@ -69,9 +69,12 @@ impl DataDirLock {
             }
             Err(TryLockError::Error(e)) => return Err(io("flock the lock file")(e)),
         }
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
+        // The PID at a fixed width, written over the old one before the length is set: a
+        // restart on a full disk reuses the file's block instead of needing a new one.
+        let pid = format!("{:<10}\n", std::process::id());
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .and_then(|()| file.set_len(pid.len() as u64))
             .map_err(io("write the lock file"))?;
         Ok(Self { _file: file, path })
     }
@@ -92,8 +95,8 @@ mod tests {
         let first = DataDirLock::acquire(dir.path()).unwrap();
         let pid = std::process::id();
         assert_eq!(
-            std::fs::read_to_string(first.path()).unwrap(),
-            format!("{pid}\n")
+            std::fs::read_to_string(first.path()).unwrap().trim(),
+            pid.to_string()
         );
         // flock locks belong to the open file, so a second open in this process conflicts too.
         match DataDirLock::acquire(dir.path()) {

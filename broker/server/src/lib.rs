@@ -13,6 +13,8 @@
 //! - [`api_error`]: `ApiError` and `now_ms`, shared by every module (a leaf: no cycles through
 //!   the broker).
 //! - [`data_dir_lock`]: one process per data dir (an exclusive `flock` held while serving).
+//! - [`disk_space`]: free space as a managed resource: produce refused below a minimum, a reserve
+//!   file for metadata writes on a full disk.
 //! - [`blocking`]: the blocking boundary: file I/O leaves the Tokio workers here, and only here.
 //! - [`group_commit`]: acks=all answered after fdatasync, one fsync per partition per round.
 //! - [`broker`]: shared broker state and the operations that change it; background maintenance.
@@ -46,6 +48,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod data_dir_lock;
+pub mod disk_space;
 pub mod fetch_session;
 pub mod frame;
 pub mod group;

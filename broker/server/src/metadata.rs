@@ -26,6 +26,13 @@ pub enum MetadataError {
     Corrupt { path: PathBuf, message: String },
 }
 
+impl MetadataError {
+    /// Whether the write failed because the filesystem is full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if crate::disk_space::is_no_space(source))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopicMetadata {
     pub name: String,
@@ -75,6 +82,15 @@ impl ClusterMetadata {
         }
     }
 
+    /// [`persist`](Self::persist) unless the file already holds exactly this state.
+    pub fn persist_if_changed(&self, data_dir: &Path) -> Result<(), MetadataError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("metadata serializes");
+        match std::fs::read(data_dir.join(FILE_NAME)) {
+            Ok(stored) if stored == bytes => Ok(()),
+            _ => self.persist(data_dir),
+        }
+    }
+
     /// Writes the whole state: temp file, fsync, rename over the old one, fsync the directory.
     pub fn persist(&self, data_dir: &Path) -> Result<(), MetadataError> {
         let path = data_dir.join(FILE_NAME);
@@ -88,9 +104,16 @@ impl ClusterMetadata {
             }
         };
         let bytes = serde_json::to_vec_pretty(self).expect("metadata serializes");
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(&bytes).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))
+        })();
+        if let Err(e) = written {
+            // A half-written temp file on a full disk holds space the next attempt needs.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         std::fs::File::open(data_dir)
             .and_then(|d| d.sync_all())

@@ -96,6 +96,11 @@ impl Partition {
         TopicIdPartition::new(self.tp.topic.clone(), self.topic_id, self.tp.partition)
     }
 
+    /// The remote tier's handle if it has been opened; never makes a request.
+    pub fn remote_if_open(&self) -> Option<&Arc<RemotePartition>> {
+        self.remote.get()
+    }
+
     /// The remote tier's handle of this partition, opened (a LIST and a GET of its manifest)
     /// the first time and kept. The caller decides whether the topic is tiered.
     pub async fn remote(

@@ -89,6 +89,7 @@ pub async fn serve(
     ));
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(broker.clone().maintenance_loop(shutdown.clone()));
+    let disk_space = tokio::spawn(broker.clone().disk_space_loop(shutdown.clone()));
     let tiering = tokio::spawn(crate::tiered::tiering_loop(
         broker.clone(),
         shutdown.clone(),
@@ -144,6 +145,7 @@ pub async fn serve(
         connections.abort_all();
     }
     maintenance.abort();
+    disk_space.abort();
     tiering.abort();
     archive.abort();
     coordinator.abort();

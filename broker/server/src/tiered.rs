@@ -9,6 +9,11 @@
 //! are in the remote manifest; the plain retention pass skips tiered topics. So when the object
 //! store is down, produce keeps working, local segments pile up, and the backlog is reported
 //! loudly instead of un-uploaded data being deleted.
+//!
+//! What the bucket alone restores: every sealed segment, and the active segment once its oldest
+//! record has waited `remote_log_max_upload_interval_ms` (the pass rolls it, however small);
+//! and each topic's `topic.json` (partition count, configs), rewritten by the loop whenever
+//! the topic's metadata changed. A broker started on an empty data dir reads both back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use shale_tiering::{
 
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
+use crate::metadata::TopicMetadata;
 use crate::partition::Partition;
 use shale_log::{EpochEntry, SealedSegment};
 
@@ -71,6 +77,22 @@ pub fn store_config(config: &BrokerConfig) -> Result<(StoreConfig, String), Stri
     ))
 }
 
+/// Whether an error was caused, somewhere down its chain, by a full filesystem.
+fn caused_by_full_disk(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(crate::disk_space::is_no_space)
+            // Some layers keep only the message of the I/O error.
+            || c.to_string().contains("No space left on device")
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Opens and checks the object store and builds the manager; errors name the setting at fault.
 pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogManager>>, String> {
     if !config.remote_storage_enable {
@@ -81,13 +103,24 @@ pub async fn open_remote(config: &BrokerConfig) -> Result<Option<Arc<RemoteLogMa
     let store = shale_tiering::store::open_store(&store_config).map_err(|e| {
         format!("the object store named by `remote_storage_url` (empty = <data_dir>/remote) cannot be opened: {e}")
     })?;
-    shale_tiering::store::check_store(store.as_ref(), &object_store::path::Path::from(prefix.as_str()))
-        .await
-        .map_err(|e| {
-            format!(
+    let checked = shale_tiering::store::check_store(
+        store.as_ref(),
+        &object_store::path::Path::from(prefix.as_str()),
+    )
+    .await;
+    match checked {
+        Ok(()) => {}
+        // A local-directory store on a full disk is configured right and will work again once
+        // space is freed: the broker must start, or a full disk could not be repaired by it.
+        Err(e) if matches!(store_config, StoreConfig::Local { .. }) && caused_by_full_disk(&e) => {
+            tracing::warn!(error = %e, "the local-directory object store is on a full disk; starting anyway, uploads fail until space is freed");
+        }
+        Err(e) => {
+            return Err(format!(
                 "{e}; check the settings `remote_storage_url` and `remote_storage_endpoint` (--remote-storage-url, --remote-storage-endpoint) and the AWS_* credentials, or set `remote_storage_enable` to false"
-            )
-        })?;
+            ))
+        }
+    }
     let cache = CacheConfig {
         chunk_bytes: config.remote_log_reader_chunk_bytes,
         capacity_bytes: config.remote_log_reader_cache_bytes,
@@ -127,6 +160,7 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
     let mut last_scrub = tokio::time::Instant::now();
     let mut last_counters = tokio::time::Instant::now();
     let mut logged = BTreeMap::new();
+    let mut stored_topics = BTreeMap::new();
     // The first pass runs at once: it opens every tiered partition's remote handle, so that
     // `log_start_offset` reports the remote start soon after a restart.
     let mut first = true;
@@ -137,6 +171,7 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+        store_topic_metadata(&broker, &rlm, &mut stored_topics).await;
         for partition in broker.all_partitions() {
             if *shutdown.borrow() {
                 return;
@@ -169,6 +204,39 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             match rlm.scrub(grace).await {
                 Ok(report) => tracing::info!(?report, "remote scrub finished"),
                 Err(e) => tracing::warn!(error = %e, "remote scrub failed"),
+            }
+        }
+    }
+}
+
+/// Writes `topic.json` of each tiered topic whose metadata (partition count, configs) changed
+/// since this broker last wrote it, so that the bucket alone restores the topic as it was. At
+/// most one task interval behind an AlterConfigs; a failed write is retried next pass.
+async fn store_topic_metadata(
+    broker: &Broker,
+    rlm: &shale_tiering::RemoteLogManager,
+    stored: &mut BTreeMap<String, TopicMetadata>,
+) {
+    let meta = broker.metadata();
+    stored.retain(|name, _| meta.topics.contains_key(name));
+    for (name, topic) in &meta.topics {
+        if !broker.is_tiered(name) || stored.get(name) == Some(topic) {
+            continue;
+        }
+        let bytes = match serde_json::to_vec_pretty(topic) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(topic = %name, error = %e, "cannot encode topic metadata");
+                continue;
+            }
+        };
+        match rlm.put_topic_metadata(name, topic.id, bytes).await {
+            Ok(()) => {
+                tracing::debug!(topic = %name, "topic metadata stored in the object store");
+                stored.insert(name.clone(), topic.clone());
+            }
+            Err(e) => {
+                tracing::warn!(topic = %name, error = %e, "cannot store topic metadata in the object store; will retry");
             }
         }
     }
@@ -317,6 +385,32 @@ fn log_counters(
     }
 }
 
+/// The bounded RPO: seals the active segment once its oldest record has waited
+/// `remote_log_max_upload_interval_ms`, so that this pass uploads it. Only when every record of
+/// it is below the high watermark: an upload never includes uncommitted records.
+async fn roll_if_waited_too_long(broker: &Broker, partition: &Arc<Partition>) {
+    let limit = broker.config.remote_log_max_upload_interval_ms;
+    let now = now_ms();
+    let due = {
+        let log = partition.log();
+        log.active_segment_age_ms(now)
+            .is_some_and(|age| age >= limit)
+            && partition.high_watermark() >= log.log_end_offset()
+    };
+    if !due {
+        return;
+    }
+    let local = Arc::clone(partition);
+    match crate::blocking::run(move || local.log().roll(now)).await {
+        Ok(()) => {
+            tracing::debug!(tp = %partition.tp, "rolled the active segment for upload (remote_log_max_upload_interval_ms)")
+        }
+        Err(e) => {
+            tracing::warn!(tp = %partition.tp, error = %e, "cannot roll the active segment for upload")
+        }
+    }
+}
+
 /// One pass over one partition: copy sealed segments below the high watermark (oldest first,
 /// stopping at the first failure so the remote log never has a gap), then local retention
 /// (only of copied segments), then total retention on the remote tier.
@@ -327,6 +421,7 @@ pub async fn tier_partition(
     let Some(remote) = broker.remote_partition(partition).await else {
         return Ok(());
     };
+    roll_if_waited_too_long(broker, partition).await;
     let hw = partition.high_watermark();
     let copied_end = remote.copied_end_offset();
     let from = copied_end.map_or(Offset::MIN, |e| e + 1);
@@ -484,7 +579,26 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
         *n = (*n).max(tp.partition + 1);
     }
     let mut restored = 0;
-    for ((name, id), partitions) in topics {
+    for ((name, id), found_partitions) in topics {
+        // The topic's own object (written by the tiering loop) has its configs, and its
+        // partition count, which counts partitions that never uploaded anything too.
+        let stored = rlm
+            .get_topic_metadata(&name, id)
+            .await
+            .map_err(|e| format!("cannot read the topic metadata of {name}: {e}"))?;
+        let stored: Option<TopicMetadata> = match stored {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                format!("the topic metadata of {name} in the object store is corrupt: {e}")
+            })?),
+            None => {
+                tracing::warn!(topic = %name, "no topic metadata in the object store (written by older versions); restoring with broker-default configs");
+                None
+            }
+        };
+        let partitions = stored
+            .as_ref()
+            .map_or(found_partitions, |t| t.partitions.max(found_partitions));
+        let configs = stored.map(|t| t.configs).unwrap_or_default();
         let mut ends = Vec::new();
         for p in 0..partitions {
             let tp = TopicIdPartition::new(name.clone(), id, p);
@@ -495,7 +609,7 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
             ends.push(remote.copied_end_offset().map_or(Offset::ZERO, |e| e + 1));
         }
         broker
-            .restore_topic(&name, id, &ends)
+            .restore_topic(&name, id, &ends, configs)
             .map_err(|e| format!("cannot restore topic {name}: {}", e.message))?;
         tracing::info!(topic = %name, partitions, "topic restored from remote storage");
         restored += 1;
@@ -521,6 +635,9 @@ pub fn delete_remote_topic(broker: &Broker, topic: &str, topic_id: uuid::Uuid, p
             if let Err(e) = result {
                 tracing::warn!(topic = %topic, partition = p, error = %e, "remote deletion of a deleted topic failed; the scrub will retry");
             }
+        }
+        if let Err(e) = rlm.delete_topic_metadata(&topic, topic_id).await {
+            tracing::warn!(topic = %topic, error = %e, "cannot delete the topic metadata of a deleted topic");
         }
         tracing::info!(topic = %topic, "remote data of deleted topic removed");
     });

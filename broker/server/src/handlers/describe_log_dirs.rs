@@ -60,7 +60,7 @@ pub fn handle(
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(sb(dir.display().to_string()))
         .with_topics(topics)
-        // Unknown without a statvfs binding; -1 is the protocol's "not available".
-        .with_total_bytes(-1)
-        .with_usable_bytes(-1)])
+        // As the disk-space poll last read them (at most storage_space_check_interval_ms old).
+        .with_total_bytes(i64::try_from(broker.disk.total_bytes()).unwrap_or(i64::MAX))
+        .with_usable_bytes(i64::try_from(broker.disk.free_bytes()).unwrap_or(i64::MAX))])
 }

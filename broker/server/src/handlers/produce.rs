@@ -140,6 +140,14 @@ fn produce_partition(
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Result<Produced, ApiError> {
+    // Checked first, before an auto-creation: below storage_min_free_bytes nothing new is
+    // written, so that deletions and retention keep their room (see crate::disk_space).
+    if broker.disk.is_low() {
+        return Err(ApiError::new(
+            ResponseError::KafkaStorageError,
+            broker.disk.refusal(),
+        ));
+    }
     let partition = match broker.partition(topic, index) {
         Some(p) => p,
         None => {
