@@ -46,8 +46,9 @@ pub struct RemoteLogManagerConfig {
     /// retried beyond the store client's own: a consumer's fetch has its own deadline and the
     /// client fetches again.
     pub retry: RetryPolicy,
-    /// Manifest versions kept behind the newest; the scrub deletes older ones. A few let an
-    /// operator see recent history; they are never read back automatically.
+    /// Manifest versions kept behind the newest; each commit deletes older ones (and the scrub
+    /// any it missed). A few let an operator see recent history and a loading reader race a
+    /// commit safely; they are never read back automatically.
     pub manifest_versions_kept: u64,
     /// Decoded `.indexes` objects kept in memory (their bytes stay in the chunk cache too).
     pub indexes_cached_max: usize,
@@ -74,7 +75,7 @@ impl Default for RemoteLogManagerConfig {
             multipart_part_bytes: 16 * 1024 * 1024,
             multipart_parts_in_flight_max: 4,
             retry: RetryPolicy::default(),
-            manifest_versions_kept: 10,
+            manifest_versions_kept: 3,
             indexes_cached_max: 1024,
             decompressed_bytes_max: 64 * 1024 * 1024,
             local_store_root: None,

@@ -5,6 +5,17 @@
 //! made (a LIST of `manifest/` to find the newest version, a GET of it, then GETs of the
 //! following versions until one is missing, in case the LIST lagged), and afterwards only when
 //! a write finds that another writer got ahead.
+//!
+//! # Old manifest versions
+//! Each commit of version N deletes the versions below N − `manifest_versions_kept` that this
+//! handle knows may still exist, oldest first (at most [`GC_DELETES_PER_COMMIT`] per commit,
+//! best effort; the scrub is the backstop). Deleting in ascending order keeps the invariant
+//! that a missing version v means every version below v is missing too. Fencing relies on
+//! it: a conditional create of N only proves that nobody wrote N, not that nobody went past
+//! it and had N collected. So after creating N ≥ 2 the writer checks that N − 1 still exists;
+//! if it is gone, versions past this handle were written and collected, its N is a stray
+//! (deleted again) and the write is fenced. (A writer still at version 0 cannot check this;
+//! a single broker never has one, a cluster must fence leaders by epoch first.)
 
 use std::sync::{Arc, RwLock};
 
@@ -41,7 +52,14 @@ pub struct RemotePartition {
     /// Whether this handle has made sure that no visible archive file is missing from the
     /// manifest (see [`crate::archive`]); false after any failed archive pass.
     pub(crate) archive_checked: std::sync::atomic::AtomicBool,
+    /// The oldest manifest version that may still be stored (from the LIST at load, then
+    /// moved up by each commit's collection of old versions).
+    gc_next: std::sync::atomic::AtomicU64,
 }
+
+/// Old manifest versions deleted by one commit at most (a backlog after a load or a restore is
+/// worked off over several commits).
+pub const GC_DELETES_PER_COMMIT: u64 = 16;
 
 /// What a conditional manifest write found.
 enum CreateOutcome {
@@ -62,6 +80,7 @@ impl RemotePartition {
             copy_lock: tokio::sync::Mutex::new(()),
             archive_lock: tokio::sync::Mutex::new(()),
             archive_checked: std::sync::atomic::AtomicBool::new(false),
+            gc_next: std::sync::atomic::AtomicU64::new(1),
             tp,
         }
     }
@@ -71,7 +90,10 @@ impl RemotePartition {
         tp: TopicIdPartition,
     ) -> Result<Self, TieringError> {
         let partition = Self::unloaded(shared, tp);
-        let newest = partition.newest_listed_version().await?;
+        let (oldest, newest) = partition.listed_versions().await?;
+        partition
+            .gc_next
+            .store(oldest.max(1), std::sync::atomic::Ordering::Relaxed);
         if newest > 0 {
             let path = partition.layout.manifest(newest);
             let manifest = partition.fetch_manifest(newest).await?.ok_or_else(|| {
@@ -142,18 +164,17 @@ impl RemotePartition {
         crate::error::store_error(&self.tp, operation, path, source)
     }
 
-    /// The newest manifest version the LIST shows, 0 if none.
-    async fn newest_listed_version(&self) -> Result<u64, TieringError> {
+    /// The oldest and newest manifest versions the LIST shows, (0, 0) if none.
+    async fn listed_versions(&self) -> Result<(u64, u64), TieringError> {
         let objects = self.list_all(&self.layout.manifest_dir()).await?;
-        Ok(objects
-            .iter()
-            .filter_map(|meta| {
-                meta.location
-                    .filename()
-                    .and_then(layout::parse_manifest_version)
-            })
-            .max()
-            .unwrap_or(0))
+        let versions = objects.iter().filter_map(|meta| {
+            meta.location
+                .filename()
+                .and_then(layout::parse_manifest_version)
+        });
+        Ok(versions.fold((0, 0), |(lo, hi), v| {
+            (if lo == 0 { v } else { lo.min(v) }, hi.max(v))
+        }))
     }
 
     /// Every object under `dir`.
@@ -336,10 +357,68 @@ impl RemotePartition {
                 });
             }
         }
+        if let CreateOutcome::Created = outcome {
+            if next.version >= 2 && !self.version_exists(next.version - 1).await? {
+                // Collected below us: others wrote past this handle (see the module docs).
+                if let Err(e) = self.shared.store.delete(&path).await {
+                    tracing::warn!(tp = %self.tp, %path, error = %e, "cannot delete a stray manifest version; the scrub will");
+                }
+                let (_, newest) = self.listed_versions().await?;
+                if let Some(manifest) = self.fetch_manifest(newest).await? {
+                    self.install(manifest);
+                }
+                self.catch_up().await?;
+                tracing::warn!(tp = %self.tp, version = next.version, %path, "manifest write fenced: newer versions were written and collected");
+                return Err(TieringError::Fenced {
+                    tp: self.tp.clone(),
+                    version: next.version,
+                    path: path.to_string(),
+                });
+            }
+        }
         tracing::debug!(tp = %self.tp, version = next.version, segments = next.segments.len(), "wrote remote manifest");
         let next = Arc::new(next);
         *self.manifest.write().expect("manifest lock") = next.clone();
+        self.collect_old_versions(next.version).await;
         Ok(next)
+    }
+
+    /// Whether a manifest version is stored. A failed HEAD counts as "yes": the commit has
+    /// succeeded, and failing it now would make the retry fence this handle against its own
+    /// version; only the stray-version check is lost.
+    async fn version_exists(&self, version: u64) -> Result<bool, TieringError> {
+        let path = self.layout.manifest(version);
+        match self.shared.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => {
+                tracing::warn!(tp = %self.tp, %path, error = %e, "cannot check the previous manifest version; assuming it exists");
+                Ok(true)
+            }
+        }
+    }
+
+    /// Deletes versions below `newest − manifest_versions_kept`, oldest first, stopping at the
+    /// first failure (logged: the commit itself has succeeded).
+    async fn collect_old_versions(&self, newest: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let kept = self.shared.config.manifest_versions_kept;
+        let Some(below) = newest.checked_sub(kept) else {
+            return;
+        };
+        let from = self.gc_next.load(Relaxed);
+        for version in (from..below).take(GC_DELETES_PER_COMMIT as usize) {
+            let path = self.layout.manifest(version);
+            match self.shared.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.gc_next.store(version + 1, Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(tp = %self.tp, %path, error = %e, "cannot delete an old manifest version; will retry");
+                    return;
+                }
+            }
+        }
     }
 
     /// Refuses work on a partition whose deletion has started.

@@ -764,13 +764,21 @@ pub async fn multipart_upload_and_requests_per_gib(env: Env) {
 /// The scrub keeps only the newest manifest versions it is told to, and on a local-directory
 /// store removes staging files an interrupted write left (which LIST can't see).
 pub async fn scrub_trims_manifests_and_staging_files(env: Env) {
+    // The writer keeps 10 versions, so its commits delete none of the 6; the scrub keeps 2.
+    let writer = env.manager_over(
+        env.store.clone(),
+        RemoteLogManagerConfig {
+            manifest_versions_kept: 10,
+            ..env.config()
+        },
+    );
     let config = RemoteLogManagerConfig {
         manifest_versions_kept: 2,
         ..env.config()
     };
     let manager = env.manager_over(env.store.clone(), config);
     let tp = env.tp(0);
-    let p = manager.partition(&tp).await.unwrap();
+    let p = writer.partition(&tp).await.unwrap();
     let segments = write_segments(env.fixtures.path(), 6, SHAPE);
     for segment in &segments {
         p.copy_segment(segment.upload.clone()).await.unwrap();
@@ -924,4 +932,89 @@ async fn concurrent_lookups_share_one_handle() {
         let again = manager.partition(&tp).await.expect("third lookup");
         assert!(Arc::ptr_eq(&a, &again));
     }
+}
+
+/// Each commit deletes the versions more than `manifest_versions_kept` behind it, oldest first,
+/// so a partition holds a few manifest objects however many segments it uploads; a reopened
+/// handle reads the newest.
+pub async fn commits_collect_old_manifest_versions(env: Env) {
+    let config = RemoteLogManagerConfig {
+        manifest_versions_kept: 2,
+        ..env.config()
+    };
+    let manager = env.manager_over(env.store.clone(), config.clone());
+    let tp = env.tp(0);
+    let p = manager.partition(&tp).await.unwrap();
+    let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &tp);
+    let segments = write_segments(env.fixtures.path(), 8, SHAPE);
+    for (i, segment) in segments.iter().enumerate() {
+        p.copy_segment(segment.upload.clone()).await.unwrap();
+        let mut versions: Vec<u64> = env
+            .objects_under(&layout.manifest_dir())
+            .await
+            .iter()
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(crate::layout::parse_manifest_version)
+            })
+            .collect();
+        versions.sort();
+        let newest = i as u64 + 1;
+        let want: Vec<u64> = (newest.saturating_sub(2).max(1)..=newest).collect();
+        assert_eq!(versions, want, "after commit {newest}");
+    }
+    let counts = manager.counters_total();
+    assert_eq!(
+        counts.delete_requests, 5,
+        "one DELETE per commit from the fourth: {counts:?}"
+    );
+    let reopened = env
+        .manager_over(env.store.clone(), config)
+        .partition(&tp)
+        .await
+        .unwrap();
+    assert_eq!(reopened.manifest().version, 8);
+    assert_eq!(reopened.segments(), p.segments());
+    env.assert_no_orphans(&tp).await;
+}
+
+/// A handle left behind while another wrote and collected versions past it cannot commit on
+/// top of a collected version: its create succeeds (the name is free again) but the previous
+/// version is gone, so it is fenced, its stray version is removed, and it catches up.
+pub async fn a_writer_behind_collected_versions_is_fenced(env: Env) {
+    let config = RemoteLogManagerConfig {
+        manifest_versions_kept: 1,
+        ..env.config()
+    };
+    let tp = env.tp(0);
+    let (a, b) = (
+        env.manager_over(env.store.clone(), config.clone()),
+        env.manager_over(env.store.clone(), config),
+    );
+    let segments = write_segments(env.fixtures.path(), 5, SHAPE);
+    let pa = a.partition(&tp).await.unwrap();
+    pa.copy_segment(segments[0].upload.clone()).await.unwrap();
+    let pb = b.partition(&tp).await.unwrap();
+    for segment in &segments[1..4] {
+        pb.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    assert_eq!(pb.manifest().version, 4);
+    // a is at version 1; versions 1 and 2 are collected, so "version 2" is free to create.
+    let err = pa
+        .copy_segment(segments[1].upload.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TieringError::Fenced { .. }), "{err}");
+    assert_eq!(pa.manifest().version, 4, "the fenced handle caught up");
+    assert_eq!(pa.segments(), pb.segments());
+    let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &tp);
+    let stray = layout.manifest(2);
+    assert!(
+        env.store.head(&stray).await.is_err(),
+        "the stray version 2 was removed"
+    );
+    // The newest writer goes on undisturbed.
+    pb.copy_segment(segments[4].upload.clone()).await.unwrap();
+    assert_eq!(pb.manifest().version, 5);
 }

@@ -237,6 +237,8 @@ conformance_suite!(
     flaky_store_copy_retries_and_loses_nothing,
     multipart_upload_and_requests_per_gib,
     scrub_trims_manifests_and_staging_files,
+    commits_collect_old_manifest_versions,
+    a_writer_behind_collected_versions_is_fenced,
     discover_partitions_after_restart,
     corruption_is_reported_not_skipped,
 );
