@@ -1,6 +1,8 @@
 //! One client connection: a reader task pulls frames off the socket into a bounded queue (the
-//! per-connection in-flight bound), and the connection task answers them strictly in order, as
-//! Kafka does — clients rely on responses arriving in request order.
+//! per-connection in-flight bound), and the connection task handles them one at a time and
+//! answers them strictly in order, as Kafka does — clients rely on responses arriving in request
+//! order. An answer that waits (an acks=all produce's fsync) does not hold up the handling of
+//! the requests after it, only their answers.
 //!
 //! Bounds on what a connection may hold:
 //! - request bytes: before a frame's body is read, the reader takes that many bytes from the
@@ -15,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -101,32 +105,54 @@ pub async fn serve(
             }
         }
     });
+    // Answers in request order. Most are ready when their request has been handled; an
+    // acks=all produce's waits for its fsync (`Reply::Later`), and meanwhile the next requests
+    // are handled, up to the in-flight bound, so a pipelining producer's next batches are
+    // appended in time for the same group-commit round.
+    let mut answers: FuturesOrdered<BoxFuture<'static, Reply>> = FuturesOrdered::new();
+    let max_answers = config.max_inflight_requests_per_connection.max(1) as usize;
+    let mut closing = false;
     loop {
-        let (frame, permit) = tokio::select! {
-            frame = rx.recv() => match frame {
-                Some(f) => f,
-                None => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        // Once a request is taken it is answered even if shutdown begins meanwhile.
-        let reply = handle_frame(&broker, frame, peer).await;
-        drop(permit);
-        match reply {
-            Reply::Send(bytes) => {
-                if let Err(e) = writer.write_all(&bytes).await {
-                    tracing::debug!(%peer, error = %e, "connection write error");
-                    break;
-                }
-            }
-            Reply::Nothing => {}
-            Reply::Close(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection after a bad request");
-                break;
-            }
+        if closing && answers.is_empty() {
+            break;
         }
-        activity.touch();
-        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        tokio::select! {
+            biased;
+            Some(reply) = answers.next(), if !answers.is_empty() => {
+                match reply {
+                    Reply::Send(bytes) => {
+                        if let Err(e) = writer.write_all(&bytes).await {
+                            tracing::debug!(%peer, error = %e, "connection write error");
+                            break;
+                        }
+                    }
+                    Reply::Nothing => {}
+                    Reply::Close(reason) => {
+                        tracing::warn!(%peer, %reason, "closing connection after a bad request");
+                        break;
+                    }
+                    Reply::Later(_) => unreachable!("a later answer resolves to an answer"),
+                }
+                activity.touch();
+                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            frame = rx.recv(), if !closing && answers.len() < max_answers => match frame {
+                Some((frame, permit)) => {
+                    // Once a request is taken it is answered even if shutdown begins meanwhile.
+                    let reply = handle_frame(&broker, frame, peer).await;
+                    drop(permit);
+                    let close = matches!(reply, Reply::Close(_));
+                    answers.push_back(match reply {
+                        Reply::Later(answer) => answer,
+                        ready => Box::pin(std::future::ready(ready)),
+                    });
+                    // Nothing after a bad request is handled; the answers before it still go.
+                    closing |= close;
+                }
+                None => closing = true,
+            },
+            _ = shutdown.changed(), if !closing => closing = true,
+        }
     }
     reader_task.abort();
     let _ = writer.shutdown().await;

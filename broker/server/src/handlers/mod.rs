@@ -189,6 +189,9 @@ pub enum Reply {
     Nothing,
     /// The request was malformed or unsupported: close this connection.
     Close(String),
+    /// An answer that is ready later (an acks=all produce waiting for its fsync): the
+    /// connection handles its next requests meanwhile and sends the answers in request order.
+    Later(futures::future::BoxFuture<'static, Reply>),
 }
 
 /// Facts about the request that handlers may need besides its body.
@@ -235,6 +238,21 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) 
         client_id: header.client_id.map(|s| s.to_string()),
         peer,
     };
+    if let RequestKind::Produce(r) = request {
+        return match produce::handle(broker, &ctx, r).await {
+            produce::Produced::Now(None) => Reply::Nothing,
+            produce::Produced::Now(Some(response)) => encode(
+                correlation_id,
+                key,
+                api_version,
+                &ResponseKind::Produce(response),
+            ),
+            produce::Produced::Durable(response) => Reply::Later(Box::pin(async move {
+                let response = ResponseKind::Produce(response.await);
+                encode(correlation_id, key, api_version, &response)
+            })),
+        };
+    }
     let response = match dispatch(broker, &ctx, request).await {
         Some(r) => r,
         None => return Reply::Nothing,
@@ -275,7 +293,6 @@ async fn dispatch(
     Some(match request {
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(ctx, r)),
         Rq::Metadata(r) => Rs::Metadata(on_blocking_pool(broker, ctx, r, metadata::handle).await),
-        Rq::Produce(r) => return produce::handle(broker, ctx, r).await.map(Rs::Produce),
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, ctx, r).await),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(broker, ctx, r).await),
         Rq::CreateTopics(r) => {

@@ -28,11 +28,17 @@ use shale_log::{AppendOutcome, TimestampType};
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
 
-pub async fn handle(
-    broker: &Arc<Broker>,
-    _ctx: &RequestContext,
-    req: ProduceRequest,
-) -> Option<ProduceResponse> {
+/// What a produce comes to once its batches are appended.
+pub enum Produced {
+    /// The answer now (acks=1, write caching, nothing appended); `None` for acks=0.
+    Now(Option<ProduceResponse>),
+    /// The answer once the appended batches are fsynced. The connection keeps reading and
+    /// appending its next requests meanwhile (answers still go out in order), so a pipelining
+    /// client's next batches join the same group-commit round.
+    Durable(futures::future::BoxFuture<'static, ProduceResponse>),
+}
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceRequest) -> Produced {
     let acks = req.acks;
     // Validation, a possible auto-creation and the appends (pwrite, fsync on a roll) run on the
     // blocking pool, in one call for the whole request: one hand-off per request, not per
@@ -42,7 +48,14 @@ pub async fn handle(
         crate::blocking::run(move || append_all(&broker, req.topic_data, acks)).await
     };
     let mut responses = appended.responses;
-    if !appended.to_sync.is_empty() {
+    if appended.to_sync.is_empty() {
+        if acks == 0 {
+            return Produced::Now(None);
+        }
+        return Produced::Now(Some(ProduceResponse::default().with_responses(responses)));
+    }
+    let broker = Arc::clone(broker);
+    Produced::Durable(Box::pin(async move {
         let places: Vec<_> = (appended.to_sync.iter())
             .map(|(place, partition)| (partition.tp.clone(), *place))
             .collect();
@@ -63,11 +76,8 @@ pub async fn handle(
                     "the batch was written but its fsync failed: {reason}"
                 ))));
         }
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+        ProduceResponse::default().with_responses(responses)
+    }))
 }
 
 /// The answers, and the partitions whose appends must be fsynced before they are sent, with
@@ -125,7 +135,7 @@ fn append_all(
     Appended { responses, to_sync }
 }
 
-struct Produced {
+struct PartitionProduced {
     base_offset: Offset,
     log_append_time: i64,
     log_start_offset: Offset,
@@ -139,7 +149,7 @@ fn produce_partition(
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
-) -> Result<Produced, ApiError> {
+) -> Result<PartitionProduced, ApiError> {
     // Checked first, before an auto-creation: below storage_min_free_bytes nothing new is
     // written, so that deletions and retention keep their room (see crate::disk_space).
     if broker.disk.is_low() {
@@ -206,7 +216,7 @@ fn produce_partition(
         .append(&mut owned, now)
         .map_err(|e| super::log_error(&partition.tp, e))?;
     Ok(match outcome {
-        AppendOutcome::Appended(info) => Produced {
+        AppendOutcome::Appended(info) => PartitionProduced {
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
             log_start_offset: partition.log_start_offset_with(info.log_start_offset),
@@ -218,7 +228,7 @@ fn produce_partition(
             base_offset,
             log_append_time,
             ..
-        } => Produced {
+        } => PartitionProduced {
             base_offset,
             log_append_time,
             log_start_offset: partition.log_start_offset(),
