@@ -254,6 +254,11 @@ def test_history_is_mostly_remote(history):
         assert segs[0][0] > 0, f"partition {p}: offset 0 is still on local disk: {segs}"
         assert remote, f"partition {p}: no segments in {h.store.describe()}"
         assert remote[0][0] == 0, f"partition {p}: the first remote segment starts at {remote[0]}"
+        # Each commit collected the manifest versions more than 3 behind it.
+        manifests = sorted(int(k.rsplit("/", 1)[1]) for k in objects.sizes
+                           if k.startswith(f"topics/{h.topic}-") and f"/{p}/manifest/" in k)
+        assert len(manifests) <= 4 and manifests[-1] >= len(remote), (
+            f"partition {p}: manifest versions {manifests} for {len(remote)} segments")
         # The remote segments and the local ones together cover the log without a gap.
         assert h.settled.tiered[p] + 1 >= segs[0][0], (
             f"partition {p}: gap between the remote end {h.settled.tiered[p]} and the local start "
