@@ -1,8 +1,8 @@
 """A full disk as an operator meets it: the data dir is a small tmpfs mounted by the test.
 
 Produce is refused (KAFKA_STORAGE_ERROR) once free space drops below storage_min_free_bytes,
-before the filesystem is full; DeleteTopics frees space even when something else has filled the
-disk to the last byte; produce resumes by itself; the broker restarts on a full disk; with
+before the filesystem is full; DeleteRecords and DeleteTopics free space even when something
+else has filled the disk to the last byte; produce resumes by itself; the broker restarts on a full disk; with
 tiering, uploaded segments are deleted locally at once. Every acknowledged record is read back.
 """
 
@@ -149,24 +149,35 @@ def assert_acked_present(b, p: Producer, topic: str) -> None:
 
 
 def test_full_disk_refuses_produce_early_frees_on_delete_and_restarts(small_broker):
+    from confluent_kafka import TopicPartition
+
     b = small_broker(log_segment_bytes=MiB)
-    filler, keeper = unique("filler"), unique("keeper")
-    cf_create_topic(b.bootstrap, filler, 1)
-    cf_create_topic(b.bootstrap, keeper, 1)
+    filler, keeper, trimmed = unique("filler"), unique("keeper"), unique("trimmed")
+    for t in (filler, keeper, trimmed):
+        cf_create_topic(b.bootstrap, t, 1)
     p = Producer(b)
-    refused = fill_with_produce(p, [filler, keeper])
+    refused = fill_with_produce(p, [filler, keeper, trimmed])
     free = free_bytes(b.data_dir)
     print(f"refused with {free} B free (storage_min_free_bytes {MIN_FREE}); "
           f"acked {sum(len(v) for v in p.acked.values())} records")
-    assert refused == {filler: KAFKA_STORAGE_ERROR, keeper: KAFKA_STORAGE_ERROR}, refused
+    assert set(refused.values()) == {KAFKA_STORAGE_ERROR}, refused
     assert free > MIN_FREE // 2, f"produce was refused only with {free} B left"
     assert "disk space is low" in b.log_text()
 
-    # Something else takes the rest, to the last byte: the metadata write of DeleteTopics then
-    # needs the reserve.
+    # Something else takes the rest, to the last byte. DeleteRecords still frees space (its
+    # segments go before its checkpoint is written)...
     fill(b.data_dir / "zz-other-process")
     assert free_bytes(b.data_dir) == 0
     admin = cf_admin(b.bootstrap)
+    end = p.acked[(trimmed, 0)][-1][0] + 1
+    fs = admin.delete_records([TopicPartition(trimmed, 0, end)], request_timeout=30)
+    assert list(fs.values())[0].result(30).low_watermark == end
+    freed = free_bytes(b.data_dir)
+    print(f"DeleteRecords on a full disk freed {freed} B")
+    assert freed > 4 * MiB, f"DeleteRecords freed only {freed} B"
+    # ...and so does DeleteTopics, whose metadata write then needs the reserve.
+    fill(b.data_dir / "zz-other-process-1")
+    assert free_bytes(b.data_dir) == 0
     admin.delete_topics([filler], operation_timeout=30)[filler].result(30)
     waited = wait_produce_accepted(p, keeper, timeout=10)
     print(f"produce resumed {waited:.2f} s after DeleteTopics; {free_bytes(b.data_dir)} B free")
@@ -182,8 +193,8 @@ def test_full_disk_refuses_produce_early_frees_on_delete_and_restarts(small_brok
     assert_acked_present(b, p, keeper)
 
     # The operator frees space: produce resumes by itself, and a restart after it is clean.
-    (b.data_dir / "zz-other-process").unlink()
-    (b.data_dir / "zz-other-process-2").unlink()
+    for name in ("zz-other-process", "zz-other-process-1", "zz-other-process-2"):
+        (b.data_dir / name).unlink()
     wait_produce_accepted(p, keeper, timeout=10)
     p.close()
     b.stop()  # an exit code other than 0 is reported by the factory at teardown

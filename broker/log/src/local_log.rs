@@ -143,11 +143,11 @@ impl Log {
         let mut epochs = LeaderEpochCache::load(&dir)?;
         for &(epoch, offset) in &recovery.epoch_starts {
             if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
-                epochs.assign(epoch, offset)?;
+                open_despite_full_disk(&dir, epochs.assign(epoch, offset))?;
             }
         }
         let log_end_offset = active.next_offset();
-        epochs.truncate_from_end(log_end_offset)?;
+        open_despite_full_disk(&dir, epochs.truncate_from_end(log_end_offset))?;
         let mut log = Self {
             dir: Arc::from(dir.as_path()),
             producers: ProducerStateManager::new(&dir, first_base),
@@ -176,8 +176,8 @@ impl Log {
             log.truncate_fully_and_start_at(log_start_offset)?;
         } else {
             log.log_start_offset = log_start_offset;
-            log.epochs.truncate_from_start(log_start_offset)?;
-            log.persist_log_start()?;
+            open_despite_full_disk(&dir, log.epochs.truncate_from_start(log_start_offset))?;
+            open_despite_full_disk(&dir, log.persist_log_start())?;
             log.rebuild_producer_state()?;
         }
         log.check_offsets();
@@ -672,13 +672,19 @@ impl Log {
                 log_end_offset,
             });
         }
-        if offset > self.log_start_offset {
+        let moved = offset > self.log_start_offset;
+        if moved {
             self.log_start_offset = offset;
+        }
+        // The segments below the new start go before anything is recorded: on a full disk
+        // DeleteRecords frees space first. A crash before the record leaves the log starting at
+        // the first remaining segment's base (the request was not answered).
+        let count = self.segments_below_log_start();
+        self.delete_oldest_segments(count)?;
+        if moved {
             self.epochs.truncate_from_start(offset)?;
             self.persist_log_start()?;
         }
-        let count = self.segments_below_log_start();
-        self.delete_oldest_segments(count)?;
         self.check_offsets();
         Ok(self.log_start_offset)
     }
@@ -1140,5 +1146,27 @@ fn read_log_start_offset(dir: &Path) -> Result<Option<Offset>, LogError> {
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(&path, "read the log start offset")(e)),
+    }
+}
+
+/// At open, the leader-epoch and log-start checkpoints are rewritten from what recovery found,
+/// but the log itself is the truth: every open repeats these truncations. On a full disk the
+/// log opens with the corrected state in memory and the stale file (fixed by a later write),
+/// so that a broker can restart on a full disk.
+fn open_despite_full_disk(dir: &Path, result: Result<(), LogError>) -> Result<(), LogError> {
+    match result {
+        Err(LogError::Io {
+            source,
+            path,
+            action,
+        }) if matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ) =>
+        {
+            tracing::warn!(dir = %dir.display(), path = %path.display(), action, error = %source, "the disk is full: opening the log without rewriting a checkpoint");
+            Ok(())
+        }
+        other => other,
     }
 }
