@@ -281,7 +281,7 @@ def batches_in(b, topic: str, partition: int) -> int:
 
 
 def test_group_commit_shares_fdatasyncs_under_concurrent_load(broker_factory, tmp_path):
-    """Sixteen connections produce acks=all to the same two partitions at once, each keeping
+    """Thirty-two connections produce acks=all to the same two partitions at once, each keeping
     four requests in flight as librdkafka does: every batch is acknowledged durable, with far
     fewer fdatasyncs than batches. (With a debug build the appends, not the fsyncs, are the
     bottleneck, so rounds are small: about one fdatasync per 2.8 batches here; a release build
@@ -289,7 +289,7 @@ def test_group_commit_shares_fdatasyncs_under_concurrent_load(broker_factory, tm
     b = broker_factory()
     topic = unique("group")
     cf_create_topic(b.bootstrap, topic, 2)
-    clients, rounds, window = 16, 8, 4
+    clients, rounds, window = 32, 4, 4
     errors: list = []
 
     def run(k: int) -> None:
@@ -323,3 +323,26 @@ def test_group_commit_shares_fdatasyncs_under_concurrent_load(broker_factory, tm
     values = sorted(c.value for p in (0, 1) for c in got[p])
     want = sorted(b"%d-%d" % (k, i) for k in range(clients) for i in range(rounds * window))
     assert values == want
+
+
+def test_a_waiting_long_poll_does_not_hold_back_an_earlier_acks_all_answer(broker_factory):
+    """On one connection, an acks=all produce and then a long-poll fetch: the produce is
+    answered once fsynced, without waiting for the fetch's max_wait_ms (only produces are
+    handled while an answer waits for its fsync), and the fetch still long-polls after it."""
+    b = broker_factory()
+    topic = unique("pipeline")
+    cf_create_topic(b.bootstrap, topic, 1)
+    with wire.Conn(b.host, b.port) as c:
+        batch = wire.simple_batch([wire.Record(None, b"durable")])
+        started = time.monotonic()
+        c.send(wire.produce_request(1, topic, 0, batch, acks=-1)
+               + wire.fetch_request_v4(2, topic, 0, 1, max_wait_ms=3000))
+        produced = wire.parse_produce_response(c.recv_response(timeout=15), 7)
+        answered = time.monotonic() - started
+        fetched = wire.parse_fetch_response_v4(c.recv_response(timeout=15))
+        waited = time.monotonic() - started
+    print(f"produce answered after {answered:.3f} s, the fetch after {waited:.3f} s")
+    assert produced.correlation_id == 1 and produced.error_code == 0, produced
+    assert fetched.correlation_id == 2 and fetched.error_code == 0, fetched
+    assert answered < 1.5, f"the produce answer waited {answered:.2f} s behind the long poll"
+    assert waited >= 2.5, f"the fetch did not long-poll ({waited:.2f} s)"

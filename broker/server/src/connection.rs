@@ -109,12 +109,24 @@ pub async fn serve(
     // acks=all produce's waits for its fsync (`Reply::Later`), and meanwhile the next requests
     // are handled, up to the in-flight bound, so a pipelining producer's next batches are
     // appended in time for the same group-commit round.
+    // Only a produce is handled while answers wait: any other request (a long-poll fetch could
+    // take max_wait_ms) is held until the answers before it are out, as before.
     let mut answers: FuturesOrdered<BoxFuture<'static, Reply>> = FuturesOrdered::new();
     let max_answers = config.max_inflight_requests_per_connection.max(1) as usize;
+    let mut held: Option<(Bytes, OwnedSemaphorePermit)> = None;
     let mut closing = false;
     loop {
-        if closing && answers.is_empty() {
-            break;
+        if answers.is_empty() {
+            if let Some((frame, permit)) = held.take() {
+                let reply = handle_frame(&broker, frame, peer).await;
+                drop(permit);
+                closing |= matches!(reply, Reply::Close(_));
+                answers.push_back(ready_or_later(reply));
+                continue;
+            }
+            if closing {
+                break;
+            }
         }
         tokio::select! {
             biased;
@@ -136,18 +148,18 @@ pub async fn serve(
                 activity.touch();
                 activity.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
-            frame = rx.recv(), if !closing && answers.len() < max_answers => match frame {
+            frame = rx.recv(), if !closing && held.is_none() && answers.len() < max_answers => match frame {
                 Some((frame, permit)) => {
+                    if !answers.is_empty() && !is_produce(&frame) {
+                        held = Some((frame, permit));
+                        continue;
+                    }
                     // Once a request is taken it is answered even if shutdown begins meanwhile.
                     let reply = handle_frame(&broker, frame, peer).await;
                     drop(permit);
-                    let close = matches!(reply, Reply::Close(_));
-                    answers.push_back(match reply {
-                        Reply::Later(answer) => answer,
-                        ready => Box::pin(std::future::ready(ready)),
-                    });
                     // Nothing after a bad request is handled; the answers before it still go.
-                    closing |= close;
+                    closing |= matches!(reply, Reply::Close(_));
+                    answers.push_back(ready_or_later(reply));
                 }
                 None => closing = true,
             },
@@ -156,6 +168,18 @@ pub async fn serve(
     }
     reader_task.abort();
     let _ = writer.shutdown().await;
+}
+
+fn ready_or_later(reply: Reply) -> BoxFuture<'static, Reply> {
+    match reply {
+        Reply::Later(answer) => answer,
+        ready => Box::pin(std::future::ready(ready)),
+    }
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    shale_formats::wire::peek_header(frame)
+        .is_ok_and(|(key, _, _)| key == kafka_protocol::messages::ApiKey::Produce as i16)
 }
 
 fn log_close(peer: SocketAddr, e: &FrameError) {
