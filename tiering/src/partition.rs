@@ -343,23 +343,22 @@ impl RemotePartition {
             | Err(object_store::Error::Precondition { .. }) => CreateOutcome::Exists,
             Err(e) => return Err(self.store_error("conditional PUT", &path, e)),
         };
-        if let CreateOutcome::Exists = outcome {
+        let fenced = match outcome {
             // Ours, if an earlier attempt of this very write succeeded but its answer was lost
             // (a timeout): the stored bytes then equal ours, writer id and time included.
-            let stored = self.get_if_exists(&path).await?;
-            if stored.as_ref() != Some(&body) {
-                self.catch_up().await?;
-                tracing::warn!(tp = %self.tp, version = next.version, %path, "manifest write fenced by another writer");
-                return Err(TieringError::Fenced {
-                    tp: self.tp.clone(),
-                    version: next.version,
-                    path: path.to_string(),
-                });
+            CreateOutcome::Exists => {
+                let stored = self.get_if_exists(&path).await?;
+                if stored.as_ref() == Some(&body) {
+                    None
+                } else {
+                    self.catch_up().await?;
+                    Some("manifest write fenced by another writer")
+                }
             }
-        }
-        if let CreateOutcome::Created = outcome {
-            if next.version >= 2 && !self.version_exists(next.version - 1).await? {
-                // Collected below us: others wrote past this handle (see the module docs).
+            // Collected below us: others wrote past this handle (see the module docs).
+            CreateOutcome::Created
+                if next.version >= 2 && !self.version_exists(next.version - 1).await =>
+            {
                 if let Err(e) = self.shared.store.delete(&path).await {
                     tracing::warn!(tp = %self.tp, %path, error = %e, "cannot delete a stray manifest version; the scrub will");
                 }
@@ -368,13 +367,17 @@ impl RemotePartition {
                     self.install(manifest);
                 }
                 self.catch_up().await?;
-                tracing::warn!(tp = %self.tp, version = next.version, %path, "manifest write fenced: newer versions were written and collected");
-                return Err(TieringError::Fenced {
-                    tp: self.tp.clone(),
-                    version: next.version,
-                    path: path.to_string(),
-                });
+                Some("manifest write fenced: newer versions were written and collected")
             }
+            CreateOutcome::Created => None,
+        };
+        if let Some(reason) = fenced {
+            tracing::warn!(tp = %self.tp, version = next.version, %path, "{reason}");
+            return Err(TieringError::Fenced {
+                tp: self.tp.clone(),
+                version: next.version,
+                path: path.to_string(),
+            });
         }
         tracing::debug!(tp = %self.tp, version = next.version, segments = next.segments.len(), "wrote remote manifest");
         let next = Arc::new(next);
@@ -386,14 +389,14 @@ impl RemotePartition {
     /// Whether a manifest version is stored. A failed HEAD counts as "yes": the commit has
     /// succeeded, and failing it now would make the retry fence this handle against its own
     /// version; only the stray-version check is lost.
-    async fn version_exists(&self, version: u64) -> Result<bool, TieringError> {
+    async fn version_exists(&self, version: u64) -> bool {
         let path = self.layout.manifest(version);
         match self.shared.store.head(&path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => {
                 tracing::warn!(tp = %self.tp, %path, error = %e, "cannot check the previous manifest version; assuming it exists");
-                Ok(true)
+                true
             }
         }
     }

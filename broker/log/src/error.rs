@@ -112,3 +112,12 @@ pub(super) fn io_error(
         source,
     }
 }
+
+/// Whether an I/O error means the filesystem is full (or the quota is spent): what the broker
+/// treats as disk pressure rather than a broken disk.
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}

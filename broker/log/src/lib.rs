@@ -53,7 +53,7 @@ mod tests;
 use shale_formats::ids::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 
 pub use epoch::EpochEntry;
-pub use error::LogError;
+pub use error::{is_no_space, LogError};
 pub use local_log::{Log, SyncPoint};
 pub use reader::LogReader;
 

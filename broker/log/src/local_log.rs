@@ -1159,11 +1159,7 @@ fn open_despite_full_disk(dir: &Path, result: Result<(), LogError>) -> Result<()
             source,
             path,
             action,
-        }) if matches!(
-            source.kind(),
-            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-        ) =>
-        {
+        }) if crate::error::is_no_space(&source) => {
             tracing::warn!(dir = %dir.display(), path = %path.display(), action, error = %source, "the disk is full: opening the log without rewriting a checkpoint");
             Ok(())
         }

@@ -624,45 +624,50 @@ impl Broker {
     }
 
     /// Background loop for [`Self::run_log_maintenance`] until shutdown.
-    pub async fn maintenance_loop(
-        self: Arc<Self>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let period =
-            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = shutdown.changed() => return,
-            }
-            let broker = self.clone();
-            if crate::blocking::try_run(move || broker.run_log_maintenance())
-                .await
-                .is_err()
-            {
-                tracing::error!("log maintenance panicked");
-            }
-        }
+    pub async fn maintenance_loop(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = self.config.log_retention_check_interval_ms;
+        self.every(
+            every,
+            shutdown,
+            "log maintenance",
+            Self::run_log_maintenance,
+        )
+        .await;
     }
 
     /// Background loop for [`Self::check_disk_space`] until shutdown.
-    pub async fn disk_space_loop(
+    pub async fn disk_space_loop(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = self.config.storage_space_check_interval_ms;
+        self.every(
+            every,
+            shutdown,
+            "the disk space check",
+            Self::check_disk_space,
+        )
+        .await;
+    }
+
+    /// Runs `job` on the blocking pool every `period_ms` until shutdown; a panic is logged and
+    /// the next period runs as usual.
+    async fn every(
         self: Arc<Self>,
+        period_ms: i64,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
+        what: &'static str,
+        job: fn(&Self),
     ) {
-        let period =
-            Duration::from_millis(self.config.storage_space_check_interval_ms.max(1) as u64);
+        let period = Duration::from_millis(period_ms.max(1) as u64);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = shutdown.changed() => return,
             }
             let broker = self.clone();
-            if crate::blocking::try_run(move || broker.check_disk_space())
+            if crate::blocking::try_run(move || job(&broker))
                 .await
                 .is_err()
             {
-                tracing::error!("the disk space check panicked");
+                tracing::error!("{what} panicked");
             }
         }
     }

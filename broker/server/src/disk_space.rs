@@ -164,10 +164,7 @@ impl DiskSpace {
     }
 }
 
-/// Whether an I/O error means the filesystem is full.
-pub fn is_no_space(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
-}
+pub use shale_log::is_no_space;
 
 #[cfg(test)]
 mod tests {

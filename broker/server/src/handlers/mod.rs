@@ -253,10 +253,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) 
             })),
         };
     }
-    let response = match dispatch(broker, &ctx, request).await {
-        Some(r) => r,
-        None => return Reply::Nothing,
-    };
+    let response = dispatch(broker, &ctx, request).await;
     encode(correlation_id, key, api_version, &response)
 }
 
@@ -287,10 +284,10 @@ async fn dispatch(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: RequestKind,
-) -> Option<ResponseKind> {
+) -> ResponseKind {
     use RequestKind as Rq;
     use ResponseKind as Rs;
-    Some(match request {
+    match request {
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(ctx, r)),
         Rq::Metadata(r) => Rs::Metadata(on_blocking_pool(broker, ctx, r, metadata::handle).await),
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, ctx, r).await),
@@ -343,7 +340,7 @@ async fn dispatch(
             Rs::OffsetDelete(on_blocking_pool(broker, ctx, r, offset_delete::handle).await)
         }
         other => unreachable!("dispatcher admitted an unsupported request {other:?}"),
-    })
+    }
 }
 
 /// Runs a synchronous handler whose work may write the metadata file or a log on the blocking
