@@ -15,6 +15,8 @@
 //! empty file would claim the segment's largest timestamp is 1970, which retention would act on;
 //! without the entry, callers fall back to scanning, which is correct for a real (0, 0) entry too.
 
+use crate::ids::Offset;
+
 /// Bytes per `.index` entry.
 pub const OFFSET_INDEX_ENTRY_SIZE: usize = 8;
 /// Bytes per `.timeindex` entry.
@@ -198,6 +200,93 @@ pub fn offset_index_last(entries: &[u8]) -> Option<OffsetIndexEntry> {
     offset_index_len(entries)
         .checked_sub(1)
         .and_then(|i| offset_index_entry(entries, i))
+}
+
+/// One batch as the index rule sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexedBatch {
+    pub position: u64,
+    pub size: u64,
+    pub last_offset: Offset,
+    pub max_timestamp: i64,
+}
+
+/// Kafka's `LogSegment.append` indexing rule, shared by appends and index rebuilds so both give
+/// the same files: a batch gets an offset index entry when more than `index_interval_bytes` were
+/// appended since the last entry, and at the same moment the time index gets the largest
+/// timestamp so far if it grew.
+#[derive(Clone, Debug)]
+pub struct IndexRule {
+    pub base_offset: Offset,
+    pub index_interval_bytes: u64,
+    pub bytes_since_last_entry: u64,
+    /// Largest batch max timestamp so far in the segment, -1 before any.
+    pub max_timestamp: i64,
+    /// Last offset of the first batch that carried `max_timestamp`.
+    pub offset_of_max_timestamp: Offset,
+    /// Timestamp of the last time index entry (-1 before any): entries only go up.
+    pub last_indexed_timestamp: i64,
+}
+
+impl IndexRule {
+    pub fn new(base_offset: Offset, index_interval_bytes: u64) -> Self {
+        Self {
+            base_offset,
+            index_interval_bytes,
+            bytes_since_last_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            last_indexed_timestamp: -1,
+        }
+    }
+
+    fn relative(&self, offset: Offset) -> u32 {
+        let relative = offset - self.base_offset;
+        assert!(
+            (0..=i64::from(i32::MAX)).contains(&relative),
+            "offset {offset} does not fit a segment based at {}",
+            self.base_offset
+        );
+        relative as u32
+    }
+
+    /// Feeds one batch; returns the entries to append for it.
+    pub fn on_batch(
+        &mut self,
+        batch: &IndexedBatch,
+    ) -> (Option<OffsetIndexEntry>, Option<TimeIndexEntry>) {
+        if batch.max_timestamp > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp;
+            self.offset_of_max_timestamp = batch.last_offset;
+        }
+        let mut entries = (None, None);
+        if self.bytes_since_last_entry > self.index_interval_bytes {
+            let position = u32::try_from(batch.position).unwrap_or_else(|_| {
+                panic!("segment position {} does not fit in u32", batch.position)
+            });
+            entries.0 = Some(OffsetIndexEntry {
+                relative_offset: self.relative(batch.last_offset),
+                position,
+            });
+            entries.1 = self.maybe_time_entry();
+            self.bytes_since_last_entry = 0;
+        }
+        self.bytes_since_last_entry += batch.size;
+        entries
+    }
+
+    /// A time index entry for the largest timestamp so far if it is not indexed yet. Also used
+    /// when a segment is sealed or closed, so its last time entry holds its largest timestamp.
+    pub fn maybe_time_entry(&mut self) -> Option<TimeIndexEntry> {
+        if self.max_timestamp <= self.last_indexed_timestamp {
+            return None;
+        }
+        self.last_indexed_timestamp = self.max_timestamp;
+        Some(TimeIndexEntry {
+            timestamp: self.max_timestamp,
+            relative_offset: self.relative(self.offset_of_max_timestamp),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - [`ids`]: newtypes for offsets, leader epochs, producer ids and epochs, node ids.
 //! - [`epoch`]: [`epoch::EpochEntry`], a leader epoch and its start offset, shared by the local
 //!   log and the remote tier.
-//! - [`index`]: local segment index entries (`.index`, `.timeindex`) and their lookups.
+//! - [`index`]: segment index entries (`.index`, `.timeindex`), their lookups, and the rule
+//!   that decides which batch gets an entry (`IndexRule`).
 //! - [`archive`]: the Parquet archive: the Arrow schema of a topic's archived records, record
 //!   batches decoded into rows, written as ZSTD Parquet with statistics; JSON value projection.
 //! - [`wire`]: a bounded structural validator for Kafka request frames, run before any typed

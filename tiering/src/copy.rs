@@ -353,7 +353,7 @@ impl RemotePartition {
 
 /// Validates a segment's batches as its bytes stream past: framing, CRC-32C, offsets
 /// increasing and inside `base_offset..=end_offset`.
-struct BatchChecker {
+pub(crate) struct BatchChecker {
     base_offset: Offset,
     end_offset: Offset,
     /// Bytes of a batch cut by the end of the previous chunk.
@@ -366,17 +366,32 @@ struct BatchChecker {
 
 impl BatchChecker {
     fn new(segment: &SegmentUpload) -> Self {
+        Self::for_range(segment.base_offset, segment.end_offset)
+    }
+
+    /// A checker for a segment holding offsets `base_offset..=end_offset`.
+    pub(crate) fn for_range(base_offset: Offset, end_offset: Offset) -> Self {
         Self {
-            base_offset: segment.base_offset,
-            end_offset: segment.end_offset,
+            base_offset,
+            end_offset,
             pending: Vec::new(),
             position: 0,
-            next_offset: segment.base_offset,
+            next_offset: base_offset,
             batches: 0,
         }
     }
 
     fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.feed_with(chunk, |_, _| {})
+    }
+
+    /// Checks the batches completed by `chunk`, calling `on_batch(position, header)` for each,
+    /// the position counted from the first byte fed.
+    pub(crate) fn feed_with(
+        &mut self,
+        chunk: &[u8],
+        mut on_batch: impl FnMut(u64, &batch::RecordBatchHeader),
+    ) -> Result<(), String> {
         let buf: Cow<'_, [u8]> = if self.pending.is_empty() {
             Cow::Borrowed(chunk)
         } else {
@@ -402,6 +417,7 @@ impl BatchChecker {
             }
             self.next_offset = header.last_offset() + 1;
             self.batches += 1;
+            on_batch(at, &header);
         }
         let consumed = iter.position();
         self.position += consumed as u64;
@@ -409,7 +425,7 @@ impl BatchChecker {
         Ok(())
     }
 
-    fn finish(&self) -> Result<(), String> {
+    pub(crate) fn finish(&self) -> Result<(), String> {
         if !self.pending.is_empty() {
             return Err(format!(
                 "it ends inside a batch: {} bytes at byte {} are not a whole batch",

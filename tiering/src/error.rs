@@ -156,6 +156,11 @@ pub enum TieringError {
 }
 
 impl TieringError {
+    /// True if the store said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Store { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
     /// True if the operation may succeed when repeated: transport failures, timeouts and
     /// server-side errors. Missing objects, refused preconditions, permissions and corrupt data
     /// are permanent.

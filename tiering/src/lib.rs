@@ -16,6 +16,8 @@
 //!   - [`copy`]: `copy_segment` (`.log`, `.indexes`, then the manifest);
 //!   - [`read`]: `read` and `offset_for_timestamp`, through the cache;
 //!   - [`retention`]: `enforce_retention`, `delete_segments_before`, `delete_all`.
+//!   - [`merge`]: `merge_small_segments`, the job that merges small segments (the bounded
+//!     RPO's uploads) into larger ones and deletes the replaced ones after a grace period.
 //!   - [`archive`]: the Parquet archive job (`archive`, `enforce_archive_retention`).
 //! - [`scrub`]: the job that deletes orphaned objects and old manifest versions.
 //!
@@ -44,6 +46,7 @@ pub mod indexes;
 pub mod layout;
 pub mod manager;
 pub mod manifest;
+pub mod merge;
 pub mod metadata;
 pub mod partition;
 pub mod rate;
@@ -59,7 +62,8 @@ pub use archive::{ArchiveOutcome, ArchivePolicy};
 pub use counters::{RequestCounts, StoreCounters};
 pub use error::TieringError;
 pub use manager::{RemoteLogManager, RemoteLogManagerConfig};
-pub use manifest::{ArchiveFile, Manifest};
+pub use manifest::{ArchiveFile, Manifest, ReplacedSegment};
+pub use merge::{MergeOutcome, MergePolicy};
 pub use metadata::{
     EpochEntry, RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, SegmentUpload,
     TopicIdPartition,

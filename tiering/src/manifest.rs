@@ -24,7 +24,8 @@
 //! - segments are sorted by base offset and contiguous: each starts at the previous end + 1;
 //! - each has `base_offset ≤ end_offset`, and only the persisted states
 //!   (`COPY_SEGMENT_FINISHED`, `DELETE_SEGMENT_STARTED`);
-//! - `end_offset` (the highest offset ever copied) is at least the last segment's end.
+//! - `end_offset` (the highest offset ever copied) is at least the last segment's end;
+//! - a segment in `replaced` (merged away, awaiting deletion) is not also in `segments`.
 //!
 //! # Fallback rule
 //!
@@ -42,7 +43,9 @@ use serde::{Deserialize, Serialize};
 use shale_formats::ids::Offset;
 use uuid::Uuid;
 
-use crate::metadata::{RemoteLogSegmentMetadata, RemoteLogSegmentState, TopicIdPartition};
+use crate::metadata::{
+    RemoteLogSegmentId, RemoteLogSegmentMetadata, RemoteLogSegmentState, TopicIdPartition,
+};
 
 pub const MANIFEST_MAGIC: &[u8; 4] = b"SHMF";
 pub const MANIFEST_FORMAT: u16 = 1;
@@ -75,6 +78,19 @@ pub struct Manifest {
     /// it. Kept when retention deletes every file.
     #[serde(default)]
     pub archived_end_offset: Option<Offset>,
+    /// Segments a merge replaced (see [`crate::merge`]): no longer readable, their objects kept
+    /// until a grace period has passed so that readers in flight finish, then deleted.
+    #[serde(default)]
+    pub replaced: Vec<ReplacedSegment>,
+}
+
+/// A segment whose records now live in a merged segment; its objects await deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedSegment {
+    pub segment_id: RemoteLogSegmentId,
+    pub base_offset: Offset,
+    pub size_bytes: u64,
+    pub replaced_at_ms: i64,
 }
 
 /// One Parquet archive file, as the manifest records it. Its object name is derived from
@@ -111,6 +127,7 @@ impl Manifest {
             segments: Vec::new(),
             archive_files: Vec::new(),
             archived_end_offset: None,
+            replaced: Vec::new(),
         }
     }
 
@@ -203,6 +220,18 @@ impl Manifest {
                 ));
             }
         }
+        for replaced in &self.replaced {
+            if self
+                .segments
+                .iter()
+                .any(|s| s.segment_id == replaced.segment_id)
+            {
+                return Err(format!(
+                    "segment {} is both listed and replaced",
+                    replaced.segment_id
+                ));
+            }
+        }
         if let Some(last) = previous {
             if self.end_offset.is_none_or(|end| end < last.end_offset) {
                 return Err(format!(
@@ -289,7 +318,7 @@ pub fn decode(bytes: &[u8], tp: &TopicIdPartition, version: u64) -> Result<Manif
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{EpochEntry, RemoteLogSegmentId};
+    use crate::metadata::EpochEntry;
     use proptest::prelude::*;
     use shale_formats::ids::LeaderEpoch;
 
@@ -346,6 +375,7 @@ mod tests {
                     segments,
                     archive_files: Vec::new(),
                     archived_end_offset: None,
+                    replaced: Vec::new(),
                 }
             })
     }

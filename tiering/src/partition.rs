@@ -47,6 +47,8 @@ pub struct RemotePartition {
     pub(crate) manifest_write: tokio::sync::Mutex<()>,
     /// Serializes copies of this handle: segments are committed in offset order.
     pub(crate) copy_lock: tokio::sync::Mutex<()>,
+    /// Serializes merges of this handle.
+    pub(crate) merge_lock: tokio::sync::Mutex<()>,
     /// Serializes archive passes and archive retention of this handle.
     pub(crate) archive_lock: tokio::sync::Mutex<()>,
     /// Whether this handle has made sure that no visible archive file is missing from the
@@ -78,6 +80,7 @@ impl RemotePartition {
             manifest: RwLock::new(Arc::new(Manifest::empty(tp.clone()))),
             manifest_write: tokio::sync::Mutex::new(()),
             copy_lock: tokio::sync::Mutex::new(()),
+            merge_lock: tokio::sync::Mutex::new(()),
             archive_lock: tokio::sync::Mutex::new(()),
             archive_checked: std::sync::atomic::AtomicBool::new(false),
             gc_next: std::sync::atomic::AtomicU64::new(1),

@@ -126,6 +126,10 @@ impl RemotePartition {
         for segment in &marker.segments {
             self.delete_segment_objects(segment).await?;
         }
+        for replaced in &marker.replaced {
+            self.delete_objects_of(replaced.base_offset, replaced.segment_id)
+                .await?;
+        }
         self.delete_archive_files_of(&marker).await?;
         for version in (1..marker.version).rev() {
             self.delete_object(&self.layout.manifest(version)).await?;
@@ -213,14 +217,8 @@ impl RemotePartition {
         &self,
         segment: &RemoteLogSegmentMetadata,
     ) -> Result<(), TieringError> {
-        let log = self.layout.log(segment.base_offset, segment.segment_id);
-        let indexes = self.layout.indexes(segment.base_offset, segment.segment_id);
-        self.delete_object(&log).await?;
-        self.delete_object(&indexes).await?;
-        self.shared.cache.invalidate(&log);
-        self.shared.cache.invalidate(&indexes);
-        self.shared.indexes.remove(segment.segment_id);
-        Ok(())
+        self.delete_objects_of(segment.base_offset, segment.segment_id)
+            .await
     }
 
     /// DELETE; an object already gone counts as deleted.

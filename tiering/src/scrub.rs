@@ -2,7 +2,8 @@
 //! objects, and it runs as a background job, never on a read or write path.
 //!
 //! Per partition it reads the newest manifest, then deletes
-//! - segment objects the newest manifest does not name and that are older than the grace
+//! - segment objects the newest manifest does not name (as a segment or as replaced by a
+//!   merge) and that are older than the grace
 //!   period: uploads that crashed before their manifest write, or were fenced. Before deleting
 //!   it checks for a newer manifest version once more, so a copy that committed meanwhile keeps
 //!   its objects;
@@ -245,7 +246,11 @@ async fn scrub_partition(
     }
     let now = now_ms();
     let referenced = |p: &RemotePartition| -> HashSet<_> {
-        p.manifest().segments.iter().map(|s| s.segment_id).collect()
+        let manifest = p.manifest();
+        let listed = manifest.segments.iter().map(|s| s.segment_id);
+        listed
+            .chain(manifest.replaced.iter().map(|r| r.segment_id))
+            .collect()
     };
     let mut named = referenced(partition);
     let mut candidates = Vec::new();

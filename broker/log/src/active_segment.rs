@@ -13,10 +13,11 @@ use shale_formats::index::{OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE};
 
 use super::error::io_error;
 use super::files::{offset_file, LOG_SUFFIX};
-use super::index::{IndexRule, IndexedBatch, Indexes};
+use super::index::Indexes;
 use super::scan::{check_batch_offsets, scan_batches};
 use super::segment::{indexed, open_index_file, push_entries, write_index_files, LogSegment};
 use super::LogError;
+use shale_formats::index::{IndexRule, IndexedBatch};
 
 /// One batch of an append, with its final offsets.
 #[derive(Clone, Copy, Debug)]

@@ -1,16 +1,21 @@
 //! A segment's sparse indexes held in memory: the offset index (`.index`) and the time index
-//! (`.timeindex`), plus the rule that decides when a batch gets an entry.
+//! (`.timeindex`). The rule that decides when a batch gets an entry is
+//! `shale_formats::index::IndexRule`, shared with the remote tier's segment merge.
 //!
 //! The in-memory form is the file's bytes, so the entry encoding and the lookups are
 //! `shale_formats::index`'s. Offset index entries map the *last* offset of a batch to the
 //! position where that batch starts (Kafka since 0.11), so a lookup gives a batch at or before
 //! the target and a short forward scan of batch headers finds the batch that holds it.
 
-use shale_formats::ids::Offset;
 use shale_formats::index::{
     offset_index_entry, offset_index_len, offset_index_lookup, time_index_entry, time_index_len,
     time_index_len_written_whole, time_index_lookup, OffsetIndexEntry, TimeIndexEntry,
     OFFSET_INDEX_ENTRY_SIZE, TIME_INDEX_ENTRY_SIZE,
+};
+#[cfg(test)]
+use shale_formats::{
+    ids::Offset,
+    index::{IndexRule, IndexedBatch},
 };
 
 /// Both indexes of a segment, as the bytes of their real entries.
@@ -128,93 +133,6 @@ impl Indexes {
             previous = Some(e);
         }
         Ok(ix)
-    }
-}
-
-/// One batch as the index rule sees it.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct IndexedBatch {
-    pub(super) position: u64,
-    pub(super) size: u64,
-    pub(super) last_offset: Offset,
-    pub(super) max_timestamp: i64,
-}
-
-/// Kafka's `LogSegment.append` indexing rule, shared by appends and index rebuilds so both give
-/// the same files: a batch gets an offset index entry when more than `index_interval_bytes` were
-/// appended since the last entry, and at the same moment the time index gets the largest
-/// timestamp so far if it grew.
-#[derive(Clone, Debug)]
-pub(super) struct IndexRule {
-    pub(super) base_offset: Offset,
-    pub(super) index_interval_bytes: u64,
-    pub(super) bytes_since_last_entry: u64,
-    /// Largest batch max timestamp so far in the segment, -1 before any.
-    pub(super) max_timestamp: i64,
-    /// Last offset of the first batch that carried `max_timestamp`.
-    pub(super) offset_of_max_timestamp: Offset,
-    /// Timestamp of the last time index entry (-1 before any): entries only go up.
-    pub(super) last_indexed_timestamp: i64,
-}
-
-impl IndexRule {
-    pub(super) fn new(base_offset: Offset, index_interval_bytes: u64) -> Self {
-        Self {
-            base_offset,
-            index_interval_bytes,
-            bytes_since_last_entry: 0,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            last_indexed_timestamp: -1,
-        }
-    }
-
-    fn relative(&self, offset: Offset) -> u32 {
-        let relative = offset - self.base_offset;
-        assert!(
-            (0..=i64::from(i32::MAX)).contains(&relative),
-            "offset {offset} does not fit a segment based at {}",
-            self.base_offset
-        );
-        relative as u32
-    }
-
-    /// Feeds one batch; returns the entries to append for it.
-    pub(super) fn on_batch(
-        &mut self,
-        batch: &IndexedBatch,
-    ) -> (Option<OffsetIndexEntry>, Option<TimeIndexEntry>) {
-        if batch.max_timestamp > self.max_timestamp {
-            self.max_timestamp = batch.max_timestamp;
-            self.offset_of_max_timestamp = batch.last_offset;
-        }
-        let mut entries = (None, None);
-        if self.bytes_since_last_entry > self.index_interval_bytes {
-            let position = u32::try_from(batch.position).unwrap_or_else(|_| {
-                panic!("segment position {} does not fit in u32", batch.position)
-            });
-            entries.0 = Some(OffsetIndexEntry {
-                relative_offset: self.relative(batch.last_offset),
-                position,
-            });
-            entries.1 = self.maybe_time_entry();
-            self.bytes_since_last_entry = 0;
-        }
-        self.bytes_since_last_entry += batch.size;
-        entries
-    }
-
-    /// A time index entry for the largest timestamp so far if it is not indexed yet. Also used
-    /// when a segment is sealed or closed, so its last time entry holds its largest timestamp.
-    pub(super) fn maybe_time_entry(&mut self) -> Option<TimeIndexEntry> {
-        if self.max_timestamp <= self.last_indexed_timestamp {
-            return None;
-        }
-        self.last_indexed_timestamp = self.max_timestamp;
-        Some(TimeIndexEntry {
-            timestamp: self.max_timestamp,
-            relative_offset: self.relative(self.offset_of_max_timestamp),
-        })
     }
 }
 

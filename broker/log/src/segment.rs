@@ -22,9 +22,10 @@ use shale_formats::record::decode_records;
 
 use super::error::io_error;
 use super::files::{offset_file, remove_if_exists, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
-use super::index::{IndexRule, IndexedBatch, Indexes};
+use super::index::Indexes;
 use super::scan::{check_batch_offsets, scan_batches, FileWindow, ScanOutcome, SCAN_CHUNK_BYTES};
 use super::{LogError, TimestampOffset};
+use shale_formats::index::{IndexRule, IndexedBatch};
 
 /// Decompression bound for the one batch a timestamp lookup decodes.
 const TIMESTAMP_LOOKUP_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;

@@ -14,12 +14,14 @@ use super::Env;
 use crate::error::TieringError;
 use crate::layout::PartitionLayout;
 use crate::manager::RemoteLogManagerConfig;
+use crate::merge::MergePolicy;
 use crate::metadata::RemoteLogSegmentState;
 use crate::read::{RemoteReadOutcome, RemoteTimestampOffset};
 use crate::retention::RetentionPolicy;
 use crate::store::check_store;
 use crate::RetryPolicy;
 use shale_cache::testing::FaultyStore;
+use shale_cache::RequestKind;
 
 const SHAPE: SegmentShape = SegmentShape {
     base_offset: 0,
@@ -1017,4 +1019,268 @@ pub async fn a_writer_behind_collected_versions_is_fenced(env: Env) {
     // The newest writer goes on undisturbed.
     pb.copy_segment(segments[4].upload.clone()).await.unwrap();
     assert_eq!(pb.manifest().version, 5);
+}
+
+/// Everything a reader can observe of `p` up to `end`: reads from every `step`th offset with a
+/// small limit (at least one batch) and a larger one (whole batches only), and offsets by
+/// timestamp across the range.
+async fn observe(p: &crate::RemotePartition, end: i64, step: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for offset in (0..=end).step_by(step) {
+        for (max_bytes, min_one) in [(1000, true), (50_000, false)] {
+            let outcome = p
+                .read(Offset::new(offset), max_bytes, min_one)
+                .await
+                .unwrap();
+            seen.push(format!("read {offset} {max_bytes}: {outcome:?}"));
+        }
+    }
+    for ts in (SHAPE.timestamp_origin - 5..SHAPE.timestamp_origin + end * 10 + 20).step_by(37) {
+        let found = p.offset_for_timestamp(ts).await.unwrap();
+        seen.push(format!("ts {ts}: {found:?}"));
+    }
+    seen
+}
+
+fn merge_policy(target_bytes: u64) -> MergePolicy {
+    MergePolicy {
+        target_bytes,
+        max_span_ms: -1,
+        index_interval_bytes: 1024,
+        grace_ms: 60_000,
+        now_ms: crate::partition::now_ms(),
+    }
+}
+
+async fn exists(env: &Env, path: &Path) -> bool {
+    env.store.head(path).await.is_ok()
+}
+
+/// Six small segments become two (a merge covers at most the target), every read and
+/// timestamp lookup answers exactly as before, also from a fresh handle with cold caches; the
+/// replaced objects stay (the scrub too keeps them) until the grace period has passed, then
+/// go, leaving no orphan.
+pub async fn merge_keeps_every_read_and_deletes_replaced_after_grace(env: Env) {
+    let manager = env.manager();
+    let tp = env.tp(0);
+    let p = manager.partition(&tp).await.unwrap();
+    let segments = write_segments(env.fixtures.path(), 6, SHAPE);
+    for segment in &segments {
+        p.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    let size = segments[0].upload.size_bytes;
+    let end = segments.last().unwrap().upload.end_offset.get();
+    let before = observe(&p, end, 3).await;
+    let policy = merge_policy(size * 4 + size / 2);
+    let counted = manager.counters_total();
+    let first = p.merge_small_segments(&policy).await.unwrap();
+    let merged = first.merged.clone().expect("a merge");
+    assert_eq!(first.segments_merged, 4, "{first:?}");
+    assert_eq!(
+        (merged.base_offset, merged.end_offset),
+        (
+            segments[0].upload.base_offset,
+            segments[3].upload.end_offset
+        )
+    );
+    let sources: u64 = segments[..4].iter().map(|s| s.upload.size_bytes).sum();
+    assert_eq!(merged.size_bytes, sources);
+    let concatenated: Vec<u8> = segments[..4]
+        .iter()
+        .flat_map(|s| std::fs::read(&s.upload.log_path).unwrap())
+        .collect();
+    assert_eq!(merged.log_crc32c, crc32c::crc32c(&concatenated));
+    let counts = manager.counters_total();
+    assert_eq!(
+        counts.put_requests - counted.put_requests,
+        first.put_requests,
+        "log, indexes, manifest: {first:?}"
+    );
+    assert_eq!(first.put_requests, 3);
+    assert_eq!(first.bytes_read, sources);
+    let second = p.merge_small_segments(&policy).await.unwrap();
+    assert_eq!(second.segments_merged, 2, "{second:?}");
+    let third = p.merge_small_segments(&policy).await.unwrap();
+    assert_eq!(
+        third.merged, None,
+        "nothing small is left to pair: {third:?}"
+    );
+    let manifest = p.manifest();
+    assert_eq!(manifest.segments.len(), 2);
+    assert_eq!(manifest.replaced.len(), 6);
+    assert_eq!(observe(&p, end, 3).await, before);
+    let cold = env.manager().open_partition(&tp).await.unwrap();
+    assert_eq!(observe(&cold, end, 3).await, before);
+
+    let report = manager.scrub(Duration::ZERO).await.unwrap();
+    assert_eq!(report.orphans_deleted, 0, "{report:?}");
+    let layout = PartitionLayout::new(&Path::from(env.prefix.as_str()), &tp);
+    for r in &manifest.replaced {
+        assert!(exists(&env, &layout.log(r.base_offset, r.segment_id)).await);
+    }
+    let early = p.merge_small_segments(&policy).await.unwrap();
+    assert_eq!(early.replaced_deleted, 0);
+    let later = MergePolicy {
+        now_ms: policy.now_ms + policy.grace_ms,
+        ..policy
+    };
+    let done = p.merge_small_segments(&later).await.unwrap();
+    assert_eq!((done.replaced_deleted, done.delete_requests), (6, 12));
+    assert!(p.manifest().replaced.is_empty());
+    for r in &manifest.replaced {
+        assert!(!exists(&env, &layout.log(r.base_offset, r.segment_id)).await);
+        assert!(!exists(&env, &layout.indexes(r.base_offset, r.segment_id)).await);
+    }
+    env.assert_no_orphans(&tp).await;
+    assert_eq!(observe(&p, end, 3).await, before);
+    assert_eq!(
+        observe(&cold, end, 3).await,
+        before,
+        "a stale handle catches up"
+    );
+}
+
+/// A crash at each mutating request of a merge (`.log` PUT, `.indexes` PUT, the manifest PUT,
+/// that last one also after it landed): readers see the same records throughout, the next run
+/// finishes the merge or finds it done, and the scrub removes exactly the crashed attempt's
+/// objects.
+pub async fn crash_during_merge_then_retry_and_scrub(env: Env) {
+    let segments = write_segments(env.fixtures.path(), 3, SHAPE);
+    let end = segments.last().unwrap().upload.end_offset.get();
+    let policy = merge_policy(segments[0].upload.size_bytes * 4);
+    let crashes = [(0, false), (1, false), (2, false), (2, true)];
+    for (i, &(k, applies)) in crashes.iter().enumerate() {
+        let tp = env.tp(20 + i as i32);
+        let clean = env.manager();
+        let p = clean.partition(&tp).await.unwrap();
+        for segment in &segments {
+            p.copy_segment(segment.upload.clone()).await.unwrap();
+        }
+        let before = observe(&p, end, 7).await;
+        let faulty = FaultyStore::crash_at(env.store.clone(), k, applies);
+        let crashing = env.manager_over(Arc::new(faulty.clone()), no_retry_config(&env));
+        let cp = crashing.partition(&tp).await.unwrap();
+        assert!(cp.merge_small_segments(&policy).await.is_err());
+        assert!(faulty.crashed());
+        drop(crashing);
+
+        let restarted = env.manager();
+        let rp = restarted.open_partition(&tp).await.unwrap();
+        let landed = k == 2 && applies;
+        let listed = rp.manifest().segments.len();
+        assert_eq!(listed, if landed { 1 } else { 3 }, "crash {k}/{applies}");
+        assert_eq!(observe(&rp, end, 7).await, before, "crash {k}/{applies}");
+        let again = rp.merge_small_segments(&policy).await.unwrap();
+        assert_eq!(again.segments_merged, if landed { 0 } else { 3 });
+        let report = restarted.scrub(Duration::ZERO).await.unwrap();
+        let orphans = if landed { 0 } else { k };
+        assert_eq!(
+            report.orphans_deleted, orphans,
+            "crash {k}/{applies}: {report:?}"
+        );
+        let later = MergePolicy {
+            now_ms: policy.now_ms + policy.grace_ms,
+            ..policy
+        };
+        let done = rp.merge_small_segments(&later).await.unwrap();
+        assert_eq!(done.replaced_deleted, 3);
+        env.assert_no_orphans(&tp).await;
+        assert_eq!(observe(&rp, end, 7).await, before, "crash {k}/{applies}");
+    }
+}
+
+/// A merge whose sources change before it commits changes nothing and leaves nothing: another
+/// writer's commit fences it; another writer's deletion of a source makes it catch up and give
+/// up; retention deleting a source in the same handle makes it give up at the commit.
+pub async fn merge_racing_retention_or_another_writer_changes_nothing(env: Env) {
+    let segments = write_segments(env.fixtures.path(), 5, SHAPE);
+    let policy = merge_policy(segments[0].upload.size_bytes * 8);
+
+    let tp = env.tp(0);
+    let (a, b) = (env.manager(), env.manager());
+    let pa = a.partition(&tp).await.unwrap();
+    for segment in &segments[..4] {
+        pa.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    let pb = b.partition(&tp).await.unwrap();
+    pb.copy_segment(segments[4].upload.clone()).await.unwrap();
+    let err = pa.merge_small_segments(&policy).await.unwrap_err();
+    assert!(matches!(err, TieringError::Fenced { .. }), "{err}");
+    assert_eq!(pa.segments(), pb.segments(), "the fenced handle caught up");
+    env.assert_no_orphans(&tp).await;
+    pb.delete_segments_before(segments[1].upload.base_offset)
+        .await
+        .unwrap();
+    let gone = pa.merge_small_segments(&policy).await.unwrap();
+    assert!(gone.abandoned, "{gone:?}");
+    assert_eq!(pa.segments(), pb.segments(), "caught up again");
+    assert_eq!(pa.segments().len(), 4);
+    env.assert_no_orphans(&tp).await;
+    let merged = pa.merge_small_segments(&policy).await.unwrap();
+    assert_eq!(merged.segments_merged, 4, "the caught-up handle merges");
+
+    let tp = env.tp(1);
+    let faulty = FaultyStore::new(env.store.clone(), Default::default());
+    let manager = env.manager_over(Arc::new(faulty.clone()), env.config());
+    let p = manager.partition(&tp).await.unwrap();
+    for segment in &segments[..4] {
+        p.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    // The merge's first GET stalls; retention deletes its first source meanwhile.
+    faulty.stall_next(RequestKind::Get, 1, Duration::from_millis(1500));
+    let merging = tokio::spawn({
+        let p = p.clone();
+        async move { p.merge_small_segments(&policy).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.delete_segments_before(segments[1].upload.base_offset)
+        .await
+        .unwrap();
+    let outcome = merging.await.unwrap().unwrap();
+    assert!(outcome.abandoned, "{outcome:?}");
+    assert_eq!(outcome.segments_merged, 0);
+    assert_eq!(p.segments().len(), 3);
+    assert!(p.manifest().replaced.is_empty());
+    env.assert_no_orphans(&tp).await;
+}
+
+/// Above the multipart threshold the merged `.log` streams out in parts (bounded memory):
+/// create, parts, complete, then `.indexes` and the manifest; the bytes read back unchanged.
+pub async fn multipart_merge_of_many_small_segments(env: Env) {
+    let shape = SegmentShape {
+        base_offset: 0,
+        batches: 48,
+        records_per_batch: 4,
+        value_bytes: 16 * 1024,
+        ..SHAPE
+    };
+    let segments = write_segments(env.fixtures.path(), 4, shape);
+    let part_bytes = 5 * 1024 * 1024;
+    let config = RemoteLogManagerConfig {
+        multipart_threshold_bytes: 8 * 1024 * 1024,
+        multipart_part_bytes: part_bytes,
+        ..env.config()
+    };
+    let manager = env.manager_over(env.store.clone(), config);
+    let tp = env.tp(0);
+    let p = manager.partition(&tp).await.unwrap();
+    for segment in &segments {
+        p.copy_segment(segment.upload.clone()).await.unwrap();
+    }
+    let total: u64 = segments.iter().map(|s| s.upload.size_bytes).sum();
+    let end = segments.last().unwrap().upload.end_offset.get();
+    let before = observe(&p, end, 5).await;
+    let outcome = p
+        .merge_small_segments(&merge_policy(total + 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome.segments_merged, 4, "{outcome:?}");
+    // Windows are whole sources here, so a part closes at the first source that fills it.
+    let segment = segments[0].upload.size_bytes;
+    let per_part = (part_bytes as u64).div_ceil(segment);
+    let parts = 4u64.div_ceil(per_part);
+    assert_eq!(outcome.put_requests, parts + 4, "{outcome:?}");
+    assert_eq!(observe(&p, end, 5).await, before);
+    let cold = env.manager().open_partition(&tp).await.unwrap();
+    assert_eq!(observe(&cold, end, 5).await, before);
 }

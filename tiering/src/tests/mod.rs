@@ -165,7 +165,10 @@ impl Env {
         }
         let named: std::collections::HashSet<_> = newest
             .iter()
-            .flat_map(|m| m.segments.iter().map(|s| s.segment_id))
+            .flat_map(|m| {
+                let listed = m.segments.iter().map(|s| s.segment_id);
+                listed.chain(m.replaced.iter().map(|r| r.segment_id))
+            })
             .collect();
         let mut orphan_bytes = 0;
         let mut orphans = Vec::new();
@@ -239,6 +242,10 @@ conformance_suite!(
     scrub_trims_manifests_and_staging_files,
     commits_collect_old_manifest_versions,
     a_writer_behind_collected_versions_is_fenced,
+    merge_keeps_every_read_and_deletes_replaced_after_grace,
+    crash_during_merge_then_retry_and_scrub,
+    merge_racing_retention_or_another_writer_changes_nothing,
+    multipart_merge_of_many_small_segments,
     discover_partitions_after_restart,
     corruption_is_reported_not_skipped,
 );
