@@ -552,6 +552,76 @@ def test_restore_after_sigkill_loses_nothing_older_than_the_rpo(backend, broker_
     assert all(not entries[k].is_default for k in configs)
 
 
+def test_small_rpo_segments_are_merged_in_the_store(backend, broker_factory):
+    """A quiet tiered topic under a 1 s RPO uploads a small segment per partition every pass or
+    two; the merge job (fanout 3 here) folds them together, deletes the replaced objects once
+    their 1 s grace has passed, and logs the requests each merge made. The store then holds
+    exactly uploads - merged + merges segments per partition (no orphan, nothing lost), fewer
+    than the uploads, and every record reads back byte for byte from offset 0 out of the remote
+    tier alone (local retention has deleted every uploaded local segment)."""
+    store = backend.new_store()
+    b = start_tiered(broker_factory, store, remote_log_max_upload_interval_ms=1000,
+                     remote_log_segment_merge_grace_ms=1000, remote_log_segment_merge_fanout=3)
+    topic = unique("merge")
+    cf_create_topic(b.bootstrap, topic, len(PARTITIONS),
+                    {"segment.bytes": str(1 << 20), "retention.ms": "-1", "retention.bytes": "-1",
+                     "local.retention.ms": "1"})
+    delivered: list[Delivered] = []
+    for i in range(8):
+        recs = [Rec(f"m{i}-{j}".encode(), f"merge {i} {j} ".encode() * (1 + j % 50),
+                    (("round", str(i).encode()),), j % len(PARTITIONS), now_ms())
+                for j in range(30)]
+        delivered += cf_produce(b.bootstrap, topic, recs, timeout=30)
+        time.sleep(1.5)
+    ends = end_offsets_of(delivered)
+    tp_re = {p: re.compile(rf"tp={re.escape(topic)}-{p}\b") for p in PARTITIONS}
+
+    def accounting():
+        """Per partition: (uploads, segments merged away, merges, replaced deleted)."""
+        out = {}
+        lines = b.log_text().splitlines()
+        for p in PARTITIONS:
+            mine = [line for line in lines if tp_re[p].search(line)]
+            merges = [line for line in mine if "remote segment merge" in line]
+            num = lambda field, line: int(re.search(rf"{field}=(\d+)", line).group(1))
+            out[p] = (sum("segment copied to remote storage" in line for line in mine),
+                      sum(num("merged_segments", line) for line in merges),
+                      sum(num("merged_segments", line) > 0 for line in merges),
+                      sum(num("replaced_deleted", line) for line in merges))
+        return out
+
+    def settled():
+        objects = store.objects()
+        logs = {p: objects.segment_logs(topic, p) for p in PARTITIONS}
+        tiered = list_offsets(b, topic, PARTITIONS, LATEST_TIERED)
+        acct = accounting()
+        for p in PARTITIONS:
+            uploads, merged_away, merges, deleted = acct[p]
+            indexes = [k for k in objects.sizes if k.startswith(f"topics/{topic}-")
+                       and f"/{p}/" in k and k.endswith(".indexes")]
+            if not (tiered[p] == ends[p] - 1 and merges > 0 and deleted == merged_away
+                    and len(logs[p]) == len(indexes) == uploads - merged_away + merges):
+                return None
+        return logs, acct
+
+    logs, acct = wait_for(settled, 60, lambda: f"merges settled: {accounting()} vs objects "
+                          f"{ {p: len(store.objects().segment_logs(topic, p)) for p in PARTITIONS} }\n"
+                          + b.log_tail(30))
+    for p in PARTITIONS:
+        uploads, merged_away, merges, _ = acct[p]
+        assert uploads >= 4 and len(logs[p]) < uploads, (p, acct[p], logs[p])
+        assert logs[p][0][0] == 0, f"partition {p}: the first segment starts at {logs[p][0]}"
+    merge_lines = [line for line in b.log_text().splitlines()
+                   if "remote segment merge" in line and re.search(r"merged_segments=[1-9]", line)]
+    assert all(re.search(r"get_requests=[1-9]\d* put_requests=[1-9]", line) for line in merge_lines)
+    print(f"(uploads, merged away, merges, replaced deleted) per partition: {acct}; "
+          f"the first merge: {merge_lines[0]}")
+    local_start = list_offsets(b, topic, PARTITIONS, EARLIEST_LOCAL)
+    assert all(local_start[p] == ends[p] for p in PARTITIONS), (
+        f"local segments remain: local start {local_start}, ends {ends}")
+    read_all_verified(b, topic, delivered, PARTITIONS)
+
+
 # --- Retention across tiers, DeleteRecords, topic deletion ---------------------------------------
 
 def incompressible(topic_tag: str, count: int, size: int, partition: int = 0):

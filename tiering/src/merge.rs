@@ -24,11 +24,17 @@
 //! merge is abandoned; if not, the missing object is an error for an operator.
 //!
 //! # Which segments
-//! A run of at least two consecutive readable segments, each smaller than half the target
-//! (the topic's `segment.bytes`), together at most the target, whose max timestamps lie within
-//! `segment.ms` of each other (so retention by time keeps about Kafka's segment granularity).
-//! One run per call: the work per call is bounded by the target size, and the memory by one
-//! read window plus one multipart part.
+//! A segment is small below half the target (the topic's `segment.bytes`). Nothing happens
+//! until a partition has at least `fanout` small readable segments; then one run of up to
+//! `fanout` consecutive small segments is merged: together at most the target, their max
+//! timestamps within `segment.ms` of each other (so retention by time keeps about Kafka's
+//! segment granularity), the longest such run and, among those, the one with the fewest bytes.
+//! Merging the smallest neighbours first makes this size-tiered, as an LSM tree's compaction
+//! is: `fanout` fresh uploads become one, `fanout` of those one again, and so on, so each byte
+//! is rewritten about log_fanout(target / upload size) times, not once per upload, and a
+//! partition keeps fewer than `fanout` small segments per size class. One run per call: the
+//! work of a call is bounded by the target size, its memory by one read window plus one
+//! multipart part.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -58,6 +64,8 @@ pub struct MergePolicy {
     pub target_bytes: u64,
     /// Largest spread of max timestamps inside a merged segment (the topic's `segment.ms`).
     pub max_span_ms: i64,
+    /// Small segments merged at once, and how many a partition must have before any merge.
+    pub fanout: usize,
     /// `index.interval.bytes` of the rebuilt offset index.
     pub index_interval_bytes: u64,
     /// How long replaced objects are kept after their merge, for readers in flight.
@@ -425,20 +433,25 @@ impl RemotePartition {
     }
 }
 
-/// The first run of small segments worth merging, as a range of `readable`.
+/// The run of small segments to merge now, as a range of `readable` (see the module docs).
 fn plan(
     readable: &[RemoteLogSegmentMetadata],
     policy: &MergePolicy,
 ) -> Option<std::ops::Range<usize>> {
-    let small = policy.target_bytes / 2;
+    let small = |s: &RemoteLogSegmentMetadata| s.size_bytes < policy.target_bytes / 2;
+    let fanout = policy.fanout.max(2);
+    if readable.iter().filter(|s| small(s)).count() < fanout {
+        return None;
+    }
     let target = policy.target_bytes.min(u64::from(u32::MAX));
-    let mut start = 0;
-    while start < readable.len() {
+    // (length, bytes, start) of the best run so far: longest, then fewest bytes, then oldest.
+    let mut best: Option<(usize, u64, usize)> = None;
+    for start in 0..readable.len() {
         let first = &readable[start];
-        let mut end = start;
         let mut total = 0u64;
-        while let Some(next) = readable.get(end) {
-            let fits = next.size_bytes < small
+        let mut len = 0;
+        for next in readable[start..].iter().take(fanout) {
+            let fits = small(next)
                 && total + next.size_bytes <= target
                 && (policy.max_span_ms < 0
                     || next.max_timestamp.saturating_sub(first.max_timestamp)
@@ -448,14 +461,14 @@ fn plan(
                 break;
             }
             total += next.size_bytes;
-            end += 1;
+            len += 1;
         }
-        if end - start >= 2 {
-            return Some(start..end);
+        let better = best.is_none_or(|(l, t, _)| len > l || (len == l && total < t));
+        if len >= 2 && better {
+            best = Some((len, total, start));
         }
-        start = end.max(start + 1);
     }
-    None
+    best.map(|(len, _, start)| start..start + len)
 }
 
 /// The sources' leader epochs as one list, an epoch that continues across sources kept once.
@@ -666,46 +679,55 @@ mod tests {
         }
     }
 
-    fn policy(target: u64, span: i64) -> MergePolicy {
+    fn policy(target: u64, span: i64, fanout: usize) -> MergePolicy {
         MergePolicy {
             target_bytes: target,
             max_span_ms: span,
+            fanout,
             index_interval_bytes: 4096,
             grace_ms: 0,
             now_ms: 0,
         }
     }
 
-    /// Runs start at small segments, stop at a large one, the target or the time span, and
-    /// need two members.
+    /// Nothing below `fanout` small segments; then the longest run of small neighbours that
+    /// fits the target and the time span, the one with the fewest bytes among equals.
     #[test]
     fn plans_runs_of_small_segments() {
         let s = [
             segment(0, 9, 10, 100, 1),
-            segment(10, 19, 600, 200, 1), // large: not small (≥ 500)
+            segment(10, 19, 600, 200, 1), // not small (≥ 500)
             segment(20, 29, 100, 300, 1),
             segment(30, 39, 100, 400, 1),
             segment(40, 49, 100, 500, 2),
-            segment(50, 59, 100, 10_000, 2),
+            segment(50, 59, 90, 10_000, 2),
         ];
-        assert_eq!(plan(&s, &policy(1000, -1)), Some(2..6));
-        assert_eq!(plan(&s, &policy(1000, 250)), Some(2..5));
+        assert_eq!(plan(&s, &policy(1000, -1, 6)), None, "5 small, fanout 6");
         assert_eq!(
-            plan(&s, &policy(250, -1)),
-            Some(2..4),
-            "two of 100 fill 250"
+            plan(&s, &policy(1000, -1, 5)),
+            Some(2..6),
+            "the longest run"
         );
         assert_eq!(
-            plan(&s, &policy(150, -1)),
+            plan(&s, &policy(1000, 250, 5)),
+            Some(2..5),
+            "the span ends it"
+        );
+        assert_eq!(
+            plan(&s, &policy(1000, -1, 2)),
+            Some(4..6),
+            "the two with the fewest bytes"
+        );
+        assert_eq!(
+            plan(&s, &policy(250, -1, 3)),
+            Some(4..6),
+            "two of ~100 fill 250"
+        );
+        assert_eq!(
+            plan(&s, &policy(150, -1, 1)),
             None,
             "small is < 75: only the first"
         );
-        assert_eq!(
-            plan(&s, &policy(300, -1)),
-            Some(2..5),
-            "three of 100 fill 300"
-        );
-        assert_eq!(plan(&s[..2], &policy(1000, -1)), None);
     }
 
     #[test]

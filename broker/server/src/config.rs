@@ -183,6 +183,12 @@ broker_settings! {
     remote_log_reader_readahead_chunks: u32 = 4, env = "SHALE_REMOTE_LOG_READER_READAHEAD_CHUNKS", kafka = "shale.remote.log.reader.readahead.chunks";
     /// How often the scrub job looks for orphaned objects and stale staging files in the object store (ms); it runs after a tiering pass.
     remote_log_scrub_interval_ms: i64 = 600_000, env = "SHALE_REMOTE_LOG_SCRUB_INTERVAL_MS", kafka = "shale.remote.log.scrub.interval.ms";
+    /// Merge small remote segments (below half of the topic's `segment.bytes`, as the bounded RPO uploads them) into segments of up to `segment.bytes`, one merge per partition per task interval.
+    remote_log_segment_merge_enable: bool = true, env = "SHALE_REMOTE_LOG_SEGMENT_MERGE_ENABLE", kafka = "shale.remote.log.segment.merge.enable";
+    /// Small remote segments merged into one at a time; a partition's small segments are merged once it has this many (size-tiered: each byte is rewritten about log_fanout(segment.bytes / upload size) times).
+    remote_log_segment_merge_fanout: u32 = 8, env = "SHALE_REMOTE_LOG_SEGMENT_MERGE_FANOUT", kafka = "shale.remote.log.segment.merge.fanout";
+    /// How long the objects of segments replaced by a merge are kept for readers in flight before they are deleted (ms).
+    remote_log_segment_merge_grace_ms: i64 = 300_000, env = "SHALE_REMOTE_LOG_SEGMENT_MERGE_GRACE_MS", kafka = "shale.remote.log.segment.merge.grace.ms";
     /// How old an unreferenced object must be before the scrub job deletes it (ms).
     remote_log_scrub_grace_ms: i64 = 3_600_000, env = "SHALE_REMOTE_LOG_SCRUB_GRACE_MS", kafka = "shale.remote.log.scrub.grace.ms";
     /// Archive tiered topics as Parquet files in the object store; default for topic `archive.enable`.
@@ -292,6 +298,16 @@ impl BrokerConfig {
             "remote_log_scrub_interval_ms",
             self.remote_log_scrub_interval_ms,
             1,
+        )?;
+        at_least(
+            "remote_log_segment_merge_fanout",
+            self.remote_log_segment_merge_fanout,
+            2,
+        )?;
+        at_least(
+            "remote_log_segment_merge_grace_ms",
+            self.remote_log_segment_merge_grace_ms,
+            0,
         )?;
         at_least(
             "remote_log_max_upload_interval_ms",

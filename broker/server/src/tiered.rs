@@ -13,7 +13,9 @@
 //! What the bucket alone restores: every sealed segment, and the active segment once its oldest
 //! record has waited `remote_log_max_upload_interval_ms` (the pass rolls it, however small);
 //! and each topic's `topic.json` (partition count, configs), rewritten by the loop whenever
-//! the topic's metadata changed. A broker started on an empty data dir reads both back.
+//! the topic's metadata changed. A broker started on an empty data dir reads both back. The
+//! small segments such rolls upload are merged by the same pass
+//! (`remote_log_segment_merge_enable`, see `shale_tiering::merge`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,8 +27,8 @@ use shale_formats::ids::Offset;
 use shale_tiering::retention::RetentionPolicy;
 use shale_tiering::store::{S3Config, StoreConfig};
 use shale_tiering::{
-    ArchivePolicy, RemoteLogManager, RemoteLogManagerConfig, SegmentUpload, TieringError,
-    TopicIdPartition,
+    ArchivePolicy, MergePolicy, RemoteLogManager, RemoteLogManagerConfig, SegmentUpload,
+    TieringError, TopicIdPartition,
 };
 
 use crate::broker::{now_ms, Broker};
@@ -515,7 +517,56 @@ pub async fn tier_partition(
         tracing::info!(tp = %partition.tp, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, remote_log_start_offset = ?outcome.remote_log_start_offset, "remote retention deleted segments");
         partition.check_offsets("remote retention");
     }
+    if broker.config.remote_log_segment_merge_enable {
+        merge_small_segments(broker, partition, &remote, &config.log).await;
+    }
     Ok(())
+}
+
+/// The merge job's share of a pass: at most one run of small remote segments merged, and the
+/// replaced segments past their grace period deleted. A failure is logged and retried next pass;
+/// it never holds up uploads or retention.
+async fn merge_small_segments(
+    broker: &Broker,
+    partition: &Partition,
+    remote: &shale_tiering::RemotePartition,
+    log: &shale_log::LogConfig,
+) {
+    let policy = MergePolicy {
+        target_bytes: log.segment_bytes,
+        max_span_ms: log.segment_ms,
+        fanout: broker.config.remote_log_segment_merge_fanout as usize,
+        index_interval_bytes: log.index_interval_bytes,
+        grace_ms: broker.config.remote_log_segment_merge_grace_ms,
+        now_ms: now_ms(),
+    };
+    match remote.merge_small_segments(&policy).await {
+        Ok(outcome) => {
+            if outcome.merged.is_some() || outcome.replaced_deleted > 0 || outcome.abandoned {
+                tracing::info!(
+                    tp = %partition.tp,
+                    merged_segments = outcome.segments_merged,
+                    merged_into = ?outcome.merged.as_ref().map(|m| (m.base_offset, m.end_offset, m.size_bytes)),
+                    replaced_deleted = outcome.replaced_deleted,
+                    abandoned = outcome.abandoned,
+                    get_requests = outcome.get_requests,
+                    put_requests = outcome.put_requests,
+                    delete_requests = outcome.delete_requests,
+                    bytes_read = outcome.bytes_read,
+                    "remote segment merge"
+                );
+            }
+        }
+        Err(e @ TieringError::Fenced { .. }) => {
+            partition
+                .remote_fenced
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(tp = %partition.tp, error = %e, "another writer owns this partition's remote log; uploads for it stop until restart");
+        }
+        Err(e) => {
+            tracing::warn!(tp = %partition.tp, error = %e, "merging small remote segments failed; will retry");
+        }
+    }
 }
 
 /// Reads what the upload needs from the local segment's files (off the async threads).

@@ -1042,10 +1042,11 @@ async fn observe(p: &crate::RemotePartition, end: i64, step: usize) -> Vec<Strin
     seen
 }
 
-fn merge_policy(target_bytes: u64) -> MergePolicy {
+fn merge_policy(target_bytes: u64, fanout: usize) -> MergePolicy {
     MergePolicy {
         target_bytes,
         max_span_ms: -1,
+        fanout,
         index_interval_bytes: 1024,
         grace_ms: 60_000,
         now_ms: crate::partition::now_ms(),
@@ -1056,8 +1057,10 @@ async fn exists(env: &Env, path: &Path) -> bool {
     env.store.head(path).await.is_ok()
 }
 
-/// Six small segments become two (a merge covers at most the target), every read and
-/// timestamp lookup answers exactly as before, also from a fresh handle with cold caches; the
+/// Six small segments become three at fanout 4 (the four smallest neighbours merged, then
+/// nothing while fewer than four are small), then two at fanout 2 (the two smallest neighbours,
+/// not the merged segment with a fresh one); every read and timestamp lookup answers exactly
+/// as before, also from a fresh handle with cold caches; the
 /// replaced objects stay (the scrub too keeps them) until the grace period has passed, then
 /// go, leaving no orphan.
 pub async fn merge_keeps_every_read_and_deletes_replaced_after_grace(env: Env) {
@@ -1071,7 +1074,7 @@ pub async fn merge_keeps_every_read_and_deletes_replaced_after_grace(env: Env) {
     let size = segments[0].upload.size_bytes;
     let end = segments.last().unwrap().upload.end_offset.get();
     let before = observe(&p, end, 3).await;
-    let policy = merge_policy(size * 4 + size / 2);
+    let policy = merge_policy(size * 100, 4);
     let counted = manager.counters_total();
     let first = p.merge_small_segments(&policy).await.unwrap();
     let merged = first.merged.clone().expect("a merge");
@@ -1099,12 +1102,24 @@ pub async fn merge_keeps_every_read_and_deletes_replaced_after_grace(env: Env) {
     assert_eq!(first.put_requests, 3);
     assert_eq!(first.bytes_read, sources);
     let second = p.merge_small_segments(&policy).await.unwrap();
-    assert_eq!(second.segments_merged, 2, "{second:?}");
-    let third = p.merge_small_segments(&policy).await.unwrap();
     assert_eq!(
-        third.merged, None,
-        "nothing small is left to pair: {third:?}"
+        second.merged, None,
+        "three small segments, fanout 4: {second:?}"
     );
+    let pairs = MergePolicy {
+        fanout: 2,
+        ..policy
+    };
+    let third = p.merge_small_segments(&pairs).await.unwrap();
+    let fresh = third
+        .merged
+        .clone()
+        .expect("a merge of the two fresh segments");
+    assert_eq!(
+        fresh.base_offset, segments[4].upload.base_offset,
+        "{third:?}"
+    );
+    assert_eq!(third.segments_merged, 2, "{third:?}");
     let manifest = p.manifest();
     assert_eq!(manifest.segments.len(), 2);
     assert_eq!(manifest.replaced.len(), 6);
@@ -1147,7 +1162,7 @@ pub async fn merge_keeps_every_read_and_deletes_replaced_after_grace(env: Env) {
 pub async fn crash_during_merge_then_retry_and_scrub(env: Env) {
     let segments = write_segments(env.fixtures.path(), 3, SHAPE);
     let end = segments.last().unwrap().upload.end_offset.get();
-    let policy = merge_policy(segments[0].upload.size_bytes * 4);
+    let policy = merge_policy(segments[0].upload.size_bytes * 4, 3);
     let crashes = [(0, false), (1, false), (2, false), (2, true)];
     for (i, &(k, applies)) in crashes.iter().enumerate() {
         let tp = env.tp(20 + i as i32);
@@ -1194,7 +1209,7 @@ pub async fn crash_during_merge_then_retry_and_scrub(env: Env) {
 /// up; retention deleting a source in the same handle makes it give up at the commit.
 pub async fn merge_racing_retention_or_another_writer_changes_nothing(env: Env) {
     let segments = write_segments(env.fixtures.path(), 5, SHAPE);
-    let policy = merge_policy(segments[0].upload.size_bytes * 8);
+    let policy = merge_policy(segments[0].upload.size_bytes * 8, 4);
 
     let tp = env.tp(0);
     let (a, b) = (env.manager(), env.manager());
@@ -1271,7 +1286,7 @@ pub async fn multipart_merge_of_many_small_segments(env: Env) {
     let end = segments.last().unwrap().upload.end_offset.get();
     let before = observe(&p, end, 5).await;
     let outcome = p
-        .merge_small_segments(&merge_policy(total + 1))
+        .merge_small_segments(&merge_policy(total * 2 + 1, 4))
         .await
         .unwrap();
     assert_eq!(outcome.segments_merged, 4, "{outcome:?}");
