@@ -1,0 +1,260 @@
+//! [`Controller`]: one node of the controller quorum.
+//!
+//! ```text
+//!  start ─▶ pristine storage and a voter? ─yes─▶ initialize(all voters)   (every voter does it;
+//!    │                                   │                                 the same membership, so safe)
+//!    │                                   no (restart, or broker only)
+//!    ▼                                   ▼
+//!  follower ◀──────────── elections (openraft) ────────────▶ leader
+//!                                                              │ image has no cluster id?
+//!                                                              ▼
+//!                                                 propose ClusterId (once, by the first leader)
+//! ```
+//!
+//! Writes go through [`Controller::propose`] on the active controller (the Raft leader); a
+//! follower answers [`ProposeError::NotLeader`] naming the leader, for the caller to forward
+//! to. Every node publishes its image after each applied batch ([`Controller::subscribe`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use shale_metadata::{MetadataImage, MetadataRecord, VersionedRecord};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::log_store::LogStore;
+use crate::network::{serve, Network};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Proposal, TypeConfig};
+
+/// How a controller node runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub node_id: NodeId,
+    /// Every voter's id and controller address (`controller.quorum.voters`).
+    pub voters: BTreeMap<NodeId, String>,
+    /// Where the log, the vote and the snapshot live.
+    pub dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A snapshot is taken after this many entries since the last one.
+    pub snapshot_after_entries: u64,
+}
+
+impl ControllerConfig {
+    /// KRaft-like timing: a dead leader is replaced within about two seconds.
+    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>, dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            voters,
+            dir,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_after_entries: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("the controller settings are invalid: {0}")]
+    Config(String),
+    #[error("the metadata log in {dir} cannot be opened: {reason}")]
+    Storage { dir: PathBuf, reason: String },
+    #[error("the controller cannot start: {0}")]
+    Raft(String),
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the active controller; the leader is {leader:?} at {address:?}")]
+    NotLeader {
+        leader: Option<NodeId>,
+        address: Option<String>,
+    },
+    #[error("the proposal was committed but refused by the state machine: {0}")]
+    Refused(String),
+    #[error("the controller quorum is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A running controller node.
+pub struct Controller {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    state_machine: StateMachine,
+    log: LogStore,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Opens the node's storage, starts Raft and the RPC server on `listener`, and bootstraps
+    /// a brand-new quorum.
+    pub async fn start(
+        config: ControllerConfig,
+        listener: TcpListener,
+    ) -> Result<Self, ControllerError> {
+        let raft_config = Config {
+            cluster_name: "shale".to_string(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_entries.max(1)),
+            max_in_snapshot_log_to_keep: config.snapshot_after_entries.clamp(1, 100),
+            purge_batch_size: 64,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let storage = |reason: String| ControllerError::Storage {
+            dir: config.dir.clone(),
+            reason,
+        };
+        let log = LogStore::open(&config.dir).map_err(|e| storage(e.to_string()))?;
+        let state_machine = StateMachine::open(&config.dir).map_err(storage)?;
+        let pristine = log.is_pristine() && state_machine.subscribe().borrow().cluster_id.is_none();
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            Network,
+            log.clone(),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let mut tasks = vec![tokio::spawn(serve(listener, raft.clone()))];
+        if pristine && config.voters.contains_key(&config.node_id) {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .voters
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => {
+                    tracing::info!(node_id = config.node_id, voters = ?config.voters, "initialized a new controller quorum")
+                }
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(ControllerError::Raft(e.to_string())),
+            }
+        }
+        let images = state_machine.subscribe();
+        tasks.push(tokio::spawn(name_the_cluster(raft.clone(), images.clone())));
+        Ok(Self {
+            node_id: config.node_id,
+            raft,
+            state_machine,
+            log,
+            images,
+            tasks,
+        })
+    }
+
+    /// Proposes records to be applied together; returns the log index they committed at.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
+        propose(&self.raft, records).await
+    }
+
+    /// The image as of the last entry this node applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
+    }
+
+    /// The image now and after every applied batch.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.clone()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The active controller as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// openraft's view: term, last log index, applied, membership, per-follower match index.
+    pub fn metrics(&self) -> RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Entries in the local log, and snapshots this process built (for status and tests).
+    pub fn storage_counts(&self) -> (usize, u64) {
+        (self.log.len(), self.state_machine.snapshots_built())
+    }
+
+    /// Stops Raft and the RPC server.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "the controller did not shut down cleanly");
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn propose(
+    raft: &Raft<TypeConfig>,
+    records: Vec<MetadataRecord>,
+) -> Result<u64, ProposeError> {
+    let proposal = Proposal {
+        records: records.into_iter().map(VersionedRecord::new).collect(),
+    };
+    match raft.client_write(proposal).await {
+        Ok(response) => match response.data.refused {
+            Some(reason) => Err(ProposeError::Refused(reason)),
+            None => Ok(response.log_id.index),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            Err(ProposeError::NotLeader {
+                leader: forward.leader_id,
+                address: forward.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+    }
+}
+
+/// The first leader of a new cluster gives it its id (a 22-character string, as Kafka's).
+async fn name_the_cluster(raft: Raft<TypeConfig>, mut images: watch::Receiver<Arc<MetadataImage>>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let leading = metrics.borrow().state == ServerState::Leader;
+        if images.borrow().cluster_id.is_some() {
+            return;
+        }
+        if leading {
+            let cluster_id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+            match propose(&raft, vec![MetadataRecord::ClusterId { cluster_id }]).await {
+                Ok(_) | Err(ProposeError::Refused(_)) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot name the cluster yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            changed = images.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The controller RPC: openraft's AppendEntries, Vote and InstallSnapshot between controller
+//! nodes, over TCP on the controller listener.
+//!
+//! ```text
+//!  frame:    u32 length (big-endian), then that many bytes of JSON
+//!  request:  {"append": AppendEntriesRequest} | {"vote": VoteRequest} | {"snapshot": InstallSnapshotRequest}
+//!  response: the handler's Result, as JSON
+//! ```
+//!
+//! A client keeps one connection per peer and opens it lazily; any failure drops it, and the
+//! next call reconnects (openraft retries and backs off after `Unreachable`). On the server a
+//! malformed or oversized frame closes that one connection.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::types::{NodeId, TypeConfig};
+
+/// Largest frame accepted (snapshots travel in chunks of `snapshot_max_chunk_size`, 3 MiB).
+pub const FRAME_MAX: usize = 64 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(body);
+    stream.write_all(&buf).await
+}
+
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u32().await? as usize;
+    if len > FRAME_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a {len}-byte frame is larger than {FRAME_MAX}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Makes a client per peer.
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// One peer's connection.
+#[derive(Debug)]
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn call<T, E>(&mut self, request: &Request, option: &RPCOption) -> RpcResult<T, E>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let ttl = option.hard_ttl().max(Duration::from_millis(10));
+        let exchange = async {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                stream
+                    .set_nodelay(true)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                self.stream = Some(stream);
+            }
+            let stream = self.stream.as_mut().expect("connected above");
+            let body = serde_json::to_vec(request).expect("a request serializes");
+            write_frame(stream, &body)
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let reply = read_frame(stream)
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let result: Result<T, RaftError<NodeId, E>> = serde_json::from_slice(&reply)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        };
+        let outcome = match tokio::time::timeout(ttl, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RPCError::Network(NetworkError::new(&std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from node {} at {} within {ttl:?}",
+                    self.target, self.addr
+                ),
+            )))),
+        };
+        if matches!(
+            outcome,
+            Err(RPCError::Network(_) | RPCError::Unreachable(_))
+        ) {
+            self.stream = None;
+        }
+        outcome
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(&Request::Append(rpc), &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(&Request::Snapshot(rpc), &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(&Request::Vote(rpc), &option).await
+    }
+}
+
+/// Answers peers' RPCs on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, &raft).await {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let body = read_frame(&mut stream).await?;
+        let request: Request = serde_json::from_slice(&body).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a controller RPC: {e}"),
+            )
+        })?;
+        let reply = match request {
+            Request::Append(rpc) => serde_json::to_vec(&raft.append_entries(rpc).await),
+            Request::Vote(rpc) => serde_json::to_vec(&raft.vote(rpc).await),
+            Request::Snapshot(rpc) => serde_json::to_vec(&raft.install_snapshot(rpc).await),
+        }
+        .map_err(std::io::Error::other)?;
+        write_frame(&mut stream, &reply).await?;
+    }
+}
