@@ -10,6 +10,8 @@
 //! - [`config`]: broker settings (TOML file, `SHALE_*` environment, flags) and their validation.
 //! - [`topic_config`]: topic configs by Kafka name: types, defaults, validation, effective values.
 //! - [`metadata`]: cluster metadata (topics, ids, configs, producer-id blocks), persisted atomically.
+//! - [`metadata_log`]: the bridge from that view to the metadata log of the controller quorum
+//!   (`shale_metadata` records): the records for a change, and the view of an image.
 //! - [`api_error`]: `ApiError` and `now_ms`, shared by every module (a leaf: no cycles through
 //!   the broker).
 //! - [`data_dir_lock`]: one process per data dir (an exclusive `flock` held while serving).
@@ -55,6 +57,7 @@ pub mod group;
 pub mod group_commit;
 pub mod handlers;
 pub mod metadata;
+pub mod metadata_log;
 pub mod partition;
 pub mod server;
 pub mod tiered;

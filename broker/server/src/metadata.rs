@@ -65,6 +65,17 @@ impl ClusterMetadata {
         }
     }
 
+    /// The state before anything was recorded, cluster id included (the metadata log's
+    /// starting point).
+    pub fn empty() -> Self {
+        Self {
+            cluster_id: String::new(),
+            topics: BTreeMap::new(),
+            producer_id_reserved_until: 0,
+            dynamic_broker_configs: BTreeMap::new(),
+        }
+    }
+
     /// Loads the metadata of `data_dir`, or starts empty when there is none.
     pub fn load(data_dir: &Path) -> Result<Self, MetadataError> {
         let path = data_dir.join(FILE_NAME);

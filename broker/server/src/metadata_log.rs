@@ -1,0 +1,253 @@
+//! The bridge between the broker's view of cluster metadata ([`ClusterMetadata`], what the
+//! handlers read and what `Broker::update_metadata` changes) and the metadata log of the
+//! controller quorum (`shale_metadata` records).
+//!
+//! - [`records_for_change`]: the records that turn the image of one view into the image of
+//!   the next; the broker proposes them instead of rewriting `cluster-metadata.json`, and a
+//!   data dir written by a single-node Shale is adopted as the change from an empty view to the
+//!   one in its file.
+//! - [`view_of`]: the view an image gives, which every broker serves.
+//!
+//! Round trip: `view_of(apply(image_of(a), records_for_change(a, b))) == b` for any views a
+//! and b (property-tested below), so a broker that proposes a change and then reads its image
+//! sees exactly the change it made.
+
+use std::collections::BTreeMap;
+
+use shale_metadata::{
+    BrokerId, ConfigResource, MetadataImage, MetadataRecord, PartitionRecord, NO_LEADER,
+};
+
+use crate::metadata::{ClusterMetadata, TopicMetadata};
+
+/// The resource that holds dynamic broker configs set through any broker: the cluster-wide
+/// default (Kafka's empty broker name), since they take effect cluster-wide.
+fn cluster_default() -> ConfigResource {
+    ConfigResource::Broker(String::new())
+}
+
+/// The records that change the image of `old` into the image of `new`. `place` gives the
+/// replicas of a topic's new partitions (`place(topic, first, count)`); the first replica
+/// leads.
+pub fn records_for_change(
+    old: &ClusterMetadata,
+    new: &ClusterMetadata,
+    mut place: impl FnMut(&TopicMetadata, i32, i32) -> Vec<Vec<BrokerId>>,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if old.cluster_id != new.cluster_id && !new.cluster_id.is_empty() {
+        records.push(MetadataRecord::ClusterId {
+            cluster_id: new.cluster_id.clone(),
+        });
+    }
+    // Deletions first, so that a name deleted and created again in one change is free.
+    for (name, topic) in &old.topics {
+        if new.topics.get(name).is_none_or(|t| t.id != topic.id) {
+            records.push(MetadataRecord::RemoveTopic { topic_id: topic.id });
+        }
+    }
+    for (name, topic) in &new.topics {
+        let before = old.topics.get(name).filter(|t| t.id == topic.id);
+        if before.is_none() {
+            records.push(MetadataRecord::Topic {
+                name: name.clone(),
+                topic_id: topic.id,
+            });
+        }
+        let from = before.map_or(0, |t| t.partitions);
+        if topic.partitions > from {
+            let placed = place(topic, from, topic.partitions - from);
+            for (partition, replicas) in (from..topic.partitions).zip(placed) {
+                let leader = replicas.first().copied().unwrap_or(NO_LEADER);
+                records.push(MetadataRecord::Partition(PartitionRecord {
+                    topic_id: topic.id,
+                    partition,
+                    isr: replicas.clone(),
+                    replicas,
+                    leader,
+                }));
+            }
+        }
+        let empty = BTreeMap::new();
+        let old_configs = before.map_or(&empty, |t| &t.configs);
+        config_records(
+            &mut records,
+            ConfigResource::Topic(name.clone()),
+            old_configs,
+            &topic.configs,
+        );
+    }
+    config_records(
+        &mut records,
+        cluster_default(),
+        &old.dynamic_broker_configs,
+        &new.dynamic_broker_configs,
+    );
+    if new.producer_id_reserved_until > old.producer_id_reserved_until {
+        records.push(MetadataRecord::ProducerIds {
+            broker_id: NO_LEADER,
+            broker_epoch: -1,
+            next_producer_id: new.producer_id_reserved_until,
+        });
+    }
+    records
+}
+
+fn config_records(
+    records: &mut Vec<MetadataRecord>,
+    resource: ConfigResource,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) {
+    for name in old.keys().filter(|k| !new.contains_key(*k)) {
+        records.push(MetadataRecord::Config {
+            resource: resource.clone(),
+            name: name.clone(),
+            value: None,
+        });
+    }
+    for (name, value) in new {
+        if old.get(name) != Some(value) {
+            records.push(MetadataRecord::Config {
+                resource: resource.clone(),
+                name: name.clone(),
+                value: Some(value.clone()),
+            });
+        }
+    }
+}
+
+/// The broker's view of an image.
+pub fn view_of(image: &MetadataImage) -> ClusterMetadata {
+    ClusterMetadata {
+        cluster_id: image.cluster_id.clone().unwrap_or_default(),
+        topics: image
+            .topics
+            .values()
+            .map(|t| {
+                let topic = TopicMetadata {
+                    name: t.name.clone(),
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                    configs: t.configs.clone(),
+                };
+                (t.name.clone(), topic)
+            })
+            .collect(),
+        producer_id_reserved_until: image.next_producer_id,
+        dynamic_broker_configs: image.broker_configs.get("").cloned().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    fn on(broker: BrokerId) -> impl FnMut(&TopicMetadata, i32, i32) -> Vec<Vec<BrokerId>> {
+        move |_, _, count| (0..count).map(|_| vec![broker]).collect()
+    }
+
+    fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for record in records {
+            image
+                .apply(record)
+                .unwrap_or_else(|e| panic!("{record:?} was refused: {e}"));
+        }
+    }
+
+    fn configs() -> impl Strategy<Value = BTreeMap<String, String>> {
+        prop::collection::btree_map(
+            prop::sample::select(vec!["retention.ms", "segment.bytes", "cleanup.policy"])
+                .prop_map(str::to_string),
+            "[0-9]{1,4}",
+            0..3,
+        )
+    }
+
+    fn view() -> impl Strategy<Value = ClusterMetadata> {
+        let topic = (1..4u128, 1..5i32, configs());
+        (
+            prop::collection::btree_map(
+                prop::sample::select(vec!["a", "b", "c", "d"]).prop_map(str::to_string),
+                topic,
+                0..4,
+            ),
+            configs(),
+            0..3000i64,
+        )
+            .prop_map(|(topics, broker_configs, pids)| ClusterMetadata {
+                cluster_id: "c1".to_string(),
+                topics: topics
+                    .into_iter()
+                    .map(|(name, (id, partitions, configs))| {
+                        // Ids per name, so that a name keeps its id unless the case wants a
+                        // re-creation (id 3 of a name stands for "the same name, a new topic").
+                        let id = Uuid::from_u128(id * 100 + name.as_bytes()[0] as u128);
+                        let topic = TopicMetadata {
+                            name: name.clone(),
+                            id,
+                            partitions,
+                            configs,
+                        };
+                        (name, topic)
+                    })
+                    .collect(),
+                producer_id_reserved_until: pids,
+                dynamic_broker_configs: broker_configs,
+            })
+    }
+
+    proptest! {
+        /// From any view to any other: the records apply cleanly and the image shows exactly
+        /// the new view, except that partitions and producer ids never go back (the metadata
+        /// log cannot shrink a topic or hand out ids twice; the broker never asks it to).
+        #[test]
+        fn records_turn_one_view_into_the_next(old in view(), new in view()) {
+            let mut image = MetadataImage::default();
+            apply(&mut image, &records_for_change(&ClusterMetadata::empty(), &old, on(0)));
+            prop_assert_eq!(&view_of(&image), &old);
+            let mut new = new;
+            for (name, topic) in new.topics.iter_mut() {
+                if let Some(before) = old.topics.get(name).filter(|t| t.id == topic.id) {
+                    topic.partitions = topic.partitions.max(before.partitions);
+                }
+            }
+            new.producer_id_reserved_until =
+                new.producer_id_reserved_until.max(old.producer_id_reserved_until);
+            apply(&mut image, &records_for_change(&old, &new, on(0)));
+            prop_assert_eq!(&view_of(&image), &new);
+            prop_assert!(image.check_invariants().is_ok());
+        }
+    }
+
+    /// A single-node data dir's metadata is adopted whole: topics, ids, partition counts,
+    /// configs, the cluster id, producer ids and dynamic broker configs.
+    #[test]
+    fn a_single_node_metadata_file_is_adopted() {
+        let mut legacy = ClusterMetadata::empty();
+        legacy.cluster_id = "AbCdEfGhIjKlMnOpQrStUv".to_string();
+        legacy.producer_id_reserved_until = 2000;
+        legacy
+            .dynamic_broker_configs
+            .insert("log.retention.ms".to_string(), "60000".to_string());
+        legacy.topics.insert(
+            "orders".to_string(),
+            TopicMetadata {
+                name: "orders".to_string(),
+                id: Uuid::from_u128(42),
+                partitions: 3,
+                configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+            },
+        );
+        let mut image = MetadataImage::default();
+        apply(
+            &mut image,
+            &records_for_change(&ClusterMetadata::empty(), &legacy, on(7)),
+        );
+        assert_eq!(view_of(&image), legacy);
+        let partition = &image.topic("orders").unwrap().partitions[&2];
+        assert_eq!((partition.leader, &partition.replicas), (7, &vec![7]));
+    }
+}
