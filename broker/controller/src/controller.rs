@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::log_store::LogStore;
+use crate::log_store::{LogStore, NoSpaceHook};
 use crate::network::{serve, Network};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Proposal, TypeConfig};
@@ -45,6 +45,11 @@ pub struct ControllerConfig {
     pub election_timeout_max_ms: u64,
     /// A snapshot is taken after this many entries since the last one.
     pub snapshot_after_entries: u64,
+    /// What the first leader of a brand-new quorum proposes, in one entry (an adopted
+    /// single-node data dir's topics and configs); a cluster id is added if it names none.
+    pub bootstrap: Vec<MetadataRecord>,
+    /// Frees space when a metadata write finds the disk full.
+    pub no_space: Option<NoSpaceHook>,
 }
 
 impl ControllerConfig {
@@ -58,6 +63,8 @@ impl ControllerConfig {
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_after_entries: 1000,
+            bootstrap: Vec::new(),
+            no_space: None,
         }
     }
 }
@@ -120,7 +127,8 @@ impl Controller {
             dir: config.dir.clone(),
             reason,
         };
-        let log = LogStore::open(&config.dir).map_err(|e| storage(e.to_string()))?;
+        let log = LogStore::open(&config.dir, config.no_space.clone())
+            .map_err(|e| storage(e.to_string()))?;
         let state_machine = StateMachine::open(&config.dir).map_err(storage)?;
         let pristine = log.is_pristine() && state_machine.subscribe().borrow().cluster_id.is_none();
         let raft = Raft::new(
@@ -148,7 +156,11 @@ impl Controller {
             }
         }
         let images = state_machine.subscribe();
-        tasks.push(tokio::spawn(name_the_cluster(raft.clone(), images.clone())));
+        tasks.push(tokio::spawn(bootstrap(
+            raft.clone(),
+            images.clone(),
+            config.bootstrap.clone(),
+        )));
         Ok(Self {
             node_id: config.node_id,
             raft,
@@ -197,6 +209,16 @@ impl Controller {
         (self.log.len(), self.state_machine.snapshots_built())
     }
 
+    /// Whether the metadata log in `dir` has never been written: no vote, no entry, no
+    /// snapshot (a new node, or a single-node data dir from before the metadata log).
+    pub fn is_pristine(dir: &std::path::Path) -> std::io::Result<bool> {
+        if !dir.exists() {
+            return Ok(true);
+        }
+        let log = LogStore::open(dir, None)?;
+        Ok(log.is_pristine() && !dir.join(crate::state_machine::SNAPSHOT_FILE).exists())
+    }
+
     /// Stops Raft and the RPC server.
     pub async fn shutdown(self) {
         for task in &self.tasks {
@@ -233,8 +255,21 @@ async fn propose(
     }
 }
 
-/// The first leader of a new cluster gives it its id (a 22-character string, as Kafka's).
-async fn name_the_cluster(raft: Raft<TypeConfig>, mut images: watch::Receiver<Arc<MetadataImage>>) {
+/// The first leader of a new cluster proposes its bootstrap records and gives it its id (a
+/// 22-character string, as Kafka's) if they do not.
+async fn bootstrap(
+    raft: Raft<TypeConfig>,
+    mut images: watch::Receiver<Arc<MetadataImage>>,
+    records: Vec<MetadataRecord>,
+) {
+    let mut records = records;
+    if !records
+        .iter()
+        .any(|r| matches!(r, MetadataRecord::ClusterId { .. }))
+    {
+        let cluster_id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+        records.insert(0, MetadataRecord::ClusterId { cluster_id });
+    }
     let mut metrics = raft.metrics();
     loop {
         let leading = metrics.borrow().state == ServerState::Leader;
@@ -242,9 +277,12 @@ async fn name_the_cluster(raft: Raft<TypeConfig>, mut images: watch::Receiver<Ar
             return;
         }
         if leading {
-            let cluster_id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
-            match propose(&raft, vec![MetadataRecord::ClusterId { cluster_id }]).await {
-                Ok(_) | Err(ProposeError::Refused(_)) => {}
+            match propose(&raft, records.clone()).await {
+                Ok(_) => {}
+                Err(ProposeError::Refused(reason)) => {
+                    tracing::error!(%reason, "the bootstrap records of the new cluster were refused");
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot name the cluster yet");
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -26,4 +26,5 @@ pub mod types;
 mod tests;
 
 pub use controller::{Controller, ControllerConfig, ControllerError, ProposeError};
+pub use log_store::NoSpaceHook;
 pub use types::{NodeId, Outcome, Proposal};

@@ -38,9 +38,25 @@ struct PersistedState {
     last_purged: Option<LogId>,
 }
 
+/// Called when a write fails because the disk is full; true if it freed space (the broker's
+/// reserve file), and the write is then tried once more.
+#[derive(Clone)]
+pub struct NoSpaceHook(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for NoSpaceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoSpaceHook")
+    }
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(28) // ENOSPC
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    no_space: Option<NoSpaceHook>,
     file: File,
     file_len: u64,
     /// Index → (entry, byte offset of its frame).
@@ -115,6 +131,19 @@ fn read_frames(bytes: &[u8]) -> (Vec<(Entry, u64)>, u64, Option<String>) {
 }
 
 impl Inner {
+    /// Runs `write`; on a full disk, asks the hook for space and runs it once more.
+    fn with_space<T>(
+        &mut self,
+        mut write: impl FnMut(&mut Self) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        match write(self) {
+            Err(e) if is_no_space(&e) && self.no_space.as_ref().is_some_and(|hook| (hook.0)()) => {
+                write(self)
+            }
+            other => other,
+        }
+    }
+
     fn persist_state(&self) -> std::io::Result<()> {
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -125,12 +154,23 @@ impl Inner {
     }
 
     fn append(&mut self, entries: Vec<Entry>) -> std::io::Result<()> {
+        self.with_space(|inner| {
+            let result = inner.append_once(&entries);
+            if result.is_err() {
+                // A partial frame must not stay behind the next attempt's.
+                let _ = inner.file.set_len(inner.file_len);
+            }
+            result
+        })
+    }
+
+    fn append_once(&mut self, entries: &[Entry]) -> std::io::Result<()> {
         let mut buf = Vec::new();
         let mut placed = Vec::with_capacity(entries.len());
         for entry in entries {
             let offset = self.file_len + buf.len() as u64;
-            buf.extend_from_slice(&frame(&entry));
-            placed.push((entry, offset));
+            buf.extend_from_slice(&frame(entry));
+            placed.push((entry.clone(), offset));
         }
         self.file.write_all(&buf)?;
         self.file.sync_data()?;
@@ -181,7 +221,7 @@ impl Inner {
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn last frame.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    pub fn open(dir: &Path, no_space: Option<NoSpaceHook>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let state = match std::fs::read(dir.join(STATE_FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -217,6 +257,7 @@ impl LogStore {
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
+                no_space,
                 file,
                 file_len: valid,
                 entries,
@@ -300,7 +341,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let vote = *vote;
         self.blocking(move |inner| {
             inner.state.vote = Some(vote);
-            inner.persist_state()
+            inner.with_space(|inner| inner.persist_state())
         })
         .await
     }
@@ -312,7 +353,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.blocking(move |inner| {
             inner.state.committed = committed;
-            inner.persist_state()
+            inner.with_space(|inner| inner.persist_state())
         })
         .await
     }
@@ -369,13 +410,13 @@ mod tests {
     #[test]
     fn reopens_what_was_written_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = LogStore::open(dir.path(), None).unwrap();
         store.lock().append((0..10).map(entry).collect()).unwrap();
         store.lock().truncate(7).unwrap();
         store.lock().purge(entry(2).log_id).unwrap();
         store.lock().append(vec![entry(7)]).unwrap();
         drop(store);
-        let reopened = LogStore::open(dir.path()).unwrap();
+        let reopened = LogStore::open(dir.path(), None).unwrap();
         assert_eq!(indexes(&reopened), vec![3, 4, 5, 6, 7]);
         assert_eq!(reopened.lock().state.last_purged, Some(entry(2).log_id));
         drop(reopened);
@@ -384,12 +425,12 @@ mod tests {
         let torn = frame(&entry(8));
         bytes.extend_from_slice(&torn[..torn.len() - 3]);
         std::fs::write(&path, &bytes).unwrap();
-        let cut = LogStore::open(dir.path()).unwrap();
+        let cut = LogStore::open(dir.path(), None).unwrap();
         assert_eq!(indexes(&cut), vec![3, 4, 5, 6, 7]);
         cut.lock().append(vec![entry(8)]).unwrap();
         drop(cut);
         assert_eq!(
-            indexes(&LogStore::open(dir.path()).unwrap()),
+            indexes(&LogStore::open(dir.path(), None).unwrap()),
             vec![3, 4, 5, 6, 7, 8]
         );
     }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::types::{Entry, LogId, NodeId, Outcome, Proposal, StorageError, TypeConfig};
 
-const SNAPSHOT_FILE: &str = "snapshot";
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SHRS";
 
 type Meta = SnapshotMeta<NodeId, BasicNode>;

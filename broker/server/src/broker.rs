@@ -42,6 +42,8 @@ pub enum StartupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the metadata log cannot start: {0}")]
+    MetadataLog(String),
 }
 
 pub use crate::api_error::{now_ms, ApiError};
@@ -93,6 +95,8 @@ pub struct Broker {
     pub group_commit: crate::group_commit::GroupCommit,
     /// Free space of the data dir: produce refused while low; the reserve for metadata writes.
     pub disk: crate::disk_space::DiskSpace,
+    /// The metadata log: every change of `meta` is proposed to it and read back from its image.
+    metadata_log: crate::metadata_log::MetadataLog,
 }
 
 fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
@@ -110,22 +114,29 @@ impl Broker {
             path: data_dir.clone(),
             source,
         })?;
-        let meta = ClusterMetadata::load(&data_dir)?;
-        // A stored value that does not validate (written by an older build, or by hand) stops
-        // startup naming the topic and the config, rather than being read some default way.
-        let topic_configs = resolve_topic_configs(&config, &meta)
-            .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
         let disk = crate::disk_space::DiskSpace::open(&data_dir, config.storage_min_free_bytes)
             .map_err(|source| StartupError::DiskSpace {
                 path: data_dir.clone(),
                 source,
             })?;
-        // Written only when it differs from the file (a first start, an upgrade): a restart on
-        // a full disk must not need space.
-        disk.with_reserve(
-            || meta.persist_if_changed(&data_dir),
-            MetadataError::is_no_space,
-        )?;
+        // The metadata log is the record of topics, configs and producer ids; a data dir from
+        // before it is adopted (its metadata file becomes the first entry), and a new one
+        // starts empty with a fresh cluster id.
+        let metadata_log = crate::metadata_log::MetadataLog::open(
+            &data_dir,
+            config.node_id.get(),
+            || ClusterMetadata::load(&data_dir).map_err(|e| e.to_string()),
+            Some(shale_controller::NoSpaceHook(Arc::new(
+                disk.reserve_releaser(),
+            ))),
+        )
+        .map_err(StartupError::MetadataLog)?;
+        crate::metadata_log::retire_legacy_file(&data_dir.join(crate::metadata::FILE_NAME));
+        let meta = crate::metadata_log::view_of(&metadata_log.image());
+        // A stored value that does not validate (written by an older build, or by hand) stops
+        // startup naming the topic and the config, rather than being read some default way.
+        let topic_configs = resolve_topic_configs(&config, &meta)
+            .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
         let mut partitions = HashMap::new();
         for topic in meta.topics.values() {
             let topic_config = &topic_configs[&topic.name];
@@ -167,6 +178,7 @@ impl Broker {
             remote: std::sync::OnceLock::new(),
             group_commit,
             disk,
+            metadata_log,
         }))
     }
 
@@ -276,7 +288,8 @@ impl Broker {
             .collect()
     }
 
-    /// Applies `change` to a copy of the metadata, persists it, then publishes it.
+    /// Applies `change` to a copy of the metadata, records it in the metadata log (the records
+    /// that turn the current view into the copy), then publishes the view of the new image.
     fn update_metadata<T>(
         &self,
         change: impl FnOnce(&mut ClusterMetadata) -> Result<T, ApiError>,
@@ -293,13 +306,27 @@ impl Broker {
                     format!("topic `{topic}`: {reason}"),
                 )
             })?;
-        let data_dir = &self.config.data_dir;
-        let persisted =
-            (self.disk).with_reserve(|| next.persist(data_dir), MetadataError::is_no_space);
-        persisted.map_err(|e| {
-            tracing::error!(error = %e, "cannot persist cluster metadata");
-            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-        })?;
+        let current = self.metadata();
+        let node = self.config.node_id.get();
+        let records = crate::metadata_log::records_for_change(&current, &next, |_, _, count| {
+            (0..count).map(|_| vec![node]).collect()
+        });
+        if !records.is_empty() {
+            self.metadata_log.propose(records).map_err(|e| {
+                tracing::error!(error = %e, "cannot record a metadata change");
+                let error = match e {
+                    shale_controller::ProposeError::Refused(_) => ResponseError::InvalidRequest,
+                    shale_controller::ProposeError::NotLeader { .. } => {
+                        ResponseError::NotController
+                    }
+                    shale_controller::ProposeError::Unavailable(_) => {
+                        ResponseError::KafkaStorageError
+                    }
+                };
+                ApiError::new(error, e.to_string())
+            })?;
+        }
+        let next = crate::metadata_log::view_of(&self.metadata_log.image());
         *self.meta.write().expect("metadata lock") = Published {
             meta: Arc::new(next),
             topic_configs: Arc::new(topic_configs),

@@ -133,14 +133,13 @@ impl DiskSpace {
 
     /// Deletes the reserve; false if there was none.
     fn release_reserve(&self) -> bool {
-        let path = self.dir.join(RESERVE_FILE);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                tracing::warn!(path = %path.display(), "the disk is full: released the reserve file to record a change");
-                true
-            }
-            Err(_) => false,
-        }
+        release_reserve_in(&self.dir)
+    }
+
+    /// A function that gives up the reserve, for writers outside this crate (the metadata log).
+    pub fn reserve_releaser(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let dir = self.dir.clone();
+        move || release_reserve_in(&dir)
     }
 
     fn make_reserve(&self) {
@@ -161,6 +160,18 @@ impl DiskSpace {
             let _ = std::fs::remove_file(&path);
             tracing::warn!(path = %path.display(), error = %e, "cannot make the reserve file");
         }
+    }
+}
+
+/// Deletes the reserve in `dir`; false if there was none.
+fn release_reserve_in(dir: &Path) -> bool {
+    let path = dir.join(RESERVE_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "the disk is full: released the reserve file to record a change");
+            true
+        }
+        Err(_) => false,
     }
 }
 

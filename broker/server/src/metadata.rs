@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-const FILE_NAME: &str = "cluster-metadata.json";
+/// The single-node metadata file, read once to be adopted by the metadata log.
+pub const FILE_NAME: &str = "cluster-metadata.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {

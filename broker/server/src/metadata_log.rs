@@ -8,17 +8,189 @@
 //!   one in its file.
 //! - [`view_of`]: the view an image gives, which every broker serves.
 //!
+//! - [`MetadataLog`]: this node's controller (a quorum of one until the cluster settings
+//!   exist), on its own runtime so that a metadata write waiting for its commit can never
+//!   starve the request threads that Raft itself needs, with a blocking `propose` for the
+//!   broker's (synchronous) admin paths.
+//!
 //! Round trip: `view_of(apply(image_of(a), records_for_change(a, b))) == b` for any views a
 //! and b (property-tested below), so a broker that proposes a change and then reads its image
 //! sees exactly the change it made.
+//!
+//! Durability: the metadata log replaces `cluster-metadata.json` as the record of topics,
+//! configs and producer ids. A data dir from before it is adopted on the first start (the
+//! file's content becomes the quorum's bootstrap entry) and the file is renamed
+//! `cluster-metadata.json.adopted`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use shale_controller::{Controller, ControllerConfig, NoSpaceHook, ProposeError};
 use shale_metadata::{
     BrokerId, ConfigResource, MetadataImage, MetadataRecord, PartitionRecord, NO_LEADER,
 };
 
 use crate::metadata::{ClusterMetadata, TopicMetadata};
+
+/// The directory of the metadata log, as Kafka names its own.
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+
+/// Name of a single-node metadata file once the metadata log has adopted it.
+const ADOPTED_SUFFIX: &str = ".adopted";
+
+/// How long startup waits for the quorum to elect a leader and apply the bootstrap entry.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// This node's controller, on a runtime of its own.
+pub struct MetadataLog {
+    runtime: Option<tokio::runtime::Runtime>,
+    controller: Option<Arc<Controller>>,
+}
+
+impl std::fmt::Debug for MetadataLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataLog").finish_non_exhaustive()
+    }
+}
+
+/// Runs `work` on `runtime` and waits for it from any thread, async or not (the caller's
+/// thread blocks, as a metadata write's fsync always did).
+fn wait_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv()
+        .expect("the controller runtime runs until the metadata log is dropped")
+}
+
+impl MetadataLog {
+    /// Starts the controller of `node_id` on `data_dir/__cluster_metadata-0`, a quorum of one.
+    /// A brand-new log is bootstrapped with `adopt()`, the view to start from (an older
+    /// single-node metadata file, or an empty cluster); then this waits until the image has a
+    /// cluster id.
+    pub fn open(
+        data_dir: &Path,
+        node_id: BrokerId,
+        adopt: impl FnOnce() -> Result<ClusterMetadata, String>,
+        no_space: Option<NoSpaceHook>,
+    ) -> Result<Self, String> {
+        let dir = data_dir.join(METADATA_DIR);
+        let pristine = Controller::is_pristine(&dir)
+            .map_err(|e| format!("the metadata log in {} cannot be read: {e}", dir.display()))?;
+        let bootstrap = if pristine {
+            records_for_change(&ClusterMetadata::empty(), &adopt()?, |_, _, count| {
+                (0..count).map(|_| vec![node_id]).collect()
+            })
+        } else {
+            Vec::new()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("shale-controller")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the controller threads: {e}"))?;
+        let id = node_id as u64;
+        let started = wait_on(&runtime, async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("cannot bind the controller listener: {e}"))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| e.to_string())?
+                .to_string();
+            let config = ControllerConfig {
+                bootstrap,
+                no_space,
+                ..ControllerConfig::new(id, BTreeMap::from([(id, address)]), dir)
+            };
+            let controller = Controller::start(config, listener)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut images = controller.subscribe();
+            let named = tokio::time::timeout(
+                STARTUP_TIMEOUT,
+                images.wait_for(|image| image.cluster_id.is_some()),
+            )
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+            if named {
+                Ok(controller)
+            } else {
+                controller.shutdown().await;
+                Err(format!(
+                    "the metadata quorum did not apply its first entry within {STARTUP_TIMEOUT:?}"
+                ))
+            }
+        });
+        match started {
+            Ok(controller) => Ok(Self {
+                runtime: Some(runtime),
+                controller: Some(Arc::new(controller)),
+            }),
+            Err(e) => {
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
+    }
+
+    fn controller(&self) -> &Arc<Controller> {
+        self.controller.as_ref().expect("set until dropped")
+    }
+
+    /// The image as of the last applied entry.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller().image()
+    }
+
+    /// Proposes `records` (applied together) and waits until they are committed and applied
+    /// here.
+    pub fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
+        let controller = self.controller().clone();
+        let runtime = self.runtime.as_ref().expect("set until dropped");
+        wait_on(runtime, async move { controller.propose(records).await })
+    }
+}
+
+impl Drop for MetadataLog {
+    fn drop(&mut self) {
+        let (Some(runtime), Some(controller)) = (self.runtime.take(), self.controller.take())
+        else {
+            return;
+        };
+        if let Ok(controller) = Arc::try_unwrap(controller) {
+            wait_on(&runtime, controller.shutdown());
+        }
+        // Not a blocking drop: this may run on an async thread of the broker's runtime.
+        runtime.shutdown_background();
+    }
+}
+
+/// Renames a single-node metadata file the metadata log has adopted, so that nothing reads it
+/// again (it stays as a record of the adoption).
+pub fn retire_legacy_file(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let mut adopted = path.as_os_str().to_owned();
+    adopted.push(ADOPTED_SUFFIX);
+    let adopted = PathBuf::from(adopted);
+    match std::fs::rename(path, &adopted) {
+        Ok(()) => {
+            tracing::info!(from = %path.display(), to = %adopted.display(), "the metadata log adopted the single-node metadata file")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot rename the adopted metadata file; it is ignored")
+        }
+    }
+}
 
 /// The resource that holds dynamic broker configs set through any broker: the cluster-wide
 /// default (Kafka's empty broker name), since they take effect cluster-wide.
