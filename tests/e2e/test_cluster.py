@@ -105,3 +105,18 @@ def test_a_single_node_data_dir_is_adopted_by_the_metadata_log(broker_factory):
         b.stop()
     text = b.log_text(run=1)
     assert "the metadata log adopted the single-node metadata file" in text, b.log_tail(40)
+
+
+def test_the_broker_registers_with_its_rack_and_is_the_controller(broker_factory):
+    """A node registers in the metadata log with its listener and `broker_rack`: DescribeCluster
+    (librdkafka) lists it with its rack, as the controller, under the cluster id Metadata
+    reports; after a restart it is registered again (a new broker epoch), not twice."""
+    b = broker_factory(broker_rack="rack-a", node_id=3)
+    for run in range(2):
+        admin = cf_admin(b.bootstrap)
+        cluster = admin.describe_cluster(request_timeout=30).result(30)
+        nodes = [(n.id, n.host, n.port, n.rack) for n in cluster.nodes]
+        assert nodes == [(3, b.host, b.port, "rack-a")], f"run {run}: {nodes}"
+        assert cluster.controller.id == 3
+        assert cluster.cluster_id == admin.list_topics(timeout=30).cluster_id
+        b.restart()

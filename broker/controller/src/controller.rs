@@ -11,9 +11,9 @@
 //!                                                 propose ClusterId (once, by the first leader)
 //! ```
 //!
-//! Writes go through [`Controller::propose`] on the active controller (the Raft leader); a
-//! follower answers [`ProposeError::NotLeader`] naming the leader, for the caller to forward
-//! to. Every node publishes its image after each applied batch ([`Controller::subscribe`]).
+//! Writes go through [`Controller::propose`] on any node: the active controller (the Raft
+//! leader) writes them, a follower forwards them to it over the controller RPC (retrying
+//! through an election). Every node publishes its image after each applied batch ([`Controller::subscribe`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::log_store::{LogStore, NoSpaceHook};
-use crate::network::{serve, Network};
+use crate::network::{forward, serve, Network};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Proposal, TypeConfig};
 
@@ -80,7 +80,7 @@ pub enum ControllerError {
 }
 
 /// Why a proposal did not commit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     #[error("this node is not the active controller; the leader is {leader:?} at {address:?}")]
     NotLeader {
@@ -171,9 +171,43 @@ impl Controller {
         })
     }
 
-    /// Proposes records to be applied together; returns the log index they committed at.
+    /// Proposes records to be applied together, on this node if it leads, else forwarded to
+    /// the leader; returns the log index they committed at. See [`Self::wait_applied`] to read
+    /// them back from this node's image.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
-        propose(&self.raft, records).await
+        let proposal = Proposal {
+            records: records.into_iter().map(VersionedRecord::new).collect(),
+        };
+        let mut last = None;
+        // A leader that has just lost its term answers NotLeader too: try the next one.
+        for attempt in 0..FORWARD_ATTEMPTS {
+            let outcome = match propose_locally(&self.raft, proposal.clone()).await {
+                Err(ProposeError::NotLeader {
+                    address: Some(address),
+                    ..
+                }) => forward(&address, proposal.clone(), FORWARD_TIMEOUT).await,
+                other => other,
+            };
+            match outcome {
+                Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_))) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Waits until this node has applied the entry at `index` (a proposal's, say), so that its
+    /// image shows it.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ProposeError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "a proposal to be applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| ProposeError::Unavailable(format!("entry {index} not applied here: {e}")))
     }
 
     /// The image as of the last entry this node applied.
@@ -233,13 +267,16 @@ impl Controller {
     }
 }
 
-async fn propose(
+/// Proposals forwarded to the leader at most this often before giving up (an election may be
+/// under way).
+const FORWARD_ATTEMPTS: u32 = 5;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `proposal` if this node leads; never forwards (the forwarding RPC's server side).
+pub(crate) async fn propose_locally(
     raft: &Raft<TypeConfig>,
-    records: Vec<MetadataRecord>,
+    proposal: Proposal,
 ) -> Result<u64, ProposeError> {
-    let proposal = Proposal {
-        records: records.into_iter().map(VersionedRecord::new).collect(),
-    };
     match raft.client_write(proposal).await {
         Ok(response) => match response.data.refused {
             Some(reason) => Err(ProposeError::Refused(reason)),
@@ -277,7 +314,10 @@ async fn bootstrap(
             return;
         }
         if leading {
-            match propose(&raft, records.clone()).await {
+            let proposal = Proposal {
+                records: records.iter().cloned().map(VersionedRecord::new).collect(),
+            };
+            match propose_locally(&raft, proposal).await {
                 Ok(_) => {}
                 Err(ProposeError::Refused(reason)) => {
                     tracing::error!(%reason, "the bootstrap records of the new cluster were refused");

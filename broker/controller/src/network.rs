@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::types::{NodeId, TypeConfig};
+use crate::controller::{propose_locally, ProposeError};
+use crate::types::{NodeId, Proposal, TypeConfig};
 
 /// Largest frame accepted (snapshots travel in chunks of `snapshot_max_chunk_size`, 3 MiB).
 pub const FRAME_MAX: usize = 64 << 20;
@@ -38,6 +39,9 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A proposal forwarded by a node that is not the leader (KIP-590's forwarding, between
+    /// controllers): the leader writes it and answers as `Controller::propose` would.
+    Propose(Proposal),
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
@@ -162,6 +166,35 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+/// Sends `proposal` to the controller at `address` for it to write (one exchange on a fresh
+/// connection: forwarding is rare, a few per admin request).
+pub async fn forward(
+    address: &str,
+    proposal: Proposal,
+    timeout: Duration,
+) -> Result<u64, ProposeError> {
+    let unavailable = |e: std::io::Error| {
+        ProposeError::Unavailable(format!("forwarding to the controller at {address}: {e}"))
+    };
+    let exchange = async {
+        let mut stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let body = serde_json::to_vec(&Request::Propose(proposal)).expect("a request serializes");
+        write_frame(&mut stream, &body).await?;
+        let reply = read_frame(&mut stream).await?;
+        serde_json::from_slice::<Result<u64, ProposeError>>(&reply)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => Err(unavailable(e)),
+        Err(_) => Err(unavailable(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))),
+    }
+}
+
 /// Answers peers' RPCs on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
     loop {
@@ -198,6 +231,9 @@ async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std
             Request::Append(rpc) => serde_json::to_vec(&raft.append_entries(rpc).await),
             Request::Vote(rpc) => serde_json::to_vec(&raft.vote(rpc).await),
             Request::Snapshot(rpc) => serde_json::to_vec(&raft.install_snapshot(rpc).await),
+            Request::Propose(proposal) => {
+                serde_json::to_vec(&propose_locally(raft, proposal).await)
+            }
         }
         .map_err(std::io::Error::other)?;
         write_frame(&mut stream, &reply).await?;

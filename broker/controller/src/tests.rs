@@ -119,8 +119,8 @@ fn topic(name: &str, partitions: i32, leader: i32) -> Vec<MetadataRecord> {
 }
 
 /// Three nodes elect one leader, name the cluster once, apply a multi-record proposal on all
-/// of them; a follower refuses a proposal naming the leader; a refused proposal (a duplicate
-/// topic) changes nothing anywhere.
+/// of them; a follower forwards a proposal to the leader and, once it has applied it, shows
+/// it; a refused proposal (a duplicate topic) changes nothing anywhere, also when forwarded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_replicate_and_refuse() {
     let cluster = Cluster::start(3, 1000).await;
@@ -131,18 +131,27 @@ async fn three_nodes_elect_replicate_and_refuse() {
     assert!(image.cluster_id.is_some());
     assert_eq!(image.topic("orders").unwrap().partitions.len(), 12);
     let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
-    let err = cluster.nodes[&follower]
+    let index = cluster.nodes[&follower]
         .propose(topic("other", 1, 1))
         .await
-        .unwrap_err();
+        .unwrap();
+    cluster.nodes[&follower]
+        .wait_applied(index, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(cluster.nodes[&follower].image().topic("other").is_some());
+    let refused = cluster.nodes[&follower].propose(topic("other", 1, 1)).await;
     assert!(
-        matches!(err, ProposeError::NotLeader { leader: Some(l), .. } if l == leader),
-        "{err}"
+        matches!(refused, Err(ProposeError::Refused(_))),
+        "{refused:?}"
     );
     let duplicate = cluster.propose(topic("orders", 1, 2)).await.unwrap_err();
     assert!(matches!(duplicate, ProposeError::Refused(_)), "{duplicate}");
     cluster.converged().await;
-    assert_eq!(cluster.nodes[&follower].image(), image);
+    assert_eq!(
+        cluster.nodes[&follower].image(),
+        cluster.nodes[&leader].image()
+    );
 }
 
 /// The leader stops: another is elected within a few election timeouts and takes writes; the

@@ -48,6 +48,15 @@ pub enum StartupError {
 
 pub use crate::api_error::{now_ms, ApiError};
 
+/// A broker as clients are told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
 /// One version of the cluster metadata and what is derived from it, published together.
 struct Published {
     meta: Arc<ClusterMetadata>,
@@ -132,6 +141,18 @@ impl Broker {
         )
         .map_err(StartupError::MetadataLog)?;
         crate::metadata_log::retire_legacy_file(&data_dir.join(crate::metadata::FILE_NAME));
+        metadata_log
+            .register(shale_metadata::BrokerRegistration {
+                broker_id: config.node_id.get(),
+                incarnation_id: Uuid::new_v4(),
+                endpoints: vec![shale_metadata::Endpoint {
+                    name: "PLAINTEXT".to_string(),
+                    host: advertised.0.clone(),
+                    port: advertised.1,
+                }],
+                rack: (!config.broker_rack.is_empty()).then(|| config.broker_rack.clone()),
+            })
+            .map_err(|e| StartupError::MetadataLog(format!("cannot register the broker: {e}")))?;
         let meta = crate::metadata_log::view_of(&metadata_log.image());
         // A stored value that does not validate (written by an older build, or by hand) stops
         // startup naming the topic and the config, rather than being read some default way.
@@ -256,6 +277,30 @@ impl Broker {
         self.meta.read().expect("metadata lock").meta.clone()
     }
 
+    /// The registered, unfenced brokers (from the metadata log) with their client listener.
+    pub fn cluster_brokers(&self) -> Vec<ClusterBroker> {
+        self.metadata_log
+            .image()
+            .unfenced_brokers()
+            .filter_map(|b| {
+                let endpoint = b.registration.endpoints.first()?;
+                Some(ClusterBroker {
+                    id: b.registration.broker_id,
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    rack: b.registration.rack.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The active controller's node id (this node while it is a quorum of one).
+    pub fn controller_id(&self) -> i32 {
+        self.metadata_log
+            .leader()
+            .unwrap_or(self.config.node_id.get())
+    }
+
     /// The effective, typed config of `topic`, resolved when its metadata or the broker's
     /// dynamic configs last changed. `None` if the topic does not exist.
     pub fn topic_config(&self, topic: &str) -> Option<Arc<topic_config::TopicConfig>> {
@@ -307,10 +352,9 @@ impl Broker {
                 )
             })?;
         let current = self.metadata();
-        let node = self.config.node_id.get();
-        let records = crate::metadata_log::records_for_change(&current, &next, |_, _, count| {
-            (0..count).map(|_| vec![node]).collect()
-        });
+        let place =
+            crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
+        let records = crate::metadata_log::records_for_change(&current, &next, place);
         if !records.is_empty() {
             self.metadata_log.propose(records).map_err(|e| {
                 tracing::error!(error = %e, "cannot record a metadata change");

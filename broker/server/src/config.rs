@@ -103,6 +103,8 @@ broker_settings! {
     advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
     /// This broker's node id.
     node_id: NodeId = NodeId::new(0), env = "SHALE_NODE_ID", kafka = "node.id";
+    /// The rack (or zone) of this broker, registered in the cluster metadata and reported to clients; empty = none.
+    broker_rack: String = String::new(), env = "SHALE_BROKER_RACK", kafka = "broker.rack";
     /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
     num_partitions: i32 = 1, env = "SHALE_NUM_PARTITIONS", kafka = "num.partitions";
     /// Replication factor used when CreateTopics asks for -1. Only 1 is possible on one node.

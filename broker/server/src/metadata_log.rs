@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use shale_controller::{Controller, ControllerConfig, NoSpaceHook, ProposeError};
 use shale_metadata::{
-    BrokerId, ConfigResource, MetadataImage, MetadataRecord, PartitionRecord, NO_LEADER,
+    place_replicas, BrokerId, BrokerLoad, BrokerRegistration, ConfigResource, MetadataImage,
+    MetadataRecord, PartitionRecord, NO_LEADER,
 };
 
 use crate::metadata::{ClusterMetadata, TopicMetadata};
@@ -39,6 +40,9 @@ pub const METADATA_DIR: &str = "__cluster_metadata-0";
 
 /// Name of a single-node metadata file once the metadata log has adopted it.
 const ADOPTED_SUFFIX: &str = ".adopted";
+
+/// How long a write waits to be applied on this node after it committed.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long startup waits for the quorum to elect a leader and apply the bootstrap entry.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -84,6 +88,7 @@ impl MetadataLog {
         let pristine = Controller::is_pristine(&dir)
             .map_err(|e| format!("the metadata log in {} cannot be read: {e}", dir.display()))?;
         let bootstrap = if pristine {
+            // Everything an adopted single-node data dir holds is on this node.
             records_for_change(&ClusterMetadata::empty(), &adopt()?, |_, _, count| {
                 (0..count).map(|_| vec![node_id]).collect()
             })
@@ -155,7 +160,34 @@ impl MetadataLog {
     pub fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
         let controller = self.controller().clone();
         let runtime = self.runtime.as_ref().expect("set until dropped");
-        wait_on(runtime, async move { controller.propose(records).await })
+        wait_on(runtime, async move {
+            let index = controller.propose(records).await?;
+            controller.wait_applied(index, APPLY_TIMEOUT).await?;
+            Ok(index)
+        })
+    }
+
+    /// The active controller (the Raft leader), if one is known.
+    pub fn leader(&self) -> Option<BrokerId> {
+        self.controller().leader().map(|id| id as BrokerId)
+    }
+
+    /// Registers this broker (a new incarnation: a new broker epoch) with its listener and
+    /// rack, and unfences it. Heartbeats and fencing on missed ones come with the cluster.
+    pub fn register(&self, registration: BrokerRegistration) -> Result<(), ProposeError> {
+        let broker_id = registration.broker_id;
+        self.propose(vec![MetadataRecord::RegisterBroker(registration)])?;
+        let epoch = self
+            .image()
+            .brokers
+            .get(&broker_id)
+            .map(|b| b.epoch)
+            .ok_or_else(|| ProposeError::Unavailable("the registration was not applied".into()))?;
+        self.propose(vec![MetadataRecord::UnfenceBroker {
+            broker_id,
+            broker_epoch: epoch,
+        }])?;
+        Ok(())
     }
 }
 
@@ -289,6 +321,37 @@ fn config_records(
     }
 }
 
+/// Where new partitions go: spread over the image's unfenced brokers, balanced by the leaders
+/// and replicas each has (rack-aware, see `shale_metadata::placement`), one replica each until
+/// replication exists; on `fallback` if no broker is registered yet.
+pub fn placer(
+    image: &MetadataImage,
+    fallback: BrokerId,
+) -> impl FnMut(&TopicMetadata, i32, i32) -> Vec<Vec<BrokerId>> {
+    let mut loads: Vec<BrokerLoad> = image
+        .unfenced_brokers()
+        .map(|b| {
+            let id = b.registration.broker_id;
+            let partitions = image.topics.values().flat_map(|t| t.partitions.values());
+            let (mut leaders, mut replicas) = (0, 0);
+            for p in partitions {
+                leaders += usize::from(p.leader == id);
+                replicas += usize::from(p.replicas.contains(&id));
+            }
+            BrokerLoad {
+                id,
+                rack: b.registration.rack.clone(),
+                leaders,
+                replicas,
+            }
+        })
+        .collect();
+    move |_, _, count| {
+        let count = count.max(0) as usize;
+        place_replicas(&mut loads, count, 1).unwrap_or_else(|_| vec![vec![fallback]; count])
+    }
+}
+
 /// The broker's view of an image.
 pub fn view_of(image: &MetadataImage) -> ClusterMetadata {
     ClusterMetadata {
@@ -392,6 +455,53 @@ mod tests {
             prop_assert_eq!(&view_of(&image), &new);
             prop_assert!(image.check_invariants().is_ok());
         }
+    }
+
+    /// New partitions spread over the unfenced brokers of the image: 12 partitions on three
+    /// brokers lead 4 each, and a fenced broker gets none.
+    #[test]
+    fn partitions_are_placed_over_the_unfenced_brokers() {
+        let mut image = MetadataImage::default();
+        for id in 1..=4 {
+            apply(
+                &mut image,
+                &[MetadataRecord::RegisterBroker(BrokerRegistration {
+                    broker_id: id,
+                    incarnation_id: Uuid::from_u128(id as u128),
+                    endpoints: Vec::new(),
+                    rack: None,
+                })],
+            );
+            if id != 4 {
+                let epoch = image.brokers[&id].epoch;
+                apply(
+                    &mut image,
+                    &[MetadataRecord::UnfenceBroker {
+                        broker_id: id,
+                        broker_epoch: epoch,
+                    }],
+                );
+            }
+        }
+        let mut view = ClusterMetadata::empty();
+        view.topics.insert(
+            "t".to_string(),
+            TopicMetadata {
+                name: "t".to_string(),
+                id: Uuid::from_u128(9),
+                partitions: 12,
+                configs: BTreeMap::new(),
+            },
+        );
+        let records = records_for_change(&ClusterMetadata::empty(), &view, placer(&image, 0));
+        apply(&mut image, &records);
+        let partitions = &image.topic("t").unwrap().partitions;
+        for id in 1..=3 {
+            assert_eq!(partitions.values().filter(|p| p.leader == id).count(), 4);
+        }
+        assert!(partitions
+            .values()
+            .all(|p| p.leader != 4 && p.replicas.len() == 1));
     }
 
     /// A single-node data dir's metadata is adopted whole: topics, ids, partition counts,

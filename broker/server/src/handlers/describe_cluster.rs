@@ -1,4 +1,4 @@
-//! DescribeCluster v0–1: this broker as the whole cluster and its controller.
+//! DescribeCluster v0–1: the registered brokers (with racks) and the active controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -19,10 +19,9 @@ pub fn handle(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let meta = broker.metadata();
-    let node = broker.config.node_id;
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(sb(meta.cluster_id.clone()))
-        .with_controller_id(BrokerId(node.get()))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
@@ -34,9 +33,16 @@ pub fn handle(
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(sb("only the BROKERS endpoint type is served")));
     }
-    resp.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node.get()))
-        .with_host(sb(broker.advertised.0.clone()))
-        .with_port(i32::from(broker.advertised.1))];
+    resp.brokers = broker
+        .cluster_brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     resp
 }

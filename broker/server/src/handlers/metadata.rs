@@ -24,7 +24,6 @@ const ALL_TOPIC_OPERATIONS: i32 =
 
 pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let v = ctx.api_version;
-    let node = broker.config.node_id;
     // v0-3 always auto-create; later versions say so in the request.
     let allow_auto_create =
         (v < 4 || req.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
@@ -48,13 +47,21 @@ pub fn handle(broker: &Broker, ctx: &RequestContext, req: MetadataRequest) -> Me
             ));
         }
     }
+    let brokers = broker
+        .cluster_brokers()
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node.get()))
-            .with_host(sb(broker.advertised.0.clone()))
-            .with_port(i32::from(broker.advertised.1))])
+        .with_brokers(brokers)
         .with_cluster_id(Some(sb(broker.metadata().cluster_id.clone())))
-        .with_controller_id(BrokerId(node.get()))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics);
     resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
         CLUSTER_OPERATIONS
