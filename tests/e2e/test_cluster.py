@@ -17,6 +17,7 @@ from clients import (
     assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, end_offsets_of,
     make_records, unique,
 )
+from clients import run_java
 from test_admin_cli import admin_json
 
 PARTITIONS = 3
@@ -120,3 +121,30 @@ def test_the_broker_registers_with_its_rack_and_is_the_controller(broker_factory
         assert cluster.controller.id == 3
         assert cluster.cluster_id == admin.list_topics(timeout=30).cluster_id
         b.restart()
+
+
+def test_describe_metadata_quorum_with_the_java_admin(broker_factory, java_cmd):
+    """The Java AdminClient's describeMetadataQuorum (DescribeQuorum) reports the node as the
+    leader and only voter of the quorum, with the Raft term as epoch, and a high watermark and
+    log end offset that move on when metadata changes (a topic is created). `shale admin cluster
+    describe` shows the same quorum."""
+    b = broker_factory(node_id=2)
+    quorum_java = java_cmd[:-1] + ["ShaleConfigCheck"]
+
+    def quorum() -> dict:
+        out = run_java(quorum_java, "quorum", b.bootstrap).stdout.split("\n")
+        fields = dict(line.split(" ", 1) for line in out if line.strip())
+        voters = [line.split()[1:] for line in out if line.startswith("voter ")]
+        return {"leader": int(fields["leader"]), "epoch": int(fields["epoch"]),
+                "hw": int(fields["high-watermark"]),
+                "voters": {int(v[0]): int(v[1]) for v in voters}}
+
+    before = quorum()
+    assert before["leader"] == 2 and before["epoch"] >= 1, before
+    assert set(before["voters"]) == {2} and before["voters"][2] >= before["hw"] > 0, before
+    cf_create_topic(b.bootstrap, unique("quorum"), 2)
+    after = quorum()
+    assert after["hw"] > before["hw"] and after["voters"][2] > before["voters"][2], (before, after)
+    described = admin_json(b.bootstrap, "cluster", "describe")
+    assert described["quorum"]["leader_id"] == 2, described
+    assert [v["id"] for v in described["quorum"]["voters"]] == [2], described

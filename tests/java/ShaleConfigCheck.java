@@ -12,6 +12,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.QuorumInfo;
 import org.apache.kafka.common.config.ConfigResource;
 
 /**
@@ -24,6 +25,9 @@ import org.apache.kafka.common.config.ConfigResource;
  *       (VALUE is &lt;null&gt; for a null value, SOURCE is Kafka's ConfigSource name)
  *   alter BOOTSTRAP topic|broker NAME [--set KEY=VALUE | --delete KEY]...
  *       incrementalAlterConfigs with SET / DELETE operations; prints OK
+ *   quorum BOOTSTRAP
+ *       describeMetadataQuorum (for tests/e2e/test_cluster.py); prints "leader ID", "epoch N",
+ *       "high-watermark N", then "voter ID LOG_END_OFFSET" and "observer ID LOG_END_OFFSET" lines
  * </pre>
  *
  * Exit codes: 0 done; 1 the broker rejected the request, with "REJECTED: ExceptionClass: message"
@@ -51,6 +55,12 @@ public final class ShaleConfigCheck {
     }
 
     static int run(String[] args) throws Exception {
+        if (args.length == 2 && args[0].equals("quorum")) {
+            try (Admin admin = admin(args[1])) {
+                quorum(admin);
+            }
+            return 0;
+        }
         if (args.length < 4) {
             throw new IllegalArgumentException("describe|alter BOOTSTRAP topic|broker NAME [...]");
         }
@@ -118,5 +128,18 @@ public final class ShaleConfigCheck {
         }
         admin.incrementalAlterConfigs(Map.of(resource, changes)).all().get(30, TimeUnit.SECONDS);
         System.out.println("OK");
+    }
+
+    static void quorum(Admin admin) throws Exception {
+        QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get(30, TimeUnit.SECONDS);
+        System.out.println("leader " + q.leaderId());
+        System.out.println("epoch " + q.leaderEpoch());
+        System.out.println("high-watermark " + q.highWatermark());
+        for (QuorumInfo.ReplicaState r : q.voters()) {
+            System.out.println("voter " + r.replicaId() + " " + r.logEndOffset());
+        }
+        for (QuorumInfo.ReplicaState r : q.observers()) {
+            System.out.println("observer " + r.replicaId() + " " + r.logEndOffset());
+        }
     }
 }

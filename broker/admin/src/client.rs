@@ -30,6 +30,7 @@ const TESTED: &[(ApiKey, &str, i16, i16)] = &[
         1,
     ),
     (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
     (ApiKey::FindCoordinator, "FindCoordinator", 0, 4),
     (ApiKey::ListGroups, "ListGroups", 0, 5),
     (ApiKey::DescribeGroups, "DescribeGroups", 0, 5),

@@ -294,6 +294,11 @@ impl Broker {
             .collect()
     }
 
+    /// The controller quorum as this node sees it.
+    pub fn quorum(&self) -> crate::metadata_log::QuorumState {
+        self.metadata_log.quorum()
+    }
+
     /// The active controller's node id (this node while it is a quorum of one).
     pub fn controller_id(&self) -> i32 {
         self.metadata_log

@@ -167,6 +167,42 @@ impl MetadataLog {
         })
     }
 
+    /// The quorum as this node sees it (DescribeQuorum, `shale admin cluster describe`).
+    pub fn quorum(&self) -> QuorumState {
+        let m = self.controller().metrics();
+        let id = m.id as BrokerId;
+        let leading = m.current_leader == Some(m.id);
+        let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+        let voters = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(node, addr)| {
+                let log_end_offset = if *node == m.id {
+                    end(m.last_log_index)
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(node).copied())
+                        .map_or(-1, |matched| end(matched.map(|l| l.index)))
+                };
+                QuorumVoter {
+                    id: *node as BrokerId,
+                    address: addr.addr.clone(),
+                    log_end_offset,
+                }
+            })
+            .collect();
+        QuorumState {
+            node_id: id,
+            leader: m.current_leader.map(|l| l as BrokerId),
+            leading,
+            term: m.current_term,
+            high_watermark: end(m.last_applied.map(|l| l.index)),
+            voters,
+        }
+    }
+
     /// The active controller (the Raft leader), if one is known.
     pub fn leader(&self) -> Option<BrokerId> {
         self.controller().leader().map(|id| id as BrokerId)
@@ -203,6 +239,28 @@ impl Drop for MetadataLog {
         // Not a blocking drop: this may run on an async thread of the broker's runtime.
         runtime.shutdown_background();
     }
+}
+
+/// The controller quorum as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumState {
+    pub node_id: BrokerId,
+    pub leader: Option<BrokerId>,
+    /// Whether this node is the leader (only the leader knows the others' log ends).
+    pub leading: bool,
+    /// The Raft term: Kafka's leader epoch of `__cluster_metadata`.
+    pub term: u64,
+    /// The offset after the last applied entry.
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumVoter>,
+}
+
+/// A voter of the quorum: its controller address and its log end offset (-1 if unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub id: BrokerId,
+    pub address: String,
+    pub log_end_offset: i64,
 }
 
 /// Renames a single-node metadata file the metadata log has adopted, so that nothing reads it

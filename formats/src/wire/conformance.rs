@@ -352,6 +352,17 @@ fn describe_cluster(a: Ask) -> RequestKind {
     RequestKind::DescribeCluster(tags!(a, r))
 }
 
+fn describe_quorum(a: Ask) -> RequestKind {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let partitions = (0..if a.full { 3 } else { 1 })
+        .map(|p| PartitionData::default().with_partition_index(p))
+        .collect();
+    let r = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(s("__cluster_metadata")))
+        .with_partitions(partitions)]);
+    RequestKind::DescribeQuorum(tags!(a, r))
+}
+
 fn init_producer_id(a: Ask) -> RequestKind {
     let mut r = InitProducerIdRequest::default()
         .with_transactional_id(a.opt(txn("tx"), true))
@@ -927,6 +938,11 @@ const BUILDERS: &[(ApiKey, VersionRange, Builder)] = &[
         ApiKey::DescribeCluster,
         DescribeClusterRequest::VERSIONS,
         describe_cluster,
+    ),
+    (
+        ApiKey::DescribeQuorum,
+        DescribeQuorumRequest::VERSIONS,
+        describe_quorum,
     ),
     (
         ApiKey::InitProducerId,

@@ -348,6 +348,32 @@ mod describe_cluster {
     };
 }
 
+/// DescribeQuorum (key 55): v0-2, flexible v0+.
+mod describe_quorum {
+    use super::*;
+
+    pub(super) const REQUEST: Struct = Struct {
+        name: "DescribeQuorumRequest",
+        fields: &[field("Topics", StructArray(&TOPIC_DATA), ALL)],
+        tagged: &[],
+    };
+
+    const TOPIC_DATA: Struct = Struct {
+        name: "TopicData",
+        fields: &[
+            field("TopicName", String, ALL),
+            field("Partitions", StructArray(&PARTITION_DATA), ALL),
+        ],
+        tagged: &[],
+    };
+
+    const PARTITION_DATA: Struct = Struct {
+        name: "PartitionData",
+        fields: &[field("PartitionIndex", Int32, ALL)],
+        tagged: &[],
+    };
+}
+
 /// InitProducerId (key 22): v0-5, flexible v2+.
 mod init_producer_id {
     use super::*;
@@ -1120,6 +1146,13 @@ pub(crate) const MESSAGES: &[Message] = &[
         range(0, 2),
         since(0),
         &describe_cluster::REQUEST,
+    ),
+    message(
+        55,
+        "DescribeQuorum",
+        range(0, 2),
+        since(0),
+        &describe_quorum::REQUEST,
     ),
     message(
         22,

@@ -268,6 +268,6 @@ mod tests {
         assert_eq!(request_header_version(60, 0), Some(2));
         assert_eq!(request_header_version(47, 0), Some(1));
         assert_eq!(api_name(1), Some("Fetch"));
-        assert_eq!(supported_api_keys().count(), 39);
+        assert_eq!(supported_api_keys().count(), 40);
     }
 }

@@ -1,6 +1,8 @@
-//! `shale admin cluster describe`: cluster id, controller and brokers.
+//! `shale admin cluster describe`: cluster id, controller, brokers and the controller quorum.
 
-use kafka_protocol::messages::DescribeClusterRequest;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 
 use crate::output::{fields, opt, Align, Report, Table};
@@ -9,7 +11,7 @@ use crate::AdminError;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// Cluster id, controller and brokers.
+    /// Cluster id, controller, brokers and the controller quorum.
     Describe,
 }
 
@@ -18,6 +20,26 @@ pub struct ClusterDescription {
     pub cluster_id: Option<String>,
     pub controller_id: Option<i32>,
     pub brokers: Vec<BrokerInfo>,
+    /// The controller quorum (DescribeQuorum), when the broker serves it.
+    pub quorum: Option<QuorumDescription>,
+}
+
+#[derive(Serialize)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    /// The leader's epoch: the Raft term.
+    pub epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumVoter>,
+}
+
+#[derive(Serialize)]
+pub struct QuorumVoter {
+    pub id: i32,
+    /// -1 when the leader does not know it.
+    pub log_end_offset: i64,
+    /// Entries behind the leader's high watermark.
+    pub lag: Option<i64>,
 }
 
 impl Report for ClusterDescription {
@@ -42,8 +64,64 @@ impl Report for ClusterDescription {
         }
         out.push('\n');
         out.push_str(&t.render());
+        if let Some(q) = &self.quorum {
+            out.push('\n');
+            out.push_str(&fields(&[
+                ("Quorum leader", q.leader_id.to_string()),
+                ("Epoch", q.epoch.to_string()),
+                ("High watermark", q.high_watermark.to_string()),
+            ]));
+            let mut t = Table::new(&[
+                ("VOTER", Align::Right),
+                ("LOG END", Align::Right),
+                ("LAG", Align::Right),
+            ]);
+            for v in &q.voters {
+                t.row(vec![
+                    v.id.to_string(),
+                    v.log_end_offset.to_string(),
+                    opt(v.lag),
+                ]);
+            }
+            out.push('\n');
+            out.push_str(&t.render());
+        }
         out
     }
+}
+
+/// DescribeQuorum of `__cluster_metadata-0`, if the broker serves it.
+async fn quorum(s: &mut Session) -> Result<Option<QuorumDescription>, AdminError> {
+    if s.bootstrap().version::<DescribeQuorumRequest>().is_err() {
+        return Ok(None);
+    }
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let r = s.bootstrap().send(&request).await?;
+    AdminError::check(r.error_code, r.error_message.as_deref(), || {
+        "describe the controller quorum".into()
+    })?;
+    let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) else {
+        return Ok(None);
+    };
+    AdminError::check(p.error_code, p.error_message.as_deref(), || {
+        "describe the controller quorum".into()
+    })?;
+    Ok(Some(QuorumDescription {
+        leader_id: p.leader_id.0,
+        epoch: p.leader_epoch,
+        high_watermark: p.high_watermark,
+        voters: p
+            .current_voters
+            .iter()
+            .map(|v| QuorumVoter {
+                id: v.replica_id.0,
+                log_end_offset: v.log_end_offset,
+                lag: (v.log_end_offset >= 0).then(|| (p.high_watermark - v.log_end_offset).max(0)),
+            })
+            .collect(),
+    }))
 }
 
 /// DescribeCluster where the broker serves it (it names the controller as the admin API sees
@@ -55,6 +133,7 @@ pub async fn describe(s: &mut Session) -> Result<ClusterDescription, AdminError>
             cluster_id: view.cluster_id,
             controller_id: (view.controller_id >= 0).then_some(view.controller_id),
             brokers: view.brokers,
+            quorum: quorum(s).await?,
         });
     }
     let r = s
@@ -79,5 +158,6 @@ pub async fn describe(s: &mut Session) -> Result<ClusterDescription, AdminError>
         cluster_id: Some(r.cluster_id.to_string()),
         controller_id: (r.controller_id.0 >= 0).then_some(r.controller_id.0),
         brokers,
+        quorum: quorum(s).await?,
     })
 }

@@ -27,6 +27,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -90,6 +91,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         ApiKey::DescribeCluster,
         describe_cluster::MIN_VERSION,
         describe_cluster::MAX_VERSION,
+    ),
+    (
+        ApiKey::DescribeQuorum,
+        describe_quorum::MIN_VERSION,
+        describe_quorum::MAX_VERSION,
     ),
     (
         ApiKey::AlterConfigs,
@@ -303,6 +309,7 @@ async fn dispatch(
         }
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(broker, ctx, r)),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(broker, ctx, r)),
+        Rq::DescribeQuorum(r) => Rs::DescribeQuorum(describe_quorum::handle(broker, ctx, r)),
         Rq::InitProducerId(r) => {
             Rs::InitProducerId(on_blocking_pool(broker, ctx, r, init_producer_id::handle).await)
         }
