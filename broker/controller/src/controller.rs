@@ -27,8 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::liveness::Liveness;
 use crate::log_store::{LogStore, NoSpaceHook};
-use crate::network::{forward, serve, Network};
+use crate::network::{forward, forward_heartbeat, serve, Network, ServerNode};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Proposal, TypeConfig};
 
@@ -50,6 +51,8 @@ pub struct ControllerConfig {
     pub bootstrap: Vec<MetadataRecord>,
     /// Frees space when a metadata write finds the disk full.
     pub no_space: Option<NoSpaceHook>,
+    /// A broker not heard from for this long is fenced (`broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
 }
 
 impl ControllerConfig {
@@ -65,6 +68,7 @@ impl ControllerConfig {
             snapshot_after_entries: 1000,
             bootstrap: Vec::new(),
             no_space: None,
+            broker_session_timeout_ms: 9000,
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct Controller {
     state_machine: StateMachine,
     log: LogStore,
     images: watch::Receiver<Arc<MetadataImage>>,
+    liveness: Liveness,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -140,20 +145,39 @@ impl Controller {
         )
         .await
         .map_err(|e| ControllerError::Raft(e.to_string()))?;
-        let mut tasks = vec![tokio::spawn(serve(listener, raft.clone()))];
+        let liveness = Liveness::default();
+        let server = ServerNode {
+            raft: raft.clone(),
+            liveness: liveness.clone(),
+            images: state_machine.subscribe(),
+        };
+        let mut tasks = vec![
+            tokio::spawn(serve(listener, server)),
+            tokio::spawn(liveness.clone().fence_silent_brokers(
+                raft.clone(),
+                state_machine.subscribe(),
+                Duration::from_millis(config.broker_session_timeout_ms.max(1)),
+            )),
+        ];
         if pristine && config.voters.contains_key(&config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .voters
                 .iter()
                 .map(|(id, addr)| (*id, BasicNode::new(addr)))
                 .collect();
-            match raft.initialize(members).await {
-                Ok(()) => {
-                    tracing::info!(node_id = config.node_id, voters = ?config.voters, "initialized a new controller quorum")
-                }
-                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(ControllerError::Raft(e.to_string())),
-            }
+            // A single voter is alone by definition; otherwise wait to be contacted first: a
+            // node whose directory was lost must rejoin the quorum it belonged to (its leader
+            // replicates to it), not start a new one whose elections would disrupt it.
+            let wait = if members.len() == 1 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(2 * config.election_timeout_max_ms)
+            };
+            tasks.push(tokio::spawn(initialize_if_alone(
+                raft.clone(),
+                members,
+                wait,
+            )));
         }
         let images = state_machine.subscribe();
         tasks.push(tokio::spawn(bootstrap(
@@ -167,6 +191,7 @@ impl Controller {
             state_machine,
             log,
             images,
+            liveness,
             tasks,
         })
     }
@@ -178,25 +203,31 @@ impl Controller {
         let proposal = Proposal {
             records: records.into_iter().map(VersionedRecord::new).collect(),
         };
-        let mut last = None;
-        // A leader that has just lost its term answers NotLeader too: try the next one.
-        for attempt in 0..FORWARD_ATTEMPTS {
-            let outcome = match propose_locally(&self.raft, proposal.clone()).await {
+        let (raft, proposal) = (&self.raft, &proposal);
+        retry_through_elections(move || async move {
+            match propose_locally(raft, proposal.clone()).await {
                 Err(ProposeError::NotLeader {
                     address: Some(address),
                     ..
                 }) => forward(&address, proposal.clone(), FORWARD_TIMEOUT).await,
                 other => other,
-            };
-            match outcome {
-                Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_))) => {
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                other => return other,
             }
+        })
+        .await
+    }
+
+    /// A broker's heartbeat; see [`Heartbeater::heartbeat`].
+    pub async fn heartbeat(&self, broker_id: i32, broker_epoch: i64) -> Result<(), ProposeError> {
+        self.heartbeater().heartbeat(broker_id, broker_epoch).await
+    }
+
+    /// A handle that sends heartbeats through this node, for a broker's heartbeat task.
+    pub fn heartbeater(&self) -> Heartbeater {
+        Heartbeater {
+            raft: self.raft.clone(),
+            liveness: self.liveness.clone(),
+            images: self.images.clone(),
         }
-        Err(last.expect("at least one attempt"))
     }
 
     /// Waits until this node has applied the entry at `index` (a proposal's, say), so that its
@@ -267,6 +298,58 @@ impl Controller {
     }
 }
 
+/// Sends a broker's heartbeats through one controller node.
+#[derive(Clone)]
+pub struct Heartbeater {
+    raft: Raft<TypeConfig>,
+    liveness: Liveness,
+    images: watch::Receiver<Arc<MetadataImage>>,
+}
+
+impl Heartbeater {
+    /// A broker's heartbeat (`broker_epoch` from its registration), recorded by the leader,
+    /// forwarded there from any other node. Refused for an epoch that is not the registered one.
+    pub async fn heartbeat(&self, broker_id: i32, broker_epoch: i64) -> Result<(), ProposeError> {
+        retry_through_elections(move || async move {
+            let image = self.images.borrow().clone();
+            match self
+                .liveness
+                .heartbeat(&self.raft, &image, broker_id, broker_epoch)
+                .await
+            {
+                Err(ProposeError::NotLeader {
+                    address: Some(address),
+                    ..
+                }) => forward_heartbeat(&address, broker_id, broker_epoch, FORWARD_TIMEOUT).await,
+                other => other,
+            }
+        })
+        .await
+    }
+}
+
+/// Runs `attempt` until it neither finds no leader nor an unreachable one (an election may be
+/// under way: a leader that has just lost its term answers NotLeader too), backing off, at most
+/// [`FORWARD_ATTEMPTS`] times.
+async fn retry_through_elections<T, Fut>(
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, ProposeError>
+where
+    Fut: std::future::Future<Output = Result<T, ProposeError>>,
+{
+    let mut last = None;
+    for round in 0..FORWARD_ATTEMPTS {
+        match attempt().await {
+            Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_))) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(50 << round)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
 /// Proposals forwarded to the leader at most this often before giving up (an election may be
 /// under way).
 const FORWARD_ATTEMPTS: u32 = 5;
@@ -289,6 +372,29 @@ pub(crate) async fn propose_locally(
             })
         }
         Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+    }
+}
+
+/// Initializes a brand-new quorum unless, within `wait`, a leader made contact (this node then
+/// belongs to an existing one). Every voter of a new cluster does it with the same membership,
+/// which openraft allows.
+async fn initialize_if_alone(
+    raft: Raft<TypeConfig>,
+    members: BTreeMap<NodeId, BasicNode>,
+    wait: Duration,
+) {
+    tokio::time::sleep(wait).await;
+    let contacted = {
+        let m = raft.metrics().borrow().clone();
+        m.current_leader.is_some() || m.last_log_index.is_some() || m.current_term > 0
+    };
+    if contacted {
+        return;
+    }
+    match raft.initialize(members.clone()).await {
+        Ok(()) => tracing::info!(voters = ?members, "initialized a new controller quorum"),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+        Err(e) => tracing::error!(error = %e, "cannot initialize the controller quorum"),
     }
 }
 

@@ -6,6 +6,7 @@
 //!   snapshots on disk.
 //! - [`network`]: the controller RPC between nodes, length-prefixed JSON over TCP.
 //! - [`controller`]: [`Controller`], a node of the quorum: start, bootstrap, propose, publish.
+//! - [`liveness`]: broker heartbeats and the leader's fencing of silent brokers.
 //!
 //! # What it is
 //!
@@ -17,6 +18,7 @@
 //! [`Controller::propose`] and [`Controller::subscribe`].
 
 pub mod controller;
+pub mod liveness;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -25,6 +27,6 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use controller::{Controller, ControllerConfig, ControllerError, ProposeError};
+pub use controller::{Controller, ControllerConfig, ControllerError, Heartbeater, ProposeError};
 pub use log_store::NoSpaceHook;
 pub use types::{NodeId, Outcome, Proposal};

@@ -1,17 +1,26 @@
 //! The durable Raft log of the metadata quorum, in the node's metadata directory:
 //!
 //! ```text
-//!  raft-log         append-only frames: u32 body length, u32 CRC-32C of the body, JSON entry
-//!  raft-state.json  {vote, committed, last_purged}, replaced atomically (tmp, fsync, rename)
+//!  raft-log    append-only frames: u32 body length, u32 CRC-32C of the body, JSON entry
+//!  raft-state  two 4 KiB slots, written in place in turn: u64 sequence, u32 length, u32 CRC,
+//!              JSON {vote, committed, last_purged}; the valid slot with the higher sequence wins
 //! ```
 //!
 //! Every write is fsynced before openraft hears of it (an append before its flush callback, a
 //! vote before `save_vote` returns), on a blocking thread, never on an async worker. A torn
 //! frame at the end (a crash during an append, which was therefore never acknowledged) is cut
-//! off at open. Purging persists the new `last_purged` first, then rewrites the file without
-//! the purged entries, so a crash in between only keeps entries openraft no longer needs. The
-//! whole log is also held in memory: after snapshots it is short (the entries since the last
-//! snapshot plus `max_in_snapshot_log_to_keep`).
+//! off at open; a torn state slot leaves the other one. Purging persists the new `last_purged`
+//! first, then rewrites the file without the purged entries (entries at or below `last_purged`
+//! found at open are skipped, so a crash in between, or a rewrite that fails, only keeps entries
+//! openraft no longer needs). The whole log is also held in memory: after snapshots it is short.
+//!
+//! # A full disk
+//! A metadata log that cannot write stops the node (openraft treats a storage error as fatal),
+//! and a single node writes on every start (a new leader appends an entry). So no routine write
+//! needs a new block: the state slots are written in place in a file allocated once, and the log
+//! keeps [`SLACK_BYTES`] allocated past its end (`fallocate` KEEP_SIZE), topped up after appends.
+//! Beyond that, a write that finds the disk full asks the [`NoSpaceHook`] (the broker's reserve
+//! file) for room and is tried once more.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -27,7 +36,11 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const LOG_FILE: &str = "raft-log";
-const STATE_FILE: &str = "raft-state.json";
+const STATE_FILE: &str = "raft-state";
+const SLOT_BYTES: usize = 4096;
+const SLOT_HEADER: usize = 16;
+/// Bytes kept allocated past the end of the log, so that appends succeed on a full disk.
+pub const SLACK_BYTES: u64 = 1 << 20;
 /// Largest entry body accepted when reading the log back.
 const FRAME_MAX: usize = 256 << 20;
 
@@ -59,6 +72,11 @@ struct Inner {
     no_space: Option<NoSpaceHook>,
     file: File,
     file_len: u64,
+    /// The log file's allocated end (its length plus the slack), as far as this process knows.
+    allocated: u64,
+    state_file: File,
+    /// Sequence number of the last state slot written.
+    state_seq: u64,
     /// Index → (entry, byte offset of its frame).
     entries: BTreeMap<u64, (Entry, u64)>,
     state: PersistedState,
@@ -144,21 +162,54 @@ impl Inner {
         }
     }
 
-    fn persist_state(&self) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let mut file = File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(&self.state).expect("the state serializes"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(STATE_FILE))?;
-        fsync_dir(&self.dir)
+    /// Writes the state into the older slot, in place, and fdatasyncs it.
+    fn persist_state(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let body = serde_json::to_vec(&self.state).expect("the state serializes");
+        if body.len() > SLOT_BYTES - SLOT_HEADER {
+            return Err(std::io::Error::other(
+                "the raft state does not fit its slot",
+            ));
+        }
+        let seq = self.state_seq + 1;
+        let mut slot = vec![0u8; SLOT_BYTES];
+        slot[..8].copy_from_slice(&seq.to_be_bytes());
+        slot[8..12].copy_from_slice(&(body.len() as u32).to_be_bytes());
+        slot[12..16].copy_from_slice(
+            &crc32c::crc32c_append(crc32c::crc32c(&seq.to_be_bytes()), &body).to_be_bytes(),
+        );
+        slot[SLOT_HEADER..SLOT_HEADER + body.len()].copy_from_slice(&body);
+        let at = (seq % 2) * SLOT_BYTES as u64;
+        self.state_file.write_all_at(&slot, at)?;
+        self.state_file.sync_data()?;
+        self.state_seq = seq;
+        Ok(())
+    }
+
+    /// Keeps [`SLACK_BYTES`] allocated past the end of the log (best effort).
+    fn top_up_slack(&mut self) {
+        if self.allocated >= self.file_len + SLACK_BYTES / 4 {
+            return;
+        }
+        match rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            self.file_len,
+            SLACK_BYTES,
+        ) {
+            Ok(()) => self.allocated = self.file_len + SLACK_BYTES,
+            Err(e) => tracing::debug!(error = %e, "cannot preallocate the metadata log's slack"),
+        }
     }
 
     fn append(&mut self, entries: Vec<Entry>) -> std::io::Result<()> {
         self.with_space(|inner| {
             let result = inner.append_once(&entries);
             if result.is_err() {
-                // A partial frame must not stay behind the next attempt's.
+                // A partial frame must not stay behind the next attempt's (and the truncation
+                // frees the slack, so it is counted as gone).
                 let _ = inner.file.set_len(inner.file_len);
+                inner.allocated = inner.file_len;
             }
             result
         })
@@ -178,6 +229,7 @@ impl Inner {
         for (entry, offset) in placed {
             self.entries.insert(entry.log_id.index, (entry, offset));
         }
+        self.top_up_slack();
         Ok(())
     }
 
@@ -190,49 +242,103 @@ impl Inner {
         self.file.set_len(offset)?;
         self.file.sync_data()?;
         self.file_len = offset;
+        self.allocated = offset;
         self.entries.split_off(&index);
+        self.top_up_slack();
         Ok(())
     }
 
     /// Deletes entries up to and including `log_id`.
     fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
         self.state.last_purged = Some(log_id);
-        self.persist_state()?;
+        self.with_space(|inner| inner.persist_state())?;
         self.entries = self.entries.split_off(&(log_id.index + 1));
+        // Only an optimisation from here: the purged entries are skipped at open anyway.
+        if let Err(e) = self.rewrite() {
+            tracing::warn!(error = %e, "cannot rewrite the metadata log without its purged entries; they stay on disk for now");
+            let _ = std::fs::remove_file(self.dir.join(format!("{LOG_FILE}.tmp")));
+        }
+        Ok(())
+    }
+
+    fn rewrite(&mut self) -> std::io::Result<()> {
         let tmp = self.dir.join(format!("{LOG_FILE}.tmp"));
         let mut file = File::create(&tmp)?;
         let mut len = 0u64;
-        for (entry, offset) in self.entries.values_mut() {
+        let mut offsets = Vec::with_capacity(self.entries.len());
+        for (entry, _) in self.entries.values() {
             let bytes = frame(entry);
             file.write_all(&bytes)?;
-            *offset = len;
+            offsets.push(len);
             len += bytes.len() as u64;
         }
         file.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
         fsync_dir(&self.dir)?;
+        for ((_, offset), new) in self.entries.values_mut().zip(offsets) {
+            *offset = new;
+        }
         self.file = OpenOptions::new()
             .append(true)
             .open(self.dir.join(LOG_FILE))?;
         self.file_len = len;
+        self.allocated = len;
+        self.top_up_slack();
         Ok(())
     }
+}
+
+/// Reads the newest valid state slot: (sequence, state), or (0, default) if none.
+fn read_state(bytes: &[u8]) -> (u64, Option<PersistedState>) {
+    let mut best: (u64, Option<PersistedState>) = (0, None);
+    for slot in bytes.chunks(SLOT_BYTES).take(2) {
+        if slot.len() < SLOT_HEADER {
+            continue;
+        }
+        let seq = u64::from_be_bytes(slot[..8].try_into().expect("8 bytes"));
+        let len = u32::from_be_bytes(slot[8..12].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(slot[12..16].try_into().expect("4 bytes"));
+        let Some(body) = slot.get(SLOT_HEADER..SLOT_HEADER + len) else {
+            continue;
+        };
+        if seq == 0 || crc32c::crc32c_append(crc32c::crc32c(&seq.to_be_bytes()), body) != crc {
+            continue;
+        }
+        if let Ok(state) = serde_json::from_slice::<PersistedState>(body) {
+            if seq > best.0 {
+                best = (seq, Some(state));
+            }
+        }
+    }
+    best
 }
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn last frame.
     pub fn open(dir: &Path, no_space: Option<NoSpaceHook>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let state = match std::fs::read(dir.join(STATE_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", dir.join(STATE_FILE).display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PersistedState::default(),
-            Err(e) => return Err(e),
-        };
+        let state_path = dir.join(STATE_FILE);
+        let mut state_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&state_path)?;
+        let mut state_bytes = Vec::new();
+        state_file.read_to_end(&mut state_bytes)?;
+        if state_bytes.len() < 2 * SLOT_BYTES {
+            // Allocated for real once (zeros written, not a sparse file), then only rewritten
+            // in place.
+            use std::os::unix::fs::FileExt;
+            state_file.write_all_at(
+                &vec![0u8; 2 * SLOT_BYTES - state_bytes.len()],
+                state_bytes.len() as u64,
+            )?;
+            state_file.sync_all()?;
+            fsync_dir(dir)?;
+        }
+        let (state_seq, state) = read_state(&state_bytes);
+        let state = state.unwrap_or_default();
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
         match File::open(&path) {
@@ -250,19 +356,26 @@ impl LogStore {
             file.set_len(valid)?;
             file.sync_data()?;
         }
+        let purged_below = state.last_purged.map_or(0, |l| l.index + 1);
         let entries = entries
             .into_iter()
+            .filter(|(entry, _)| entry.log_id.index >= purged_below)
             .map(|(entry, offset)| (entry.log_id.index, (entry, offset)))
             .collect();
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            no_space,
+            file,
+            file_len: valid,
+            allocated: valid,
+            state_file,
+            state_seq,
+            entries,
+            state,
+        };
+        inner.top_up_slack();
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
-                dir: dir.to_path_buf(),
-                no_space,
-                file,
-                file_len: valid,
-                entries,
-                state,
-            })),
+            inner: Arc::new(Mutex::new(inner)),
         })
     }
 
@@ -433,5 +546,35 @@ mod tests {
             indexes(&LogStore::open(dir.path(), None).unwrap()),
             vec![3, 4, 5, 6, 7, 8]
         );
+    }
+
+    /// The state is written in place, in two slots taken in turn: a torn newest slot leaves the
+    /// one before it, and the file never grows (so a full disk cannot refuse a vote).
+    #[test]
+    fn state_slots_survive_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), None).unwrap();
+        for index in [3, 4] {
+            let mut inner = store.lock();
+            inner.state.committed = Some(entry(index).log_id);
+            inner.persist_state().unwrap();
+        }
+        drop(store);
+        let path = dir.path().join(STATE_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * SLOT_BYTES as u64
+        );
+        let reopened = LogStore::open(dir.path(), None).unwrap();
+        assert_eq!(reopened.lock().state.committed, Some(entry(4).log_id));
+        let seq = reopened.lock().state_seq;
+        drop(reopened);
+        // Tear the newest slot (sequence `seq`).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = (seq % 2) as usize * SLOT_BYTES + SLOT_HEADER + 2;
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let torn = LogStore::open(dir.path(), None).unwrap();
+        assert_eq!(torn.lock().state.committed, Some(entry(3).log_id));
     }
 }

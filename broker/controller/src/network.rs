@@ -27,7 +27,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use std::sync::Arc;
+
+use shale_metadata::MetadataImage;
+use tokio::sync::watch;
+
 use crate::controller::{propose_locally, ProposeError};
+use crate::liveness::Liveness;
 use crate::types::{NodeId, Proposal, TypeConfig};
 
 /// Largest frame accepted (snapshots travel in chunks of `snapshot_max_chunk_size`, 3 MiB).
@@ -42,6 +48,11 @@ enum Request {
     /// A proposal forwarded by a node that is not the leader (KIP-590's forwarding, between
     /// controllers): the leader writes it and answers as `Controller::propose` would.
     Propose(Proposal),
+    /// A broker's heartbeat, forwarded to the leader (see [`crate::liveness`]).
+    Heartbeat {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
@@ -173,16 +184,38 @@ pub async fn forward(
     proposal: Proposal,
     timeout: Duration,
 ) -> Result<u64, ProposeError> {
+    exchange(address, &Request::Propose(proposal), timeout).await
+}
+
+/// Sends a broker's heartbeat to the controller at `address`.
+pub async fn forward_heartbeat(
+    address: &str,
+    broker_id: i32,
+    broker_epoch: i64,
+    timeout: Duration,
+) -> Result<(), ProposeError> {
+    let request = Request::Heartbeat {
+        broker_id,
+        broker_epoch,
+    };
+    exchange(address, &request, timeout).await
+}
+
+async fn exchange<T: DeserializeOwned>(
+    address: &str,
+    request: &Request,
+    timeout: Duration,
+) -> Result<T, ProposeError> {
     let unavailable = |e: std::io::Error| {
         ProposeError::Unavailable(format!("forwarding to the controller at {address}: {e}"))
     };
     let exchange = async {
         let mut stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
-        let body = serde_json::to_vec(&Request::Propose(proposal)).expect("a request serializes");
+        let body = serde_json::to_vec(request).expect("a request serializes");
         write_frame(&mut stream, &body).await?;
         let reply = read_frame(&mut stream).await?;
-        serde_json::from_slice::<Result<u64, ProposeError>>(&reply)
+        serde_json::from_slice::<Result<T, ProposeError>>(&reply)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
     match tokio::time::timeout(timeout, exchange).await {
@@ -195,8 +228,16 @@ pub async fn forward(
     }
 }
 
+/// What the RPC server needs of its node.
+#[derive(Clone)]
+pub(crate) struct ServerNode {
+    pub(crate) raft: Raft<TypeConfig>,
+    pub(crate) liveness: Liveness,
+    pub(crate) images: watch::Receiver<Arc<MetadataImage>>,
+}
+
 /// Answers peers' RPCs on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+pub(crate) async fn serve(listener: TcpListener, node: ServerNode) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -206,9 +247,9 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
                 continue;
             }
         };
-        let raft = raft.clone();
+        let node = node.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &raft).await {
+            if let Err(e) = serve_connection(stream, &node).await {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, error = %e, "controller connection closed");
                 }
@@ -217,7 +258,8 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std::io::Result<()> {
+async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::Result<()> {
+    let raft = &node.raft;
     stream.set_nodelay(true)?;
     loop {
         let body = read_frame(&mut stream).await?;
@@ -231,6 +273,17 @@ async fn serve_connection(mut stream: TcpStream, raft: &Raft<TypeConfig>) -> std
             Request::Append(rpc) => serde_json::to_vec(&raft.append_entries(rpc).await),
             Request::Vote(rpc) => serde_json::to_vec(&raft.vote(rpc).await),
             Request::Snapshot(rpc) => serde_json::to_vec(&raft.install_snapshot(rpc).await),
+            Request::Heartbeat {
+                broker_id,
+                broker_epoch,
+            } => {
+                let image = node.images.borrow().clone();
+                let answer = node
+                    .liveness
+                    .heartbeat(raft, &image, broker_id, broker_epoch)
+                    .await;
+                serde_json::to_vec(&answer)
+            }
             Request::Propose(proposal) => {
                 serde_json::to_vec(&propose_locally(raft, proposal).await)
             }

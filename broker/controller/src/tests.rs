@@ -45,6 +45,7 @@ impl Cluster {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_after_entries: self.snapshot_after,
+            broker_session_timeout_ms: 1500,
             ..ControllerConfig::new(id, self.voters.clone(), self.dirs[&id].path().join("meta"))
         }
     }
@@ -222,4 +223,89 @@ async fn snapshots_truncate_the_log_and_restore_the_image() {
     cluster.propose(topic("after", 1, 1)).await.unwrap();
     cluster.converged().await;
     assert_eq!(cluster.nodes[&3].image().topics.len(), 121);
+}
+
+fn registration(id: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker(shale_metadata::BrokerRegistration {
+        broker_id: id,
+        incarnation_id: Uuid::new_v4(),
+        endpoints: Vec::new(),
+        rack: None,
+    })
+}
+
+/// Heartbeats of broker `id` through node `via` every 100 ms until the task is aborted.
+fn heartbeats(cluster: &Cluster, via: NodeId, id: i32) -> tokio::task::JoinHandle<()> {
+    let node = &cluster.nodes[&via];
+    let epoch = node.image().brokers[&id].epoch;
+    let handle = node.heartbeater();
+    tokio::spawn(async move {
+        loop {
+            let _ = handle.heartbeat(id, epoch).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+async fn wait_fenced(cluster: &Cluster, id: i32, fenced: bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let images: Vec<_> = cluster.nodes.values().map(|n| n.image()).collect();
+        if images
+            .iter()
+            .all(|i| i.brokers.get(&id).is_some_and(|b| b.fenced == fenced))
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "broker {id} not {} within {within:?}",
+            if fenced { "fenced" } else { "unfenced" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registered brokers that heartbeat (through any node) are unfenced; one that stops is fenced
+/// after the session timeout and unfenced when it comes back; after a leader failover the new
+/// leader gives everyone a full session and fences only the broker whose node is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_brokers_are_fenced_and_come_back() {
+    let mut cluster = Cluster::start(3, 1000).await;
+    for id in 1..=3 {
+        cluster.propose(vec![registration(id)]).await.unwrap();
+    }
+    cluster.converged().await;
+    let mut beats: BTreeMap<i32, _> = (1..=3)
+        .map(|id| (id, heartbeats(&cluster, id as NodeId, id)))
+        .collect();
+    for id in 1..=3 {
+        wait_fenced(&cluster, id, false, Duration::from_secs(5)).await;
+    }
+    beats.remove(&2).unwrap().abort();
+    let fenced_after = wait_fenced(&cluster, 2, true, Duration::from_secs(5)).await;
+    eprintln!("a silent broker was fenced {fenced_after:?} after its last heartbeat (session timeout 1.5 s)");
+    assert!(
+        fenced_after >= Duration::from_millis(1300),
+        "{fenced_after:?}"
+    );
+    beats.insert(2, heartbeats(&cluster, 2, 2));
+    wait_fenced(&cluster, 2, false, Duration::from_secs(5)).await;
+
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    let leader_broker = leader as i32;
+    beats.remove(&leader_broker).unwrap().abort();
+    cluster.stop(leader).await;
+    cluster.leader(Duration::from_secs(10)).await;
+    wait_fenced(&cluster, leader_broker, true, Duration::from_secs(6)).await;
+    for id in (1..=3).filter(|id| *id != leader_broker) {
+        let image = cluster.nodes.values().next().unwrap().image();
+        assert!(
+            !image.brokers[&id].fenced,
+            "broker {id} was fenced across the failover"
+        );
+    }
+    for (_, beat) in beats {
+        beat.abort();
+    }
 }

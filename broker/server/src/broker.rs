@@ -134,6 +134,12 @@ impl Broker {
         let metadata_log = crate::metadata_log::MetadataLog::open(
             &data_dir,
             config.node_id.get(),
+            crate::metadata_log::Liveness {
+                session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
+                heartbeat_interval: Duration::from_millis(
+                    config.broker_heartbeat_interval_ms as u64,
+                ),
+            },
             || ClusterMetadata::load(&data_dir).map_err(|e| e.to_string()),
             Some(shale_controller::NoSpaceHook(Arc::new(
                 disk.reserve_releaser(),

@@ -103,6 +103,10 @@ broker_settings! {
     advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
     /// This broker's node id.
     node_id: NodeId = NodeId::new(0), env = "SHALE_NODE_ID", kafka = "node.id";
+    /// A broker the active controller has not heard from for this long is fenced: it leads nothing until it heartbeats again (ms).
+    broker_session_timeout_ms: i64 = 9000, env = "SHALE_BROKER_SESSION_TIMEOUT_MS", kafka = "broker.session.timeout.ms";
+    /// How often this broker heartbeats to the active controller (ms).
+    broker_heartbeat_interval_ms: i64 = 2000, env = "SHALE_BROKER_HEARTBEAT_INTERVAL_MS", kafka = "broker.heartbeat.interval.ms";
     /// The rack (or zone) of this broker, registered in the cluster metadata and reported to clients; empty = none.
     broker_rack: String = String::new(), env = "SHALE_BROKER_RACK", kafka = "broker.rack";
     /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
@@ -301,6 +305,20 @@ impl BrokerConfig {
             self.remote_log_scrub_interval_ms,
             1,
         )?;
+        at_least(
+            "broker_heartbeat_interval_ms",
+            self.broker_heartbeat_interval_ms,
+            1,
+        )?;
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return bad(
+                "broker_session_timeout_ms",
+                format!(
+                    "must be larger than broker_heartbeat_interval_ms ({})",
+                    self.broker_heartbeat_interval_ms
+                ),
+            );
+        }
         at_least(
             "remote_log_segment_merge_fanout",
             self.remote_log_segment_merge_fanout,

@@ -51,6 +51,14 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct MetadataLog {
     runtime: Option<tokio::runtime::Runtime>,
     controller: Option<Arc<Controller>>,
+    heartbeat_interval: Duration,
+}
+
+/// `broker.session.timeout.ms` and `broker.heartbeat.interval.ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
 }
 
 impl std::fmt::Debug for MetadataLog {
@@ -81,6 +89,7 @@ impl MetadataLog {
     pub fn open(
         data_dir: &Path,
         node_id: BrokerId,
+        liveness: Liveness,
         adopt: impl FnOnce() -> Result<ClusterMetadata, String>,
         no_space: Option<NoSpaceHook>,
     ) -> Result<Self, String> {
@@ -113,6 +122,7 @@ impl MetadataLog {
             let config = ControllerConfig {
                 bootstrap,
                 no_space,
+                broker_session_timeout_ms: liveness.session_timeout.as_millis() as u64,
                 ..ControllerConfig::new(id, BTreeMap::from([(id, address)]), dir)
             };
             let controller = Controller::start(config, listener)
@@ -138,6 +148,7 @@ impl MetadataLog {
             Ok(controller) => Ok(Self {
                 runtime: Some(runtime),
                 controller: Some(Arc::new(controller)),
+                heartbeat_interval: liveness.heartbeat_interval,
             }),
             Err(e) => {
                 runtime.shutdown_background();
@@ -209,7 +220,7 @@ impl MetadataLog {
     }
 
     /// Registers this broker (a new incarnation: a new broker epoch) with its listener and
-    /// rack, and unfences it. Heartbeats and fencing on missed ones come with the cluster.
+    /// rack, unfences it, and starts its heartbeats to the active controller.
     pub fn register(&self, registration: BrokerRegistration) -> Result<(), ProposeError> {
         let broker_id = registration.broker_id;
         self.propose(vec![MetadataRecord::RegisterBroker(registration)])?;
@@ -223,6 +234,22 @@ impl MetadataLog {
             broker_id,
             broker_epoch: epoch,
         }])?;
+        // Heartbeats until the runtime stops, so that the controller does not fence it.
+        let heartbeater = self.controller().heartbeater();
+        let interval = self.heartbeat_interval;
+        let runtime = self.runtime.as_ref().expect("set until dropped");
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match heartbeater.heartbeat(broker_id, epoch).await {
+                    Ok(()) => {}
+                    Err(ProposeError::Refused(reason)) => {
+                        tracing::error!(broker_id, epoch, %reason, "the controller refuses this broker's heartbeats (another process registered as this node?)");
+                    }
+                    Err(e) => tracing::warn!(broker_id, error = %e, "broker heartbeat failed"),
+                }
+            }
+        });
         Ok(())
     }
 }
