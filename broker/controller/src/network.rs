@@ -238,7 +238,12 @@ pub(crate) struct ServerNode {
 
 /// Answers peers' RPCs on `listener` until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, node: ServerNode) {
+    // Owned by this future: when the controller stops (the task is aborted), its connections
+    // close with it, so that peers reconnect to whatever listens on the address next instead
+    // of talking to a stopped Raft.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -248,7 +253,7 @@ pub(crate) async fn serve(listener: TcpListener, node: ServerNode) {
             }
         };
         let node = node.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = serve_connection(stream, &node).await {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, error = %e, "controller connection closed");

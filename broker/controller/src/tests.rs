@@ -18,6 +18,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: u64, snapshot_after: u64) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut listeners = BTreeMap::new();
         let mut voters = BTreeMap::new();
         for id in 1..=n {
