@@ -55,12 +55,7 @@ impl RemotePartition {
         if let Some(existing) = self.check_continues(&segment)? {
             return Ok(existing);
         }
-        let _slot = self
-            .shared
-            .upload_slots
-            .acquire()
-            .await
-            .expect("the upload semaphore is never closed");
+        let _slot = self.upload_slot().await;
         let id = RemoteLogSegmentId::new_random();
         let log_path = self.layout.log(segment.base_offset, id);
         let indexes_path = self.layout.indexes(segment.base_offset, id);

@@ -111,12 +111,7 @@ impl RemotePartition {
             return Ok(outcome);
         };
         let sources = &readable[run];
-        let _slot = self
-            .shared
-            .upload_slots
-            .acquire()
-            .await
-            .expect("the upload semaphore is never closed");
+        let _slot = self.upload_slot().await;
         let merged = match self.write_merged(sources, policy, &mut outcome).await {
             Ok(merged) => merged,
             // A source gone: another writer deleted it after this handle read its manifest.
@@ -363,16 +358,12 @@ impl RemotePartition {
         position: u64,
         reason: String,
     ) -> TieringError {
-        TieringError::CorruptSegment {
-            tp: self.tp.clone(),
-            path: self
-                .layout
-                .log(segment.base_offset, segment.segment_id)
-                .to_string(),
-            offset: segment.base_offset,
+        self.corrupt(
+            segment,
+            segment.base_offset,
             position,
-            reason: format!("while merging: {reason}"),
-        }
+            format!("while merging: {reason}"),
+        )
     }
 
     /// Step 2: swaps the merged segment in for its sources. `Ok(false)` if the sources are no

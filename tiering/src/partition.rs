@@ -190,6 +190,15 @@ impl RemotePartition {
             .map_err(|e| self.store_error("LIST", dir, e))
     }
 
+    /// One of the `upload_concurrency_max` slots that copies and merges share.
+    pub(crate) async fn upload_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.shared
+            .upload_slots
+            .acquire()
+            .await
+            .expect("the upload semaphore is never closed")
+    }
+
     /// One PUT under the upload rate limit. For data objects: their names are unique per
     /// attempt or their contents deterministic, so the store's repeating one after a lost answer
     /// is harmless (manifests use [`Self::commit`] instead).

@@ -445,7 +445,7 @@ impl RemotePartition {
         Ok(indexes)
     }
 
-    fn corrupt(
+    pub(crate) fn corrupt(
         &self,
         segment: &RemoteLogSegmentMetadata,
         offset: Offset,

@@ -351,7 +351,8 @@ impl Broker {
         change: impl FnOnce(&mut ClusterMetadata) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let _writer = self.meta_write.lock().expect("metadata writer lock");
-        let mut next = (*self.metadata()).clone();
+        let current = self.metadata();
+        let mut next = (*current).clone();
         let out = change(&mut next)?;
         // Configs were validated before `change` stored them; resolving cannot fail then, but
         // if it does the change is refused before anything is persisted.
@@ -362,7 +363,6 @@ impl Broker {
                     format!("topic `{topic}`: {reason}"),
                 )
             })?;
-        let current = self.metadata();
         let place =
             crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
         let records = crate::metadata_log::records_for_change(&current, &next, place);
