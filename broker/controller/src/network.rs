@@ -7,8 +7,8 @@
 //!  response: the handler's Result, as JSON
 //! ```
 //!
-//! A client keeps one connection per peer and opens it lazily; any failure drops it, and the
-//! next call reconnects (openraft retries and backs off after `Unreachable`). On the server a
+//! A client keeps one connection per peer and opens it lazily; any failure, or a call dropped
+//! before its reply was read, drops it, and the next call reconnects (openraft retries and backs off after `Unreachable`). On the server a
 //! malformed or oversized frame closes that one connection.
 
 use std::time::Duration;
@@ -109,30 +109,42 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let ttl = option.hard_ttl().max(Duration::from_millis(10));
+        // The stream is taken out for the exchange and put back only after a whole reply was
+        // read. Openraft wraps every RPC in its own timeout and drops this future when it fires;
+        // a stream left behind mid-exchange would hand this request's reply to the next request
+        // (a stale "success" counted as replication, or a stale conflict). Dropped with the
+        // future, the connection closes and the next call dials afresh.
+        let cached = self.stream.take();
         let exchange = async {
-            if self.stream.is_none() {
-                let stream = TcpStream::connect(&self.addr)
-                    .await
-                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-                stream
-                    .set_nodelay(true)
-                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-                self.stream = Some(stream);
-            }
-            let stream = self.stream.as_mut().expect("connected above");
+            let mut stream = match cached {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect(&self.addr)
+                        .await
+                        .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                    stream
+                        .set_nodelay(true)
+                        .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                    stream
+                }
+            };
             let body = serde_json::to_vec(request).expect("a request serializes");
-            write_frame(stream, &body)
+            write_frame(&mut stream, &body)
                 .await
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            let reply = read_frame(stream)
+            let reply = read_frame(&mut stream)
                 .await
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             let result: Result<T, RaftError<NodeId, E>> = serde_json::from_slice(&reply)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            Ok((stream, result))
         };
-        let outcome = match tokio::time::timeout(ttl, exchange).await {
-            Ok(outcome) => outcome,
+        match tokio::time::timeout(ttl, exchange).await {
+            Ok(Ok((stream, result))) => {
+                self.stream = Some(stream);
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(RPCError::Network(NetworkError::new(&std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
@@ -140,14 +152,7 @@ impl Peer {
                     self.target, self.addr
                 ),
             )))),
-        };
-        if matches!(
-            outcome,
-            Err(RPCError::Network(_) | RPCError::Unreachable(_))
-        ) {
-            self.stream = None;
         }
-        outcome
     }
 }
 
@@ -295,5 +300,61 @@ async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::
         }
         .map_err(std::io::Error::other)?;
         write_frame(&mut stream, &reply).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that numbers its replies and answers the first request only after 300 ms.
+    async fn numbering_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut served = 0u64;
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                while read_frame(&mut stream).await.is_ok() {
+                    served += 1;
+                    if served == 1 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let reply = serde_json::to_vec(&Ok::<u64, RaftError<NodeId>>(served)).unwrap();
+                    if write_frame(&mut stream, &reply).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    /// Openraft drops an RPC future when its own timeout fires; the reply that arrives later
+    /// must not be taken as the answer to the next request on that peer.
+    #[tokio::test]
+    async fn a_dropped_call_does_not_leave_its_reply_for_the_next() {
+        let mut peer = Peer {
+            target: 2,
+            addr: numbering_server().await,
+            stream: None,
+        };
+        let request = Request::Heartbeat {
+            broker_id: 1,
+            broker_epoch: 1,
+        };
+        let long = RPCOption::new(Duration::from_secs(5));
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(50),
+            peer.call::<u64, openraft::error::Infallible>(&request, &long),
+        )
+        .await;
+        assert!(dropped.is_err(), "the first call should have been cut off");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let second = peer
+            .call::<u64, openraft::error::Infallible>(&request, &long)
+            .await
+            .unwrap();
+        assert_eq!(second, 2, "the second call got the first call's reply");
     }
 }
