@@ -57,6 +57,18 @@ pub struct ClusterBroker {
     pub rack: Option<String>,
 }
 
+/// Where a partition is, as the metadata log has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The leader, or -1 while its broker is fenced (or gone): Kafka's offline partition.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Replicas on brokers that are fenced or not registered.
+    pub offline: Vec<i32>,
+}
+
 /// One version of the cluster metadata and what is derived from it, published together.
 struct Published {
     meta: Arc<ClusterMetadata>,
@@ -91,6 +103,8 @@ pub struct Broker {
     /// with the typed configs of its topics resolved from it.
     meta: RwLock<Published>,
     meta_write: Mutex<()>,
+    /// Serializes [`Broker::sync_with_metadata`] passes.
+    sync: Mutex<()>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// `(next id to hand out, end of the reserved block)`.
     producer_ids: Mutex<(i64, i64)>,
@@ -134,6 +148,13 @@ impl Broker {
         let metadata_log = crate::metadata_log::MetadataLog::open(
             &data_dir,
             config.node_id.get(),
+            crate::metadata_log::Quorum {
+                listen: (!config.controller_listen.is_empty())
+                    .then(|| config.controller_listen.clone()),
+                voters: config
+                    .quorum_voters()
+                    .map_err(|e| StartupError::MetadataLog(e.to_string()))?,
+            },
             crate::metadata_log::Liveness {
                 session_timeout: Duration::from_millis(config.broker_session_timeout_ms as u64),
                 heartbeat_interval: Duration::from_millis(
@@ -164,33 +185,16 @@ impl Broker {
         // startup naming the topic and the config, rather than being read some default way.
         let topic_configs = resolve_topic_configs(&config, &meta)
             .map_err(|(topic, reason)| StartupError::TopicConfig { topic, reason })?;
-        let mut partitions = HashMap::new();
-        for topic in meta.topics.values() {
-            let topic_config = &topic_configs[&topic.name];
-            for p in 0..topic.partitions {
-                let tp = TopicPartition {
-                    topic: topic.name.clone(),
-                    partition: p,
-                };
-                let partition = open_partition(&config, topic_config, topic, tp.clone())?;
-                partitions.insert(tp, partition);
-            }
-        }
-        let groups = GroupCoordinator::open(&config, &partitions)
-            .map_err(|(tp, source)| StartupError::Log { tp, source })?;
+        let groups = GroupCoordinator::new(crate::group::CoordinatorConfig::from_broker(&config));
         let reserved = meta.producer_id_reserved_until;
-        tracing::info!(
-            topics = meta.topics.len(),
-            partitions = partitions.len(),
-            cluster_id = %meta.cluster_id,
-            "broker state loaded"
-        );
+        let topics = meta.topics.len();
+        let cluster_id = meta.cluster_id.clone();
         let fetch_sessions = crate::fetch_session::FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots as usize,
         );
         let group_commit =
             crate::group_commit::GroupCommit::start().map_err(StartupError::SyncThread)?;
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             config,
             advertised,
             meta: RwLock::new(Published {
@@ -198,7 +202,8 @@ impl Broker {
                 topic_configs: Arc::new(topic_configs),
             }),
             meta_write: Mutex::new(()),
-            partitions: RwLock::new(partitions),
+            sync: Mutex::new(()),
+            partitions: RwLock::new(HashMap::new()),
             producer_ids: Mutex::new((reserved, reserved)),
             groups,
             fetch_sessions,
@@ -206,7 +211,164 @@ impl Broker {
             group_commit,
             disk,
             metadata_log,
-        }))
+        });
+        // Opens (recovering) the partitions placed here and loads the groups they coordinate;
+        // any failure stops startup, as a log that cannot be opened always did.
+        broker.sync_with_metadata()?;
+        tracing::info!(
+            topics,
+            partitions = broker.partitions.read().expect("partitions lock").len(),
+            %cluster_id,
+            "broker state loaded"
+        );
+        broker.follow_metadata();
+        Ok(broker)
+    }
+
+    /// Brings this broker in line with the metadata log's image: publishes its view (with the
+    /// topics' configs resolved), opens the partitions placed on this broker that are not open,
+    /// closes those that are no longer here (deleting the files of a deleted topic), pushes
+    /// changed configs into the open logs, and hands the hosted partitions of
+    /// `__consumer_offsets` to the group coordinator. Runs after every change this broker
+    /// makes and whenever the image changes (changes made through other brokers). A partition
+    /// that cannot be opened is logged and left closed; the first such error is returned.
+    pub fn sync_with_metadata(&self) -> Result<(), StartupError> {
+        let _pass = self.sync.lock().expect("metadata sync lock");
+        let image = self.metadata_log.image();
+        let view = crate::metadata_log::view_of(&image);
+        let previous = self.metadata();
+        let configs_changed = previous.dynamic_broker_configs != view.dynamic_broker_configs
+            || view.topics.iter().any(|(name, t)| {
+                previous
+                    .topics
+                    .get(name)
+                    .is_some_and(|p| p.id == t.id && p.configs != t.configs)
+            });
+        let topic_configs = match resolve_topic_configs(&self.config, &view) {
+            Ok(configs) => configs,
+            Err((topic, reason)) => {
+                // Proposals are validated first, so only a change from a broker of another
+                // build gets here; its topic keeps no config rather than a wrong one.
+                tracing::error!(%topic, %reason, "the metadata log holds a topic config this broker cannot resolve");
+                let mut view = view.clone();
+                view.topics.remove(&topic);
+                resolve_topic_configs(&self.config, &view).unwrap_or_default()
+            }
+        };
+        *self.meta.write().expect("metadata lock") = Published {
+            meta: Arc::new(view.clone()),
+            topic_configs: Arc::new(topic_configs),
+        };
+        let me = self.config.node_id.get();
+        // Where this broker's partitions should be: (name, partition) -> topic id.
+        let placed: HashMap<TopicPartition, Uuid> = image
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|(_, p)| p.replicas.contains(&me))
+                    .map(|(index, _)| {
+                        let tp = TopicPartition {
+                            topic: t.name.clone(),
+                            partition: *index,
+                        };
+                        (tp, t.id)
+                    })
+            })
+            .collect();
+        let removed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write().expect("partitions lock");
+            let gone: Vec<TopicPartition> = parts
+                .iter()
+                .filter(|(tp, p)| placed.get(*tp) != Some(&p.topic_id))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.iter().filter_map(|tp| parts.remove(tp)).collect()
+        };
+        for partition in removed {
+            let deleted = !image.topics.contains_key(&partition.topic_id);
+            let outcome = if deleted {
+                partition.log().delete()
+            } else {
+                partition.log().close()
+            };
+            match outcome {
+                Ok(()) if deleted => {
+                    tracing::info!(tp = %partition.tp, "deleted the partition of a deleted topic")
+                }
+                Ok(()) => {
+                    tracing::info!(tp = %partition.tp, "closed a partition no longer placed here")
+                }
+                Err(e) => {
+                    tracing::warn!(tp = %partition.tp, error = %e, "could not remove a partition's files")
+                }
+            }
+        }
+        let mut first_error = None;
+        let mut opened = Vec::new();
+        for (tp, topic_id) in &placed {
+            if self.partition(&tp.topic, tp.partition).is_some() {
+                continue;
+            }
+            let (Some(topic), Some(config)) =
+                (view.topics.get(&tp.topic), self.topic_config(&tp.topic))
+            else {
+                continue;
+            };
+            debug_assert_eq!(topic.id, *topic_id);
+            match open_partition(&self.config, &config, topic, tp.clone()) {
+                Ok(partition) => opened.push((tp.clone(), partition)),
+                Err(e) => {
+                    tracing::error!(%tp, error = %e, "cannot open a partition placed on this broker");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !opened.is_empty() {
+            let mut parts = self.partitions.write().expect("partitions lock");
+            parts.extend(opened);
+        }
+        if configs_changed {
+            self.apply_configs();
+        }
+        let offsets_topic = view.topics.get(crate::group::OFFSETS_TOPIC);
+        let hosted: BTreeMap<i32, Arc<Partition>> = offsets_topic
+            .map(|t| {
+                (0..t.partitions)
+                    .filter_map(|p| self.partition(&t.name, p).map(|part| (p, part)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Err((tp, source)) = self
+            .groups
+            .sync_offsets_partitions(offsets_topic.map(|t| t.partitions), hosted)
+        {
+            tracing::error!(%tp, error = %source, "cannot load the groups of a partition of the offsets topic");
+            first_error.get_or_insert(StartupError::Log { tp, source });
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Syncs with every image the metadata log applies from now on (changes proposed through
+    /// other brokers), on the blocking pool, until the broker is dropped.
+    fn follow_metadata(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut images = self.metadata_log.subscribe();
+        let broker = Arc::downgrade(self);
+        runtime.spawn(async move {
+            while images.changed().await.is_ok() {
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                let synced = crate::blocking::try_run(move || broker.sync_with_metadata()).await;
+                if let Ok(Err(e)) = synced {
+                    tracing::warn!(error = %e, "the broker could not follow a metadata change completely");
+                }
+            }
+        });
     }
 
     /// The remote tier, if tiered storage is on.
@@ -300,6 +462,52 @@ impl Broker {
             .collect()
     }
 
+    /// The registered, unfenced broker `id`, if it is one.
+    pub fn cluster_broker(&self, id: i32) -> Option<ClusterBroker> {
+        self.cluster_brokers().into_iter().find(|b| b.id == id)
+    }
+
+    /// Where `topic`'s `partition` is placed and who leads it, from the metadata log.
+    pub fn placement(&self, topic: &str, partition: i32) -> Option<Placement> {
+        let image = self.metadata_log.image();
+        let p = image.topic(topic)?.partitions.get(&partition)?;
+        let live = |id: &i32| image.brokers.get(id).is_some_and(|b| !b.fenced);
+        Some(Placement {
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: if live(&p.leader) { p.leader } else { -1 },
+            leader_epoch: p.leader_epoch,
+            offline: p.replicas.iter().filter(|r| !live(r)).copied().collect(),
+        })
+    }
+
+    /// The partition, if this broker leads it; otherwise Kafka's answer to a client that asked
+    /// the wrong broker: NOT_LEADER_OR_FOLLOWER if the partition exists elsewhere (the client
+    /// refreshes its metadata and moves on), UNKNOWN_TOPIC_OR_PARTITION if it does not exist.
+    pub fn leader_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, ApiError> {
+        if let Some(p) = self.partition(topic, partition) {
+            return Ok(p);
+        }
+        Err(match self.placement(topic, partition) {
+            Some(placement) => ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "broker {} does not lead {topic}-{partition}; its leader is {}",
+                    self.config.node_id.get(),
+                    placement.leader
+                ),
+            ),
+            None => ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("{topic}-{partition} does not exist"),
+            ),
+        })
+    }
+
     /// The controller quorum as this node sees it.
     pub fn quorum(&self) -> crate::metadata_log::QuorumState {
         self.metadata_log.quorum()
@@ -345,48 +553,68 @@ impl Broker {
     }
 
     /// Applies `change` to a copy of the metadata, records it in the metadata log (the records
-    /// that turn the current view into the copy), then publishes the view of the new image.
+    /// that turn the current view into the copy), then syncs this broker with the new image
+    /// (see [`Self::sync_with_metadata`]), so that the caller sees its change applied here.
+    ///
+    /// The view may be behind the log (a change through another broker not applied here yet):
+    /// records computed from it can then be refused by the state machine (a topic created
+    /// twice, producer ids reserved twice). The change is then computed again from the newer
+    /// image, a few times, so that the caller gets the answer the current state gives.
     fn update_metadata<T>(
         &self,
-        change: impl FnOnce(&mut ClusterMetadata) -> Result<T, ApiError>,
+        mut change: impl FnMut(&mut ClusterMetadata) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let _writer = self.meta_write.lock().expect("metadata writer lock");
-        let current = self.metadata();
-        let mut next = (*current).clone();
-        let out = change(&mut next)?;
-        // Configs were validated before `change` stored them; resolving cannot fail then, but
-        // if it does the change is refused before anything is persisted.
-        let topic_configs =
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = Arc::new(crate::metadata_log::view_of(&self.metadata_log.image()));
+            let mut next = (*current).clone();
+            let out = change(&mut next)?;
+            // Configs were validated before `change` stored them; resolving cannot fail then,
+            // but if it does the change is refused before anything is persisted.
             resolve_topic_configs(&self.config, &next).map_err(|(topic, reason)| {
                 ApiError::new(
                     ResponseError::InvalidConfig,
                     format!("topic `{topic}`: {reason}"),
                 )
             })?;
-        let place =
-            crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
-        let records = crate::metadata_log::records_for_change(&current, &next, place);
-        if !records.is_empty() {
-            self.metadata_log.propose(records).map_err(|e| {
-                tracing::error!(error = %e, "cannot record a metadata change");
-                let error = match e {
-                    shale_controller::ProposeError::Refused(_) => ResponseError::InvalidRequest,
-                    shale_controller::ProposeError::NotLeader { .. } => {
-                        ResponseError::NotController
+            let place =
+                crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
+            let records = crate::metadata_log::records_for_change(&current, &next, place);
+            if !records.is_empty() {
+                match self.metadata_log.propose(records) {
+                    Ok(_) => {}
+                    Err(shale_controller::ProposeError::Refused(reason))
+                        if attempt < 5
+                            && crate::metadata_log::view_of(&self.metadata_log.image())
+                                != *current =>
+                    {
+                        tracing::debug!(%reason, attempt, "a metadata change raced another; computing it again");
+                        continue;
                     }
-                    shale_controller::ProposeError::Unavailable(_) => {
-                        ResponseError::KafkaStorageError
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record a metadata change");
+                        let error = match e {
+                            shale_controller::ProposeError::Refused(_) => {
+                                ResponseError::InvalidRequest
+                            }
+                            shale_controller::ProposeError::NotLeader { .. } => {
+                                ResponseError::NotController
+                            }
+                            shale_controller::ProposeError::Unavailable(_) => {
+                                ResponseError::KafkaStorageError
+                            }
+                        };
+                        return Err(ApiError::new(error, e.to_string()));
                     }
-                };
-                ApiError::new(error, e.to_string())
-            })?;
+                }
+            }
+            if let Err(e) = self.sync_with_metadata() {
+                tracing::warn!(error = %e, "the change was recorded but this broker could not apply it completely");
+            }
+            return Ok(out);
         }
-        let next = crate::metadata_log::view_of(&self.metadata_log.image());
-        *self.meta.write().expect("metadata lock") = Published {
-            meta: Arc::new(next),
-            topic_configs: Arc::new(topic_configs),
-        };
-        Ok(out)
     }
 
     /// Creates a topic (CreateTopics, or auto-creation).
@@ -447,33 +675,7 @@ impl Broker {
             check_new_topic_name(meta, &topic.name)?;
             meta.topics.insert(topic.name.clone(), topic.clone());
             Ok(())
-        })?;
-        self.open_partitions(topic, 0)
-    }
-
-    fn open_partitions(&self, topic: &TopicMetadata, from: i32) -> Result<(), ApiError> {
-        let topic_config = self.topic_config(&topic.name).ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{}` was deleted while being created", topic.name),
-            )
-        })?;
-        for p in from..topic.partitions {
-            let tp = TopicPartition {
-                topic: topic.name.clone(),
-                partition: p,
-            };
-            let partition = open_partition(&self.config, &topic_config, topic, tp.clone())
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot create partition log");
-                    ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                })?;
-            self.partitions
-                .write()
-                .expect("partitions lock")
-                .insert(tp, partition);
-        }
-        Ok(())
+        })
     }
 
     /// Deletes a topic and its logs.
@@ -486,22 +688,6 @@ impl Broker {
                 )
             })
         })?;
-        let removed: Vec<Arc<Partition>> = {
-            let mut parts = self.partitions.write().expect("partitions lock");
-            (0..topic.partitions)
-                .filter_map(|p| {
-                    parts.remove(&TopicPartition {
-                        topic: name.to_string(),
-                        partition: p,
-                    })
-                })
-                .collect()
-        };
-        for partition in removed {
-            if let Err(e) = partition.log().delete() {
-                tracing::warn!(tp = %partition.tp, error = %e, "could not remove deleted partition's files");
-            }
-        }
         tracing::info!(topic = name, "topic deleted");
         Ok(topic.id)
     }
@@ -513,7 +699,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let topic = self.update_metadata(|meta| {
+        let before = self.update_metadata(|meta| {
             let Some(topic) = meta.topics.get_mut(name) else {
                 return Err(ApiError::new(
                     ResponseError::UnknownTopicOrPartition,
@@ -533,10 +719,10 @@ impl Broker {
             if !validate_only {
                 topic.partitions = count;
             }
-            Ok((topic.clone(), before))
+            Ok(before)
         })?;
         if !validate_only {
-            self.open_partitions(&topic.0, topic.1)?;
+            tracing::info!(topic = name, from = before, to = count, "partitions added");
         }
         Ok(())
     }
@@ -564,7 +750,7 @@ impl Broker {
         }
         self.update_metadata(|meta| match meta.topics.get_mut(name) {
             Some(t) => {
-                t.configs = configs;
+                t.configs = configs.clone();
                 Ok(())
             }
             None => Err(ApiError::new(
@@ -608,7 +794,7 @@ impl Broker {
             return Ok(());
         }
         self.update_metadata(|meta| {
-            meta.dynamic_broker_configs = configs;
+            meta.dynamic_broker_configs = configs.clone();
             Ok(())
         })?;
         tracing::info!("dynamic broker configs changed");
@@ -853,32 +1039,20 @@ fn open_partition(
 }
 
 impl crate::group::OffsetsTopicHost for Broker {
-    fn offsets_topic_partitions(
+    fn create_offsets_topic(
         &self,
         topic: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-    ) -> Result<Vec<Arc<Partition>>, ApiError> {
-        let existing = self.metadata().topics.get(topic).cloned();
-        let topic_meta = match existing {
-            Some(t) => t,
-            None => match self.create_topic(topic, partitions, -1, configs, false) {
-                Ok(t) => t,
-                Err(e) if e.error == ResponseError::TopicAlreadyExists => {
-                    self.metadata().topics.get(topic).cloned().ok_or(e)?
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        (0..topic_meta.partitions)
-            .map(|p| {
-                self.partition(topic, p).ok_or_else(|| {
-                    ApiError::new(
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("{topic}-{p} is not open on this broker"),
-                    )
-                })
-            })
-            .collect()
+    ) -> Result<(), ApiError> {
+        if self.metadata().topics.contains_key(topic) {
+            return Ok(());
+        }
+        // The creation syncs this broker with the new image before it returns, which loads
+        // the partitions placed here into the coordinator.
+        match self.create_topic(topic, partitions, -1, configs, false) {
+            Err(e) if e.error != ResponseError::TopicAlreadyExists => Err(e),
+            _ => Ok(()),
+        }
     }
 }

@@ -103,6 +103,10 @@ broker_settings! {
     advertised_listener: String = String::new(), env = "SHALE_ADVERTISED_LISTENER", kafka = "advertised.listeners";
     /// This broker's node id.
     node_id: NodeId = NodeId::new(0), env = "SHALE_NODE_ID", kafka = "node.id";
+    /// `HOST:PORT` the controller listener binds: the metadata quorum's RPC between nodes. Required with `controller_quorum_voters`; empty = a private loopback port (a cluster of one).
+    controller_listen: String = String::new(), env = "SHALE_CONTROLLER_LISTEN", kafka = "shale.controller.listen";
+    /// The metadata quorum's voters, `ID@HOST:PORT,...` (their controller listeners). Empty = this node alone is the quorum, a cluster of one. A node whose id is not listed runs as a broker only.
+    controller_quorum_voters: String = String::new(), env = "SHALE_CONTROLLER_QUORUM_VOTERS", kafka = "controller.quorum.voters";
     /// A broker the active controller has not heard from for this long is fenced: it leads nothing until it heartbeats again (ms).
     broker_session_timeout_ms: i64 = 9000, env = "SHALE_BROKER_SESSION_TIMEOUT_MS", kafka = "broker.session.timeout.ms";
     /// How often this broker heartbeats to the active controller (ms).
@@ -274,6 +278,20 @@ impl BrokerConfig {
             );
         }
         at_least("node_id", self.node_id, NodeId::new(0))?;
+        let voters = self.quorum_voters()?;
+        if !voters.is_empty() && self.controller_listen.is_empty() {
+            return bad(
+                "controller_listen",
+                "is required with controller_quorum_voters: the other nodes reach this one's controller there",
+            );
+        }
+        if !self.controller_listen.is_empty() && parse_host_port(&self.controller_listen).is_none()
+        {
+            return bad(
+                "controller_listen",
+                format!("`{}` is not HOST:PORT", self.controller_listen),
+            );
+        }
         at_least("num_partitions", self.num_partitions, 1)?;
         at_least("archive_row_group_bytes", self.archive_row_group_bytes, 1)?;
         if !(1..=22).contains(&self.archive_zstd_level) {
@@ -283,7 +301,7 @@ impl BrokerConfig {
         if self.default_replication_factor != 1 {
             return bad(
                 "default_replication_factor",
-                "must be 1: this build runs a single broker",
+                "must be 1: partitions are not replicated yet",
             );
         }
         at_least(
@@ -412,6 +430,41 @@ impl BrokerConfig {
 }
 
 /// Splits `HOST:PORT` (IPv6 in brackets allowed).
+impl BrokerConfig {
+    /// `controller_quorum_voters` parsed: node id -> controller `HOST:PORT`.
+    pub fn quorum_voters(&self) -> Result<std::collections::BTreeMap<i32, String>, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            setting: "controller_quorum_voters",
+            reason,
+        };
+        let mut voters = std::collections::BTreeMap::new();
+        for entry in self
+            .controller_quorum_voters
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (id, address) = entry
+                .split_once('@')
+                .ok_or_else(|| invalid(format!("`{entry}` is not ID@HOST:PORT")))?;
+            let id: i32 = id
+                .parse()
+                .ok()
+                .filter(|id| *id >= 0)
+                .ok_or_else(|| invalid(format!("`{id}` in `{entry}` is not a node id")))?;
+            if parse_host_port(address).is_none() {
+                return Err(invalid(format!(
+                    "`{address}` in `{entry}` is not HOST:PORT"
+                )));
+            }
+            if voters.insert(id, address.to_string()).is_some() {
+                return Err(invalid(format!("node {id} is listed twice")));
+            }
+        }
+        Ok(voters)
+    }
+}
+
 pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port = port.parse().ok()?;

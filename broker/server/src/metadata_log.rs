@@ -54,6 +54,14 @@ pub struct MetadataLog {
     heartbeat_interval: Duration,
 }
 
+/// Where the quorum is: this node's controller listener and the voters
+/// (`controller.quorum.voters`); no voters means this node alone, on a private loopback port.
+#[derive(Debug, Clone, Default)]
+pub struct Quorum {
+    pub listen: Option<String>,
+    pub voters: BTreeMap<BrokerId, String>,
+}
+
 /// `broker.session.timeout.ms` and `broker.heartbeat.interval.ms`.
 #[derive(Debug, Clone, Copy)]
 pub struct Liveness {
@@ -82,27 +90,51 @@ fn wait_on<T: Send + 'static>(
 }
 
 impl MetadataLog {
-    /// Starts the controller of `node_id` on `data_dir/__cluster_metadata-0`, a quorum of one.
-    /// A brand-new log is bootstrapped with `adopt()`, the view to start from (an older
-    /// single-node metadata file, or an empty cluster); then this waits until the image has a
-    /// cluster id.
+    /// Starts the controller of `node_id` on `data_dir/__cluster_metadata-0`, as a voter of
+    /// `quorum` (a quorum of one without voters). A brand-new log is bootstrapped with
+    /// `adopt()`, the view to start from (an older single-node metadata file, or an empty
+    /// cluster); then this waits until the image has a cluster id (the quorum has a leader
+    /// and this node has caught up with it).
     pub fn open(
         data_dir: &Path,
         node_id: BrokerId,
+        quorum: Quorum,
         liveness: Liveness,
         adopt: impl FnOnce() -> Result<ClusterMetadata, String>,
         no_space: Option<NoSpaceHook>,
     ) -> Result<Self, String> {
         let dir = data_dir.join(METADATA_DIR);
+        let alone = quorum.voters.is_empty() || quorum.voters.keys().eq([&node_id]);
+        if !quorum.voters.is_empty() && !quorum.voters.contains_key(&node_id) {
+            return Err(format!(
+                "node {node_id} is not among controller_quorum_voters ({}); broker-only nodes are not supported yet",
+                quorum.voters.keys().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+            ));
+        }
         let pristine = Controller::is_pristine(&dir)
             .map_err(|e| format!("the metadata log in {} cannot be read: {e}", dir.display()))?;
         let bootstrap = if pristine {
+            let adopted = adopt()?;
+            if !alone && !adopted.topics.is_empty() {
+                // Only the first leader's bootstrap is written: another voter's would be lost.
+                return Err(format!(
+                    "{} holds the topics of a single-node Shale; start it once without controller_quorum_voters (a cluster of one adopts them), then grow the cluster",
+                    data_dir.display()
+                ));
+            }
             // Everything an adopted single-node data dir holds is on this node.
-            records_for_change(&ClusterMetadata::empty(), &adopt()?, |_, _, count| {
+            records_for_change(&ClusterMetadata::empty(), &adopted, |_, _, count| {
                 (0..count).map(|_| vec![node_id]).collect()
             })
         } else {
             Vec::new()
+        };
+        let startup_timeout = if alone {
+            STARTUP_TIMEOUT
+        } else {
+            // The other voters may be starting too: wait for a majority as long as an
+            // operator reasonably would.
+            STARTUP_TIMEOUT * 5
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -112,25 +144,53 @@ impl MetadataLog {
             .map_err(|e| format!("cannot start the controller threads: {e}"))?;
         let id = node_id as u64;
         let started = wait_on(&runtime, async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let bind = quorum
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".to_string());
+            let listener = tokio::net::TcpListener::bind(&bind)
                 .await
-                .map_err(|e| format!("cannot bind the controller listener: {e}"))?;
+                .map_err(|e| format!("cannot bind `controller_listen` address {bind}: {e}"))?;
             let address = listener
                 .local_addr()
                 .map_err(|e| e.to_string())?
                 .to_string();
+            let voters: BTreeMap<u64, String> = if quorum.voters.is_empty() {
+                BTreeMap::from([(id, address)])
+            } else {
+                quorum
+                    .voters
+                    .iter()
+                    .map(|(v, addr)| (*v as u64, addr.clone()))
+                    .collect()
+            };
             let config = ControllerConfig {
                 bootstrap,
                 no_space,
                 broker_session_timeout_ms: liveness.session_timeout.as_millis() as u64,
-                ..ControllerConfig::new(id, BTreeMap::from([(id, address)]), dir)
+                ..ControllerConfig::new(id, voters.clone(), dir)
             };
             let controller = Controller::start(config, listener)
                 .await
                 .map_err(|e| e.to_string())?;
+            // The voters are fixed when the log is created; a changed setting would name a
+            // quorum that does not exist.
+            let members: Vec<u64> = controller
+                .metrics()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            if !pristine && !quorum.voters.is_empty() && !members.iter().eq(voters.keys()) {
+                controller.shutdown().await;
+                return Err(format!(
+                    "controller_quorum_voters names nodes {:?} but this node's metadata log belongs to a quorum of {members:?}",
+                    voters.keys().collect::<Vec<_>>()
+                ));
+            }
             let mut images = controller.subscribe();
             let named = tokio::time::timeout(
-                STARTUP_TIMEOUT,
+                startup_timeout,
                 images.wait_for(|image| image.cluster_id.is_some()),
             )
             .await
@@ -140,7 +200,7 @@ impl MetadataLog {
             } else {
                 controller.shutdown().await;
                 Err(format!(
-                    "the metadata quorum did not apply its first entry within {STARTUP_TIMEOUT:?}"
+                    "the metadata quorum did not apply its first entry within {startup_timeout:?} (is a majority of controller_quorum_voters running?)"
                 ))
             }
         });
@@ -164,6 +224,11 @@ impl MetadataLog {
     /// The image as of the last applied entry.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller().image()
+    }
+
+    /// Every image applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<MetadataImage>> {
+        self.controller().subscribe()
     }
 
     /// Proposes `records` (applied together) and waits until they are committed and applied

@@ -49,14 +49,15 @@ use shale_log::LogError;
 /// created on first use. The broker implements it, so that the coordinator does not depend on
 /// the broker (which holds the coordinator).
 pub trait OffsetsTopicHost {
-    /// Every partition of `topic`, creating it with `partitions` partitions and `configs` if it
-    /// does not exist yet (an existing topic is used as it is).
-    fn offsets_topic_partitions(
+    /// Creates `topic` with `partitions` partitions and `configs` if it does not exist yet (an
+    /// existing topic is used as it is), and loads the partitions hosted here into the
+    /// coordinator before returning.
+    fn create_offsets_topic(
         &self,
         topic: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-    ) -> Result<Vec<Arc<Partition>>, ApiError>;
+    ) -> Result<(), ApiError>;
 }
 
 /// The coordinator's settings, from the broker's.
@@ -153,6 +154,10 @@ struct Shared {
     /// Set once `__consumer_offsets` exists (at load, or on first use).
     log: RwLock<Option<Arc<dyn GroupLog>>>,
     topic_setup: Mutex<()>,
+    /// The `__consumer_offsets` partitions whose groups are loaded (under `topic_setup`).
+    loaded: Mutex<BTreeMap<i32, Arc<Partition>>>,
+    /// The topic's partition count those were loaded with.
+    loaded_count: std::sync::atomic::AtomicI32,
 }
 
 impl Shared {
@@ -164,13 +169,22 @@ impl Shared {
             .unwrap_or_else(|| Arc::new(store::NoLog))
     }
 
+    fn loaded_count(&self) -> i32 {
+        self.loaded_count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_loaded_count(&self, count: i32) {
+        self.loaded_count
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn has_log(&self) -> bool {
         self.log.read().expect("coordinator log lock").is_some()
     }
 }
 
-/// The group coordinator of this broker (which coordinates every group: it is the leader of
-/// every `__consumer_offsets` partition).
+/// The group coordinator of this broker: it coordinates the groups whose partition of
+/// `__consumer_offsets` this broker leads.
 pub struct GroupCoordinator {
     shared: Arc<Shared>,
 }
@@ -185,6 +199,8 @@ impl GroupCoordinator {
                 groups: Mutex::new(HashMap::new()),
                 log: RwLock::new(None),
                 topic_setup: Mutex::new(()),
+                loaded: Mutex::new(BTreeMap::new()),
+                loaded_count: std::sync::atomic::AtomicI32::new(0),
             }),
         }
     }
@@ -196,62 +212,147 @@ impl GroupCoordinator {
         c
     }
 
-    /// At startup: the coordinator, with every group replayed from `__consumer_offsets` if the
-    /// topic exists among `partitions`.
-    pub fn open(
-        config: &BrokerConfig,
-        partitions: &HashMap<TopicPartition, Arc<Partition>>,
-    ) -> Result<Self, (TopicPartition, LogError)> {
-        let coordinator = Self::new(CoordinatorConfig::from_broker(config));
-        let mut offsets_partitions: Vec<Arc<Partition>> = partitions
-            .values()
-            .filter(|p| p.tp.topic == OFFSETS_TOPIC)
-            .cloned()
-            .collect();
-        if offsets_partitions.is_empty() {
-            return Ok(coordinator);
-        }
-        offsets_partitions.sort_by_key(|p| p.tp.partition);
-        coordinator.load(OffsetsTopic::new(offsets_partitions))?;
-        Ok(coordinator)
+    /// Replays `topic` (every partition hosted here) into groups and starts writing to it.
+    pub fn load(&self, topic: OffsetsTopic) -> Result<(), (TopicPartition, LogError)> {
+        let _setup = self.shared.topic_setup.lock().expect("topic setup lock");
+        let hosted = topic.hosted_partitions().clone();
+        self.sync_hosted(topic.count(), hosted)
     }
 
-    /// Replays `topic` into groups and starts writing to it.
-    pub fn load(&self, topic: OffsetsTopic) -> Result<(), (TopicPartition, LogError)> {
+    /// Makes this coordinator the coordinator of exactly the groups of `hosted`, the partitions
+    /// of `__consumer_offsets` (of `count`, `None` while the topic does not exist) this broker
+    /// leads: a partition gained is replayed and its groups loaded; the groups of a partition
+    /// lost are dropped, their waiting members told NOT_COORDINATOR so they look it up again.
+    /// The broker calls this whenever its view of the metadata changes.
+    pub fn sync_offsets_partitions(
+        &self,
+        count: Option<i32>,
+        hosted: BTreeMap<i32, Arc<Partition>>,
+    ) -> Result<(), (TopicPartition, LogError)> {
+        let _setup = self.shared.topic_setup.lock().expect("topic setup lock");
+        match count {
+            Some(count) => self.sync_hosted(count, hosted),
+            None => {
+                self.sync_hosted(0, BTreeMap::new())?;
+                *self.shared.log.write().expect("coordinator log lock") = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Self::sync_offsets_partitions`] with the setup lock held.
+    fn sync_hosted(
+        &self,
+        count: i32,
+        hosted: BTreeMap<i32, Arc<Partition>>,
+    ) -> Result<(), (TopicPartition, LogError)> {
+        let mut loaded = self.shared.loaded.lock().expect("loaded partitions lock");
+        let same = |a: Option<&Arc<Partition>>, b: Option<&Arc<Partition>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let lost: Vec<i32> = loaded
+            .keys()
+            .filter(|p| !same(loaded.get(p), hosted.get(p)) || self.shared.loaded_count() != count)
+            .copied()
+            .collect();
+        let gained: Vec<Arc<Partition>> = hosted
+            .iter()
+            .filter(|(p, _)| !same(loaded.get(p), hosted.get(p)) || lost.contains(p))
+            .map(|(_, partition)| partition.clone())
+            .collect();
+        if !lost.is_empty() {
+            let old_count = self.shared.loaded_count();
+            let dropped: Vec<Arc<GroupHandle>> = {
+                let mut groups = self.shared.groups.lock().expect("group map lock");
+                let ids: Vec<String> = groups
+                    .keys()
+                    .filter(|id| lost.contains(&store::partition_for(id, old_count.max(1))))
+                    .cloned()
+                    .collect();
+                ids.iter().filter_map(|id| groups.remove(id)).collect()
+            };
+            for handle in &dropped {
+                let mut slot = handle.lock();
+                slot.group.fail_all_waiters(ResponseError::NotCoordinator);
+                slot.group.mark_dead();
+            }
+            for p in &lost {
+                loaded.remove(p);
+            }
+            tracing::info!(
+                partitions = ?lost,
+                groups = dropped.len(),
+                "group coordinator unloaded {OFFSETS_TOPIC} partitions"
+            );
+        }
+        // Replayed before the new log is published: until then the groups of a gained
+        // partition are answered NOT_COORDINATOR (the old log does not host it), never from a
+        // half-loaded state.
+        let started = std::time::Instant::now();
+        for partition in &gained {
+            self.replay_into_map(partition)?;
+            loaded.insert(partition.tp.partition, partition.clone());
+        }
+        if !gained.is_empty() {
+            tracing::info!(
+                partitions = gained.len(),
+                hosted = loaded.len(),
+                of = count,
+                groups = self.shared.groups.lock().expect("group map lock").len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "group coordinator loaded {OFFSETS_TOPIC}"
+            );
+        }
+        self.shared.set_loaded_count(count);
+        *self.shared.log.write().expect("coordinator log lock") =
+            Some(Arc::new(OffsetsTopic::hosted(count, loaded.clone())));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            for handle in self.handles() {
+                let mut slot = handle.lock();
+                self.schedule(&handle, &mut slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays one partition of `__consumer_offsets` and adds its groups.
+    fn replay_into_map(
+        &self,
+        partition: &Arc<Partition>,
+    ) -> Result<(), (TopicPartition, LogError)> {
         let started = std::time::Instant::now();
         let mut loaded = BTreeMap::new();
-        let mut total = store::ReplayStats::default();
-        for p in topic.partitions() {
-            let stats = store::replay(
-                p,
-                self.shared.config.decompressed_batch_max_bytes,
-                &mut loaded,
-            )
-            .map_err(|e| (p.tp.clone(), e))?;
-            total.batches += stats.batches;
-            total.records += stats.records;
-            total.skipped += stats.skipped;
-            total.bytes += stats.bytes;
-        }
+        let stats = store::replay(
+            partition,
+            self.shared.config.decompressed_batch_max_bytes,
+            &mut loaded,
+        )
+        .map_err(|e| (partition.tp.clone(), e))?;
         let now = Now::get();
+        let count = loaded.len();
         let mut groups = self.shared.groups.lock().expect("group map lock");
         for (id, g) in loaded {
             let group = ClassicGroup::from_loaded(&id, g.metadata, g.offsets, now);
             groups.insert(id, GroupHandle::new(group));
         }
-        tracing::info!(
-            groups = groups.len(),
-            partitions = topic.partitions().len(),
-            batches = total.batches,
-            records = total.records,
-            skipped = total.skipped,
-            bytes = total.bytes,
+        tracing::debug!(
+            tp = %partition.tp,
+            groups = count,
+            batches = stats.batches,
+            records = stats.records,
+            skipped = stats.skipped,
+            bytes = stats.bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "group coordinator loaded {OFFSETS_TOPIC}"
+            "group coordinator loaded a partition of {OFFSETS_TOPIC}"
         );
-        drop(groups);
-        *self.shared.log.write().expect("coordinator log lock") = Some(Arc::new(topic));
         Ok(())
+    }
+
+    /// Whether this broker coordinates `group_id`: it leads the group's partition of
+    /// `__consumer_offsets` (or the topic does not exist yet and this is a cluster of one).
+    pub fn coordinates(&self, group_id: &str) -> bool {
+        self.shared.log().coordinates(group_id)
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -264,11 +365,9 @@ impl GroupCoordinator {
         if self.shared.has_log() {
             return Ok(());
         }
-        let _setup = self.shared.topic_setup.lock().expect("topic setup lock");
-        // Again under the setup lock: another request may have created it meanwhile.
-        if self.shared.has_log() {
-            return Ok(());
-        }
+        // No lock here: the creation syncs the broker, which takes `topic_setup` to load the
+        // partitions; two requests creating the topic at once are told apart by the metadata
+        // log (the second finds it exists).
         let c = &self.shared.config;
         // Time and size retention never apply to a compact-only topic in Kafka, but the local
         // log applies them whatever the cleanup policy: switch them off here, or the offsets of
@@ -283,14 +382,9 @@ impl GroupCoordinator {
             ("retention.ms".to_string(), "-1".to_string()),
             ("retention.bytes".to_string(), "-1".to_string()),
         ]);
-        let partitions =
-            host.offsets_topic_partitions(OFFSETS_TOPIC, c.offsets_topic_num_partitions, configs)?;
-        tracing::info!(
-            partitions = partitions.len(),
-            "group coordinator is using {OFFSETS_TOPIC}"
-        );
-        *self.shared.log.write().expect("coordinator log lock") =
-            Some(Arc::new(OffsetsTopic::new(partitions)));
+        // The broker's metadata sync loads the partitions it hosts (see
+        // `sync_offsets_partitions`) before the creation returns.
+        host.create_offsets_topic(OFFSETS_TOPIC, c.offsets_topic_num_partitions, configs)?;
         Ok(())
     }
 
@@ -355,6 +449,9 @@ impl GroupCoordinator {
         if group_id.is_empty() || !fits_record(group_id) {
             return JoinResult::error(ResponseError::InvalidGroupId, req.member_id);
         }
+        if !self.coordinates(group_id) {
+            return JoinResult::error(ResponseError::NotCoordinator, req.member_id);
+        }
         // Everything here ends up in a GroupMetadataValue, whose strings have int16 lengths;
         // flexible request versions can carry longer ones.
         let strings_fit = [&req.protocol_type, &req.client_id]
@@ -396,6 +493,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return SyncResult::error(ResponseError::InvalidGroupId);
         }
+        if !self.coordinates(group_id) {
+            return SyncResult::error(ResponseError::NotCoordinator);
+        }
         let Some(handle) = self.get(group_id) else {
             return SyncResult::error(ResponseError::UnknownMemberId);
         };
@@ -422,6 +522,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
+        if !self.coordinates(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let handle = self.get(group_id).ok_or(ResponseError::UnknownMemberId)?;
         let mut slot = handle.lock();
         let result = slot
@@ -439,6 +542,9 @@ impl GroupCoordinator {
     ) -> Res<Vec<Option<ResponseError>>> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
+        }
+        if !self.coordinates(group_id) {
+            return Err(ResponseError::NotCoordinator);
         }
         let Some(handle) = self.get(group_id) else {
             return Ok(vec![Some(ResponseError::UnknownMemberId); members.len()]);
@@ -458,6 +564,9 @@ impl GroupCoordinator {
     pub fn commit_offsets(&self, group_id: &str, commit: OffsetCommit) -> Res<()> {
         if !fits_record(group_id) {
             return Err(ResponseError::InvalidGroupId);
+        }
+        if !self.coordinates(group_id) {
+            return Err(ResponseError::NotCoordinator);
         }
         let handle = match self.get(group_id) {
             Some(h) => h,
@@ -523,6 +632,9 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[TopicPartition],
     ) -> Res<Vec<Option<ResponseError>>> {
+        if !self.coordinates(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let handle = self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let mut slot = handle.lock();
         let g = &mut slot.group;
@@ -652,6 +764,9 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: only an empty group can be deleted; its offsets and
     /// metadata get tombstones.
     pub fn delete_group(&self, group_id: &str) -> Res<()> {
+        if !self.coordinates(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
         let handle = self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let mut slot = handle.lock();
         let g = &mut slot.group;

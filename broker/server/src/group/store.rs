@@ -530,6 +530,11 @@ pub trait GroupLog: Send + Sync {
     /// Appends the records of one group atomically (one batch) and returns once they are in the
     /// log; the error is the one to give the client.
     fn append(&self, group_id: &str, records: &[CoordinatorRecord]) -> Result<(), ResponseError>;
+
+    /// Whether this broker coordinates `group_id` (it leads the group's partition).
+    fn coordinates(&self, _group_id: &str) -> bool {
+        true
+    }
 }
 
 /// A log that refuses every write: used before `__consumer_offsets` exists.
@@ -541,13 +546,14 @@ impl GroupLog for NoLog {
     }
 }
 
-/// The partitions of `__consumer_offsets` hosted here.
+/// The partitions of `__consumer_offsets` hosted here, of the topic's `count`.
 pub struct OffsetsTopic {
-    partitions: Vec<Arc<Partition>>,
+    count: i32,
+    partitions: BTreeMap<i32, Arc<Partition>>,
 }
 
 impl OffsetsTopic {
-    /// `partitions[i]` must be partition `i`.
+    /// Every partition of the topic is here: `partitions[i]` must be partition `i`.
     pub fn new(partitions: Vec<Arc<Partition>>) -> Self {
         for (i, p) in partitions.iter().enumerate() {
             assert_eq!(
@@ -560,15 +566,40 @@ impl OffsetsTopic {
             !partitions.is_empty(),
             "the offsets topic has no partitions"
         );
-        Self { partitions }
+        let count = partitions.len() as i32;
+        Self::hosted(
+            count,
+            partitions
+                .into_iter()
+                .map(|p| (p.tp.partition, p))
+                .collect(),
+        )
     }
 
-    pub fn partitions(&self) -> &[Arc<Partition>] {
+    /// `partitions` (by partition number) of a topic of `count` partitions are here.
+    pub fn hosted(count: i32, partitions: BTreeMap<i32, Arc<Partition>>) -> Self {
+        debug_assert!(partitions.keys().all(|p| (0..count).contains(p)));
+        Self { count, partitions }
+    }
+
+    /// The topic's partition count (hosted here or not).
+    pub fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// The partitions hosted here, in partition order.
+    pub fn partitions(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.values()
+    }
+
+    /// The hosted partitions by number.
+    pub fn hosted_partitions(&self) -> &BTreeMap<i32, Arc<Partition>> {
         &self.partitions
     }
 
-    pub fn partition_for(&self, group_id: &str) -> &Arc<Partition> {
-        &self.partitions[partition_for(group_id, self.partitions.len() as i32) as usize]
+    /// The partition of `group_id`, if it is hosted here.
+    pub fn partition_for(&self, group_id: &str) -> Option<&Arc<Partition>> {
+        self.partitions.get(&partition_for(group_id, self.count))
     }
 }
 
@@ -577,7 +608,9 @@ impl GroupLog for OffsetsTopic {
         if records.is_empty() {
             return Ok(());
         }
-        let partition = self.partition_for(group_id);
+        let Some(partition) = self.partition_for(group_id) else {
+            return Err(ResponseError::NotCoordinator);
+        };
         let now = crate::api_error::now_ms();
         let mut builder = BatchBuilder::new(BatchOptions::default());
         for r in records {
@@ -604,6 +637,10 @@ impl GroupLog for OffsetsTopic {
                 })
             }
         }
+    }
+
+    fn coordinates(&self, group_id: &str) -> bool {
+        self.partition_for(group_id).is_some()
     }
 }
 
@@ -893,7 +930,7 @@ mod tests {
         let topic = OffsetsTopic::new(vec![open_partition(dir.path())]);
         assert_eq!(topic.append("g", &[r]), Err(ResponseError::InvalidRequest));
         assert_eq!(
-            topic.partitions()[0].log().log_end_offset(),
+            topic.hosted_partitions()[&0].log().log_end_offset(),
             Offset::new(0),
             "nothing was written"
         );
@@ -981,7 +1018,7 @@ mod tests {
             .unwrap();
 
         let mut groups = BTreeMap::new();
-        let stats = replay(&topic.partitions()[0], 1 << 20, &mut groups).unwrap();
+        let stats = replay(&topic.hosted_partitions()[&0], 1 << 20, &mut groups).unwrap();
         assert_eq!(stats.records, 9);
         assert_eq!(groups.keys().collect::<Vec<_>>(), vec!["a", "b"]);
         let a = &groups["a"];
@@ -1010,7 +1047,7 @@ mod tests {
                     )
                     .unwrap();
             }
-            topic.partitions()[0].log().close().unwrap();
+            topic.hosted_partitions()[&0].log().close().unwrap();
         }
         let partition = open_partition(dir.path());
         let mut groups = BTreeMap::new();

@@ -51,9 +51,7 @@ async fn delete(
     index: i32,
     offset: i64,
 ) -> Result<i64, ResponseError> {
-    let partition = broker
-        .partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.leader_partition(topic, index).map_err(|e| e.error)?;
     let hw = partition.high_watermark();
     let target = if offset == -1 {
         hw

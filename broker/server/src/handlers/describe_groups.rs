@@ -5,6 +5,8 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use kafka_protocol::ResponseError;
+
 use super::{sb, RequestContext, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::broker::Broker;
 use crate::group::GroupState;
@@ -33,6 +35,9 @@ pub fn handle(
             let base = DescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(operations);
+            if !broker.groups.coordinates(group_id.as_str()) {
+                return base.with_error_code(ResponseError::NotCoordinator.code());
+            }
             let Some(d) = broker.groups.describe_group(group_id.as_str()) else {
                 return base.with_group_state(sb(GroupState::Dead.name()));
             };

@@ -4,7 +4,6 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
-use kafka_protocol::ResponseError;
 use shale_formats::ids::Offset;
 
 use super::RequestContext;
@@ -27,8 +26,9 @@ pub fn handle(
                 .iter()
                 .map(|&index| {
                     let resp = PartitionResponse::default().with_partition_index(index);
-                    let Some(p) = broker.partition(t.name.as_str(), index) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let p = match broker.leader_partition(t.name.as_str(), index) {
+                        Ok(p) => p,
+                        Err(e) => return resp.with_error_code(e.error.code()),
                     };
                     let producers = p
                         .log()

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use shale_formats::ids::Offset;
@@ -155,9 +157,38 @@ pub async fn handle(
             (id, vec![true; wanted.len()])
         }
     };
+    let node_endpoints = if v >= 16 {
+        leader_endpoints(broker, &results)
+    } else {
+        Vec::new()
+    };
     FetchResponse::default()
         .with_session_id(response_id)
+        .with_node_endpoints(node_endpoints)
         .with_responses(group_by_topic(v, &wanted, results, &send))
+}
+
+/// The endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951, v16+).
+fn leader_endpoints(broker: &Broker, results: &[PartitionData]) -> Vec<NodeEndpoint> {
+    let mut leaders: Vec<i32> = results
+        .iter()
+        .filter(|d| d.error_code == ResponseError::NotLeaderOrFollower.code())
+        .map(|d| d.current_leader.leader_id.0)
+        .filter(|id| *id >= 0)
+        .collect();
+    leaders.sort_unstable();
+    leaders.dedup();
+    leaders
+        .into_iter()
+        .filter_map(|id| broker.cluster_broker(id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(sb))
+        })
+        .collect()
 }
 
 fn session_error(e: ResponseError) -> FetchResponse {
@@ -276,12 +307,21 @@ fn read_local(
                 .with_records(Some(Bytes::new()));
             let Some(partition) = partition else {
                 errored = true;
-                let e = if p.topic.is_empty() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
+                if p.topic.is_empty() {
+                    return data.with_error_code(ResponseError::UnknownTopicId.code());
+                }
+                return match broker.placement(&p.topic, p.partition) {
+                    // Led by another broker: the client refreshes its metadata (v12+: KIP-951's
+                    // hint of the leader, v16+ with its endpoint, saves the round trip).
+                    Some(placement) => data
+                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                        .with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(placement.leader))
+                                .with_leader_epoch(placement.leader_epoch),
+                        ),
+                    None => data.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 };
-                return data.with_error_code(e.code());
             };
             if let Some(e) = epoch_error(p.current_leader_epoch, partition.leader_epoch.get()) {
                 errored = true;

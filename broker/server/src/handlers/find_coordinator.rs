@@ -1,5 +1,6 @@
-//! FindCoordinator v0–6: this broker coordinates every group (it leads every partition of
-//! `__consumer_offsets`, which is created on the first lookup, as in Kafka). Batched lookups
+//! FindCoordinator v0–6: a group's coordinator is the broker that leads the group's partition
+//! of `__consumer_offsets` (Kafka's `abs(hash(group)) % partitions`; the topic is created on
+//! the first lookup, as in Kafka), whichever broker is asked. Batched lookups
 //! (`coordinator_keys`, v4+) are answered key by key. There is no transaction coordinator yet,
 //! so transactional ids get COORDINATOR_NOT_AVAILABLE.
 
@@ -9,7 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{sb, RequestContext};
-use crate::broker::Broker;
+use crate::broker::{Broker, ClusterBroker};
+use crate::group::store::partition_for;
+use crate::group::OFFSETS_TOPIC;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 6;
@@ -48,7 +51,8 @@ fn lookup(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
         KEY_TYPE_GROUP => broker
             .groups
             .ensure_offsets_topic(broker)
-            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message)),
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.message))
+            .and_then(|()| group_coordinator(broker, key.as_str())),
         KEY_TYPE_TRANSACTION => Err((
             ResponseError::CoordinatorNotAvailable,
             "this broker has no transaction coordinator yet".to_string(),
@@ -62,10 +66,10 @@ fn lookup(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
         .with_key(key)
         .with_error_message(None);
     match found {
-        Ok(()) => c
-            .with_node_id(BrokerId(broker.config.node_id.get()))
-            .with_host(sb(broker.advertised.0.clone()))
-            .with_port(i32::from(broker.advertised.1)),
+        Ok(b) => c
+            .with_node_id(BrokerId(b.id))
+            .with_host(sb(b.host))
+            .with_port(i32::from(b.port)),
         Err((error, message)) => {
             tracing::debug!(key = %c.key.as_str(), key_type, ?error, %message, "coordinator lookup failed");
             c.with_node_id(BrokerId(-1))
@@ -75,4 +79,33 @@ fn lookup(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
                 .with_error_message(Some(sb(message)))
         }
     }
+}
+
+/// The live broker leading the group's partition of `__consumer_offsets`.
+fn group_coordinator(
+    broker: &Broker,
+    group_id: &str,
+) -> Result<ClusterBroker, (ResponseError, String)> {
+    let partitions = broker
+        .metadata()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|t| t.partitions)
+        .ok_or_else(|| {
+            (
+                ResponseError::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC} does not exist yet"),
+            )
+        })?;
+    let partition = partition_for(group_id, partitions);
+    let leader = broker
+        .placement(OFFSETS_TOPIC, partition)
+        .map(|p| p.leader)
+        .unwrap_or(-1);
+    broker.cluster_broker(leader).ok_or_else(|| {
+        (
+            ResponseError::CoordinatorNotAvailable,
+            format!("{OFFSETS_TOPIC}-{partition} has no live leader"),
+        )
+    })
 }

@@ -94,9 +94,7 @@ async fn lookup(
     current_epoch: i32,
     ts: i64,
 ) -> Result<(i64, i64, i32), ResponseError> {
-    let partition = broker
-        .partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.leader_partition(topic, index).map_err(|e| e.error)?;
     if let Some(e) = epoch_error(current_epoch, partition.leader_epoch.get()) {
         return Err(e);
     }

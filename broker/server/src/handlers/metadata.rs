@@ -1,12 +1,13 @@
-//! Metadata v0–12: brokers, topics, partitions and leaders; creates unknown topics when the
-//! request and `auto.create.topics.enable` allow it.
+//! Metadata v0–12: brokers, topics, partitions and leaders (from the metadata log: any broker
+//! answers for the whole cluster); creates unknown topics when the request and
+//! `auto.create.topics.enable` allow it. A partition whose leader is fenced reads
+//! LEADER_NOT_AVAILABLE with leader -1.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
-use shale_formats::ids::LeaderEpoch;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -121,19 +122,27 @@ fn topic_response(
     topic: &TopicMetadata,
     req: &MetadataRequest,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id.get());
     let partitions = (0..topic.partitions)
         .map(|p| {
-            let epoch = broker
-                .partition(&topic.name, p)
-                .map(|p| p.leader_epoch)
-                .unwrap_or(LeaderEpoch::new(0));
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(epoch.get())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+            let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+            let partition = MetadataResponsePartition::default().with_partition_index(p);
+            match broker.placement(&topic.name, p) {
+                Some(placement) => partition
+                    .with_error_code(if placement.leader < 0 {
+                        ResponseError::LeaderNotAvailable.code()
+                    } else {
+                        0
+                    })
+                    .with_leader_id(BrokerId(placement.leader))
+                    .with_leader_epoch(placement.leader_epoch)
+                    .with_replica_nodes(ids(&placement.replicas))
+                    .with_isr_nodes(ids(&placement.isr))
+                    .with_offline_replicas(ids(&placement.offline)),
+                // Created or deleted between the view and the image: asked again shortly.
+                None => partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1)),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

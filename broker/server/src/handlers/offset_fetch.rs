@@ -1,7 +1,8 @@
 //! OffsetFetch v1–9: a group's committed offsets, for the named partitions or (v2+, topics
 //! null) all of them; v8+ asks for several groups at once. A partition without a committed
 //! offset reads -1 with empty metadata. `require_stable` (v7+) never waits or fails: without
-//! transactions no offset commit is ever pending.
+//! transactions no offset commit is ever pending. A group coordinated by another broker gets
+//! NOT_COORDINATOR.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::ResponseError;
 
 use super::{sb, RequestContext};
 use crate::broker::Broker;
@@ -30,6 +32,11 @@ pub fn handle(
             .groups
             .iter()
             .map(|g| {
+                if !broker.groups.coordinates(g.group_id.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(ResponseError::NotCoordinator.code());
+                }
                 let wanted = g.topics.as_ref().map(|topics| {
                     topics
                         .iter()
@@ -61,6 +68,11 @@ pub fn handle(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if !broker.groups.coordinates(req.group_id.as_str()) {
+        // v1 has no top-level error: its clients see an empty answer and look again.
+        return OffsetFetchResponse::default()
+            .with_error_code(ResponseError::NotCoordinator.code());
     }
     let wanted = req.topics.as_ref().map(|topics| {
         topics

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use shale_formats::batch::{self, BatchError, ValidateOptions};
 use shale_formats::compression::Compression;
@@ -38,21 +40,27 @@ pub enum Produced {
     Durable(futures::future::BoxFuture<'static, ProduceResponse>),
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceRequest) -> Produced {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Produced {
     let acks = req.acks;
+    let version = ctx.api_version;
     // Validation, a possible auto-creation and the appends (pwrite, fsync on a roll) run on the
     // blocking pool, in one call for the whole request: one hand-off per request, not per
     // partition.
     let appended = {
         let broker = Arc::clone(broker);
-        crate::blocking::run(move || append_all(&broker, req.topic_data, acks)).await
+        crate::blocking::run(move || append_all(&broker, req.topic_data, acks, version)).await
     };
     let mut responses = appended.responses;
+    let node_endpoints = appended.node_endpoints;
     if appended.to_sync.is_empty() {
         if acks == 0 {
             return Produced::Now(None);
         }
-        return Produced::Now(Some(ProduceResponse::default().with_responses(responses)));
+        return Produced::Now(Some(
+            ProduceResponse::default()
+                .with_responses(responses)
+                .with_node_endpoints(node_endpoints),
+        ));
     }
     let broker = Arc::clone(broker);
     Produced::Durable(Box::pin(async move {
@@ -76,7 +84,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceReq
                     "the batch was written but its fsync failed: {reason}"
                 ))));
         }
-        ProduceResponse::default().with_responses(responses)
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints)
     }))
 }
 
@@ -85,15 +95,19 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ProduceReq
 struct Appended {
     responses: Vec<TopicProduceResponse>,
     to_sync: Vec<((usize, usize), Arc<Partition>)>,
+    /// KIP-951: the endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers (v10+).
+    node_endpoints: Vec<NodeEndpoint>,
 }
 
 fn append_all(
     broker: &Broker,
     topic_data: Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
     acks: i16,
+    version: i16,
 ) -> Appended {
     let mut responses = Vec::with_capacity(topic_data.len());
     let mut to_sync = Vec::new();
+    let mut node_endpoints: Vec<NodeEndpoint> = Vec::new();
     for topic in topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
@@ -121,7 +135,21 @@ fn append_all(
                 }
                 Err(e) => {
                     tracing::debug!(topic = %topic.name.as_str(), partition = pd.index, error = %e.message, "produce rejected");
-                    base.with_error_code(e.code()).with_error_message(Some(sb(e.message)))
+                    let mut response =
+                        base.with_error_code(e.code()).with_error_message(Some(sb(e.message)));
+                    if version >= 10 && e.error == ResponseError::NotLeaderOrFollower {
+                        if let Some((leader, endpoint)) =
+                            leader_hint(broker, topic.name.as_str(), pd.index)
+                        {
+                            response = response.with_current_leader(leader);
+                            if let Some(endpoint) = endpoint {
+                                if !node_endpoints.iter().any(|n| n.node_id == endpoint.node_id) {
+                                    node_endpoints.push(endpoint);
+                                }
+                            }
+                        }
+                    }
+                    response
                 }
             });
         }
@@ -132,7 +160,32 @@ fn append_all(
                 .with_partition_responses(partitions),
         );
     }
-    Appended { responses, to_sync }
+    Appended {
+        responses,
+        to_sync,
+        node_endpoints,
+    }
+}
+
+/// KIP-951's hint for a client that produced to the wrong broker: the partition's leader and
+/// epoch, and the leader's endpoint if it is live.
+fn leader_hint(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Option<(LeaderIdAndEpoch, Option<NodeEndpoint>)> {
+    let placement = broker.placement(topic, partition)?;
+    let leader = LeaderIdAndEpoch::default()
+        .with_leader_id(BrokerId(placement.leader))
+        .with_leader_epoch(placement.leader_epoch);
+    let endpoint = broker.cluster_broker(placement.leader).map(|b| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(b.id))
+            .with_host(sb(b.host))
+            .with_port(i32::from(b.port))
+            .with_rack(b.rack.map(sb))
+    });
+    Some((leader, endpoint))
 }
 
 struct PartitionProduced {
@@ -169,12 +222,7 @@ fn produce_partition(
                     Err(e) => return Err(e),
                 }
             }
-            broker.partition(topic, index).ok_or_else(|| {
-                ApiError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("this broker does not host {topic}-{index}"),
-                )
-            })?
+            broker.leader_partition(topic, index)?
         }
     };
     let Some(records) = records.filter(|r| !r.is_empty()) else {
