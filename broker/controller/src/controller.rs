@@ -269,6 +269,18 @@ impl Controller {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The leader's metrics (which know every voter's replication progress), from this node
+    /// if it leads, else asked of the leader.
+    pub async fn leader_metrics(&self) -> Result<RaftMetrics<NodeId, BasicNode>, ProposeError> {
+        match crate::network::leader_metrics_locally(&self.raft) {
+            Err(ProposeError::NotLeader {
+                address: Some(address),
+                ..
+            }) => crate::network::forward_leader_metrics(&address, FORWARD_TIMEOUT).await,
+            other => other,
+        }
+    }
+
     /// Entries in the local log, and snapshots this process built (for status and tests).
     pub fn storage_counts(&self) -> (usize, u64) {
         (self.log.len(), self.state_machine.snapshots_built())

@@ -21,7 +21,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, Raft, RaftMetrics};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,6 +48,9 @@ enum Request {
     /// A proposal forwarded by a node that is not the leader (KIP-590's forwarding, between
     /// controllers): the leader writes it and answers as `Controller::propose` would.
     Propose(Proposal),
+    /// The leader's Raft metrics (DescribeQuorum asked of a follower: only the leader knows
+    /// how far each voter has replicated).
+    LeaderMetrics,
     /// A broker's heartbeat, forwarded to the leader (see [`crate::liveness`]).
     Heartbeat {
         broker_id: i32,
@@ -192,6 +195,35 @@ pub async fn forward(
     exchange(address, &Request::Propose(proposal), timeout).await
 }
 
+/// The metrics of the leader, if this node is it.
+pub(crate) fn leader_metrics_locally(
+    raft: &Raft<TypeConfig>,
+) -> Result<RaftMetrics<NodeId, BasicNode>, ProposeError> {
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader == Some(metrics.id) {
+        return Ok(metrics);
+    }
+    let address = metrics.current_leader.and_then(|leader| {
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    });
+    Err(ProposeError::NotLeader {
+        leader: metrics.current_leader,
+        address,
+    })
+}
+
+/// Asks the controller at `address` for its metrics as the leader.
+pub async fn forward_leader_metrics(
+    address: &str,
+    timeout: Duration,
+) -> Result<RaftMetrics<NodeId, BasicNode>, ProposeError> {
+    exchange(address, &Request::LeaderMetrics, timeout).await
+}
+
 /// Sends a broker's heartbeat to the controller at `address`.
 pub async fn forward_heartbeat(
     address: &str,
@@ -297,6 +329,7 @@ async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::
             Request::Propose(proposal) => {
                 serde_json::to_vec(&propose_locally(raft, proposal).await)
             }
+            Request::LeaderMetrics => serde_json::to_vec(&leader_metrics_locally(raft)),
         }
         .map_err(std::io::Error::other)?;
         write_frame(&mut stream, &reply).await?;

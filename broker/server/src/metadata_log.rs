@@ -173,21 +173,6 @@ impl MetadataLog {
             let controller = Controller::start(config, listener)
                 .await
                 .map_err(|e| e.to_string())?;
-            // The voters are fixed when the log is created; a changed setting would name a
-            // quorum that does not exist.
-            let members: Vec<u64> = controller
-                .metrics()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect();
-            if !pristine && !quorum.voters.is_empty() && !members.iter().eq(voters.keys()) {
-                controller.shutdown().await;
-                return Err(format!(
-                    "controller_quorum_voters names nodes {:?} but this node's metadata log belongs to a quorum of {members:?}",
-                    voters.keys().collect::<Vec<_>>()
-                ));
-            }
             let mut images = controller.subscribe();
             let named = tokio::time::timeout(
                 startup_timeout,
@@ -196,6 +181,29 @@ impl MetadataLog {
             .await
             .is_ok_and(|waited| waited.is_ok());
             if named {
+                // The voters are fixed when the log is created; a changed setting would name a
+                // quorum that does not exist.
+                // Raft publishes the membership it loaded shortly after starting.
+                let mut members: Vec<u64> = Vec::new();
+                for _ in 0..100 {
+                    members = controller
+                        .metrics()
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .collect();
+                    if !members.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if !pristine && !quorum.voters.is_empty() && !members.iter().eq(voters.keys()) {
+                    controller.shutdown().await;
+                    return Err(format!(
+                        "controller_quorum_voters names nodes {:?} but this node's metadata log belongs to a quorum of {members:?}",
+                        voters.keys().collect::<Vec<_>>()
+                    ));
+                }
                 Ok(controller)
             } else {
                 controller.shutdown().await;
@@ -243,9 +251,18 @@ impl MetadataLog {
         })
     }
 
-    /// The quorum as this node sees it (DescribeQuorum, `shale admin cluster describe`).
+    /// The quorum as the leader sees it (DescribeQuorum, `shale admin cluster describe`): this
+    /// node's own view if it leads, else the leader's, asked over the controller RPC; this
+    /// node's view (not leading) if the leader cannot be reached.
     pub fn quorum(&self) -> QuorumState {
-        let m = self.controller().metrics();
+        let controller = self.controller().clone();
+        let runtime = self.runtime.as_ref().expect("set until dropped");
+        let m = wait_on(runtime, async move {
+            match controller.leader_metrics().await {
+                Ok(leader) => leader,
+                Err(_) => controller.metrics(),
+            }
+        });
         let id = m.id as BrokerId;
         let leading = m.current_leader == Some(m.id);
         let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);

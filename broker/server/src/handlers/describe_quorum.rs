@@ -1,6 +1,8 @@
 //! DescribeQuorum v0–2 (KIP-595, KIP-836, KIP-853): the controller quorum of
 //! `__cluster_metadata`: leader, epoch (the Raft term), high watermark and each voter's log end
-//! offset, answered by the active controller; another node answers NOT_LEADER_OR_FOLLOWER.
+//! offset, as the active controller knows them: any node answers (a follower asks the leader,
+//! as a Kafka broker forwards the request to the active controller); NOT_LEADER_OR_FOLLOWER
+//! only while no leader can be reached.
 
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,

@@ -309,7 +309,10 @@ async fn dispatch(
         }
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(broker, ctx, r)),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(broker, ctx, r)),
-        Rq::DescribeQuorum(r) => Rs::DescribeQuorum(describe_quorum::handle(broker, ctx, r)),
+        // A follower asks the leader for the voters' progress: a round trip, off the workers.
+        Rq::DescribeQuorum(r) => {
+            Rs::DescribeQuorum(on_blocking_pool(broker, ctx, r, describe_quorum::handle).await)
+        }
         Rq::InitProducerId(r) => {
             Rs::InitProducerId(on_blocking_pool(broker, ctx, r, init_producer_id::handle).await)
         }

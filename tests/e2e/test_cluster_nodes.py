@@ -1,0 +1,356 @@
+"""Clusters of real `shale` processes on 127.0.0.1: every node a broker and a controller voter
+(Kafka's combined mode), started with --node-id, --controller-listen and
+--controller-quorum-voters as scripts/cluster.sh starts them.
+
+What is checked: partitions are spread over the brokers and every broker routes clients to
+their leaders (librdkafka and the Java client 4.3); a consumer group works while its
+coordinator is on another node than most partitions; metadata changes through one broker are
+seen by the others; the Raft leader can be SIGKILLed (a new controller takes over, the killed
+node catches up when it comes back); the whole cluster can be SIGKILLed and restarted with
+nothing lost. Figures (propagation delay, failover time) are printed for the closing note.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+import time
+
+import pytest
+
+from clients import (
+    assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, end_offsets_of,
+    make_records, now_ms, run_java, unique,
+)
+from conftest import free_port
+from test_admin_cli import admin_json
+import kafka_wire as kw
+
+OFFSETS_PARTITIONS = 50
+
+
+def java_string_hash(s: str) -> int:
+    h = 0
+    for unit in struct.unpack(f"<{len(s.encode('utf-16-le')) // 2}H", s.encode("utf-16-le")):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def group_partition(group: str, partitions: int = OFFSETS_PARTITIONS) -> int:
+    """Kafka's partition of a group in __consumer_offsets: abs(hashCode) % partitions."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+class Cluster:
+    """N shale processes with ids 1..N, all voters, on free loopback ports."""
+
+    def __init__(self, factory, n: int, **settings):
+        ports = {i: free_port() for i in range(1, n + 1)}
+        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
+        self.nodes = {
+            i: factory(start=False, node_id=i, controller_listen=f"127.0.0.1:{ports[i]}",
+                       controller_quorum_voters=voters, **settings)
+            for i in ports
+        }
+        for node in self.nodes.values():
+            node.start()
+        self.wait_registered(set(self.nodes))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def live(self):
+        return {i: n for i, n in self.nodes.items() if n.alive()}
+
+    def brokers_seen_by(self, node) -> set[int]:
+        admin = cf_admin(node.bootstrap)  # kept alive until the future is done
+        cluster = admin.describe_cluster(request_timeout=10).result(10)
+        return {b.id for b in cluster.nodes}
+
+    def wait_registered(self, ids: set[int], timeout: float = 60) -> None:
+        """Every live node lists exactly `ids` as its live brokers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                seen = {i: self.brokers_seen_by(n) for i, n in self.live().items()}
+                if all(s == ids for s in seen.values()):
+                    return
+            except Exception as e:  # noqa: BLE001 - a node still starting
+                seen = repr(e)
+            assert time.monotonic() < deadline, f"brokers not all registered: {seen}"
+            time.sleep(0.2)
+
+    def quorum(self, node) -> dict:
+        return admin_json(node.bootstrap, "cluster", "describe")["quorum"]
+
+    def leader(self, timeout: float = 30) -> int:
+        """The Raft leader all live nodes agree on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                leaders = {i: self.quorum(n)["leader_id"] for i, n in self.live().items()}
+                values = set(leaders.values())
+                if len(values) == 1 and next(iter(values)) in self.live():
+                    return next(iter(values))
+            except AssertionError as e:
+                leaders = str(e)[:200]
+            assert time.monotonic() < deadline, f"no agreed leader: {leaders}"
+            time.sleep(0.1)
+
+
+def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    md = cf_admin(bootstrap).list_topics(topic, timeout=10)
+    t = md.topics[topic]
+    assert t.error is None, t.error
+    return {p: pm.leader for p, pm in t.partitions.items()}
+
+
+def wait_visible(node, topic: str, partitions: int, timeout: float = 10) -> float:
+    """Seconds until `node`'s Metadata shows `topic` with every partition led."""
+    start = time.monotonic()
+    while True:
+        md = cf_admin(node.bootstrap).list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None and len(t.partitions) == partitions \
+                and all(p.leader >= 0 for p in t.partitions.values()):
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, f"{topic} not visible on {node.bootstrap}"
+        time.sleep(0.005)
+
+
+def consume_with_group(bootstrap: str, group: str, topic: str, total: int,
+                       timeout: float = 90) -> dict[int, list]:
+    """Subscribes as `group`, reads `total` records, commits them synchronously."""
+    from confluent_kafka import Consumer, KafkaError
+    from clients import _cf_consumed
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    out: dict[int, list] = collections.defaultdict(list)
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        got = 0
+        while got < total:
+            assert time.monotonic() < deadline, f"group {group} read {got} of {total}"
+            for msg in c.consume(num_messages=1000, timeout=0.5):
+                if msg.error():
+                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                    continue
+                out[msg.partition()].append(_cf_consumed(msg))
+                got += 1
+        c.commit(asynchronous=False)
+        return dict(out)
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    admin = cf_admin(bootstrap)
+    entries = admin.describe_configs([res], request_timeout=30)[res].result(30)
+    return {k: v.value for k, v in entries.items()}
+
+
+def alter_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+    admin = cf_admin(bootstrap)
+    admin.incremental_alter_configs([res])[res].result(30)
+
+
+def raw_produce_error(node, topic: str, partition: int) -> int:
+    """Produce v3 of one record straight to `node`; the partition's error code."""
+    batch = kw.simple_batch([kw.Record(key=b"k", value=b"v")])
+    conn = kw.Conn(node.host, node.port)
+    try:
+        resp = conn.roundtrip(kw.produce_request(7, topic, partition, batch, version=3))
+    finally:
+        conn.sock.close()
+    r = kw.Reader(resp)
+    assert r.int32() == 7  # correlation id
+    assert r.int32() == 1  # topics
+    assert r.string() == topic
+    assert r.int32() == 1  # partitions
+    assert r.int32() == partition
+    return r.int16()
+
+
+def test_three_nodes_share_partitions_and_route_every_client(broker_factory, java_cmd):
+    """A 12-partition topic created through node 1 gets 4 leaders per broker and is in the
+    Metadata of the other two well within a second; librdkafka produces through node 3 only
+    and consumes as a group through node 2 (whose coordinator leads 4 of the 12 partitions at
+    most); a broker asked for a partition it does not lead answers NOT_LEADER_OR_FOLLOWER; the
+    Java client produces and consumes through node 2; an AlterConfigs through node 1 is seen by
+    DescribeConfigs on node 3."""
+    cluster = Cluster(broker_factory, 3)
+    n1, n2, n3 = cluster.nodes[1], cluster.nodes[2], cluster.nodes[3]
+    topic, group = unique("spread"), unique("spread-group")
+
+    created = time.monotonic()
+    cf_create_topic(n1.bootstrap, topic, 12)
+    delays = [wait_visible(n, topic, 12) for n in (n2, n3)]
+    propagation = time.monotonic() - created
+    print(f"FIGURE metadata propagation: created through node 1, led in node 2/3 Metadata "
+          f"{[round(d * 1000, 1) for d in delays]} ms after CreateTopics returned "
+          f"({propagation * 1000:.1f} ms from the call)")
+    assert max(delays) < 1.0, delays
+    leaders = partition_leaders(n2.bootstrap, topic)
+    assert collections.Counter(leaders.values()) == {1: 4, 2: 4, 3: 4}, leaders
+    assert partition_leaders(n3.bootstrap, topic) == leaders
+
+    # A client that asks the wrong broker is sent on (a topic of its own: the record it
+    # writes is not one the producer below acknowledges).
+    probe = unique("probe")
+    cf_create_topic(n1.bootstrap, probe, 3)
+    wait_visible(n2, probe, 3)
+    probe_leaders = partition_leaders(n2.bootstrap, probe)
+    p_on_1 = next(p for p, leader in probe_leaders.items() if leader == 1)
+    assert raw_produce_error(n2, probe, p_on_1) == 6  # NOT_LEADER_OR_FOLLOWER
+    assert raw_produce_error(n1, probe, p_on_1) == 0
+
+    recs = make_records(topic, 3000, seed=11, ts_base=now_ms() - 60_000, partitions=12)
+    delivered = cf_produce(n3.bootstrap, topic, recs)
+    ends = end_offsets_of(delivered)
+    assert {p for p in ends if ends[p] > 0} == set(range(12)), ends
+    consumed = consume_with_group(n2.bootstrap, group, topic, len(delivered))
+    assert_verified(delivered, {p: consumed.get(p, []) for p in range(12)}, list(range(12)))
+    admin = cf_admin(n1.bootstrap)
+    coordinator = admin.describe_consumer_groups([group])[group].result(30).coordinator.id
+    offsets_leader = partition_leaders(n1.bootstrap, "__consumer_offsets")[group_partition(group)]
+    assert coordinator == offsets_leader, (coordinator, offsets_leader)
+    assert sum(1 for leader in leaders.values() if leader != coordinator) == 8
+    assert committed(n3.bootstrap, group, topic, 12) == {p: ends[p] for p in range(12)}
+
+    java_topic = unique("spread-java")
+    run_java(java_cmd, "produce-consume-verify", n2.bootstrap, java_topic)
+    assert len(set(partition_leaders(n1.bootstrap, java_topic).values())) == 3
+
+    alter_topic_config(n1.bootstrap, topic, "retention.ms", "86400001")
+    deadline = time.monotonic() + 1.0
+    while topic_config(n3.bootstrap, topic)["retention.ms"] != "86400001":
+        assert time.monotonic() < deadline, topic_config(n3.bootstrap, topic)
+        time.sleep(0.01)
+
+
+def test_controller_failover_and_rejoin(broker_factory):
+    """SIGKILL the Raft leader: the two others elect a new controller within a few election
+    timeouts (1-2 s each) and CreateTopics works again; the partitions of the killed broker
+    read LEADER_NOT_AVAILABLE once it is fenced; restarted, it catches up with what changed
+    while it was down and leads its partitions again."""
+    cluster = Cluster(broker_factory, 3, broker_session_timeout_ms=3000,
+                      broker_heartbeat_interval_ms=500)
+    before = unique("before")
+    cf_create_topic(cluster.nodes[1].bootstrap, before, 6)
+    old = cluster.leader()
+    killed = cluster.nodes[old]
+    killed.kill()
+    killed_at = time.monotonic()
+    survivor = next(n for i, n in cluster.nodes.items() if i != old)
+    new = cluster.leader(timeout=30)
+    elected = time.monotonic() - killed_at
+    after = unique("after")
+    while True:
+        try:
+            cf_create_topic(survivor.bootstrap, after, 6)
+            break
+        except Exception as e:  # noqa: BLE001
+            assert time.monotonic() - killed_at < 30, f"CreateTopics still failing: {e}"
+            time.sleep(0.1)
+    writable = time.monotonic() - killed_at
+    print(f"FIGURE controller failover: node {old} SIGKILLed, node {new} leads after "
+          f"{elected:.2f} s (seen through DescribeQuorum), CreateTopics works after {writable:.2f} s")
+    assert new != old
+    assert elected < 10, elected
+    # The survivors place the new topic on themselves only (the dead broker gets fenced).
+    cluster.wait_registered(set(cluster.live()), timeout=30)
+    leaders = partition_leaders(survivor.bootstrap, before)
+    md = cf_admin(survivor.bootstrap).list_topics(before, timeout=10).topics[before]
+    for p, pm in md.partitions.items():
+        if old in pm.replicas:
+            assert pm.leader == -1, (p, pm)
+
+    killed.start()
+    cluster.wait_registered(set(cluster.nodes), timeout=60)
+    wait_visible(killed, after, 6)
+    deadline = time.monotonic() + 30
+    while True:
+        quorum = cluster.quorum(killed)
+        lag = {v["id"]: v.get("lag") for v in quorum["voters"]}
+        if quorum["leader_id"] == new and all(v == 0 for v in lag.values()):
+            break
+        assert time.monotonic() < deadline, quorum
+        time.sleep(0.2)
+    recovered = partition_leaders(killed.bootstrap, before)
+    assert collections.Counter(recovered.values()) == {1: 2, 2: 2, 3: 2}, (leaders, recovered)
+    recs = make_records(before, 300, seed=3, ts_base=now_ms(), partitions=6)
+    delivered = cf_produce(cluster.bootstrap, before, recs)
+    consumed = cf_consume_all(killed.bootstrap, before, list(range(6)), end_offsets_of(delivered))
+    assert_verified(delivered, consumed, list(range(6)))
+
+
+def test_full_cluster_sigkill_and_restart_keeps_everything(broker_factory):
+    """Every node SIGKILLed at once and started again: the topics with their ids and configs,
+    the records, the committed offsets and a dynamic broker config all survive."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+    cluster = Cluster(broker_factory, 3)
+    topic, group = unique("whole"), unique("whole-group")
+    cf_create_topic(cluster.nodes[2].bootstrap, topic, 6, {"retention.ms": "987654321"})
+    recs = make_records(topic, 1200, seed=21, ts_base=now_ms() - 60_000, partitions=6)
+    delivered = cf_produce(cluster.bootstrap, topic, recs)
+    ends = end_offsets_of(delivered)
+    consume_with_group(cluster.nodes[1].bootstrap, group, topic, len(delivered))
+    res = ConfigResource(ResourceType.BROKER, "3", set_config={"log.retention.ms": "555555555"})
+    admin = cf_admin(cluster.nodes[3].bootstrap)
+    admin.alter_configs([res])[res].result(30)
+    topics_before = {t["name"]: (t["id"], t["partitions"])
+                     for t in admin_json(cluster.nodes[1].bootstrap, "topics", "list")["topics"]}
+    leaders_before = partition_leaders(cluster.nodes[1].bootstrap, topic)
+
+    for node in cluster.nodes.values():
+        node.kill()
+    for node in cluster.nodes.values():
+        node.start()
+    cluster.wait_registered(set(cluster.nodes), timeout=60)
+    for i, node in cluster.nodes.items():
+        now = {t["name"]: (t["id"], t["partitions"])
+               for t in admin_json(node.bootstrap, "topics", "list")["topics"]}
+        assert now == topics_before, f"node {i}"
+        assert topic_config(node.bootstrap, topic)["retention.ms"] == "987654321"
+        wait_visible(node, topic, 6)
+    assert partition_leaders(cluster.nodes[3].bootstrap, topic) == leaders_before
+    consumed = cf_consume_all(cluster.nodes[2].bootstrap, topic, list(range(6)), ends)
+    assert_verified(delivered, consumed, list(range(6)))
+    assert committed(cluster.nodes[3].bootstrap, group, topic, 6) == {p: ends[p] for p in range(6)}
+    from confluent_kafka.admin import ConfigResource as CR
+    b = CR(ResourceType.BROKER, "1")
+    admin = cf_admin(cluster.nodes[1].bootstrap)
+    entries = admin.describe_configs([b])[b].result(30)
+    assert entries["log.retention.ms"].value == "555555555"
+
+
+@pytest.mark.parametrize("voters, message", [
+    ("1@127.0.0.1", "controller_quorum_voters"),
+    ("1@127.0.0.1:1,1@127.0.0.1:2", "listed twice"),
+])
+def test_bad_voters_stop_startup_naming_the_setting(broker_factory, voters, message):
+    b = broker_factory(start=False, node_id=1, controller_listen="127.0.0.1:1",
+                       controller_quorum_voters=voters)
+    with pytest.raises(Exception) as failed:
+        b.start()
+    assert message in str(failed.value), str(failed.value)
+    b.runs[-1]["ended"] = "refused to start (expected)"
