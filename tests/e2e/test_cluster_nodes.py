@@ -48,6 +48,7 @@ class Cluster:
     def __init__(self, factory, n: int, **settings):
         ports = {i: free_port() for i in range(1, n + 1)}
         voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
+        self.factory, self.voters, self.settings = factory, voters, settings
         self.nodes = {
             i: factory(start=False, node_id=i, controller_listen=f"127.0.0.1:{ports[i]}",
                        controller_quorum_voters=voters, **settings)
@@ -56,6 +57,15 @@ class Cluster:
         for node in self.nodes.values():
             node.start()
         self.wait_registered(set(self.nodes))
+
+    def add_broker(self, node_id: int):
+        """Starts a broker-only node (not a voter): it joins the quorum as an observer."""
+        node = self.factory(start=False, node_id=node_id,
+                            controller_listen=f"127.0.0.1:{free_port()}",
+                            controller_quorum_voters=self.voters, **self.settings)
+        self.nodes[node_id] = node
+        node.start()
+        return node
 
     @property
     def bootstrap(self) -> str:
@@ -354,3 +364,30 @@ def test_bad_voters_stop_startup_naming_the_setting(broker_factory, voters, mess
         b.start()
     assert message in str(failed.value), str(failed.value)
     b.runs[-1]["ended"] = "refused to start (expected)"
+
+
+def test_a_fourth_node_joins_a_running_cluster(broker_factory):
+    """A node whose id is not among the voters starts as a broker only: it joins the quorum as
+    an observer, registers, is listed by every node, gets its share of a new topic's
+    partitions, serves them, and restarts as a member."""
+    cluster = Cluster(broker_factory, 3)
+    old_topic = unique("old")
+    cf_create_topic(cluster.nodes[1].bootstrap, old_topic, 3)
+    fourth = cluster.add_broker(4)
+    cluster.wait_registered({1, 2, 3, 4}, timeout=60)
+    wait_visible(fourth, old_topic, 3)
+    topic = unique("joined")
+    cf_create_topic(fourth.bootstrap, topic, 8)
+    for node in cluster.nodes.values():
+        wait_visible(node, topic, 8)
+    leaders = partition_leaders(cluster.nodes[2].bootstrap, topic)
+    assert collections.Counter(leaders.values()) == {1: 2, 2: 2, 3: 2, 4: 2}, leaders
+    recs = make_records(topic, 800, seed=8, ts_base=now_ms() - 60_000, partitions=8)
+    delivered = cf_produce(cluster.nodes[1].bootstrap, topic, recs)
+    consumed = cf_consume_all(fourth.bootstrap, topic, list(range(8)), end_offsets_of(delivered))
+    assert_verified(delivered, consumed, list(range(8)))
+    quorum = cluster.quorum(fourth)
+    assert sorted(v["id"] for v in quorum["voters"]) == [1, 2, 3], quorum
+    fourth.restart()
+    cluster.wait_registered({1, 2, 3, 4}, timeout=60)
+    assert partition_leaders(fourth.bootstrap, topic) == leaders

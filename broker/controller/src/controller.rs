@@ -151,6 +151,10 @@ impl Controller {
             liveness: liveness.clone(),
             images: state_machine.subscribe(),
         };
+        let listener_address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| ControllerError::Raft(format!("the controller listener: {e}")))?;
         let mut tasks = vec![
             tokio::spawn(serve(listener, server)),
             tokio::spawn(liveness.clone().fence_silent_brokers(
@@ -177,6 +181,17 @@ impl Controller {
                 raft.clone(),
                 members,
                 wait,
+            )));
+        }
+        if !config.voters.contains_key(&config.node_id) {
+            // Not a voter: an observer (a broker-only node) that the leader adds as a learner,
+            // which then gets the log and snapshots like any follower but never votes.
+            let address = listener_address.clone();
+            tasks.push(tokio::spawn(join_as_learner(
+                raft.clone(),
+                config.node_id,
+                address,
+                config.voters.values().cloned().collect(),
             )));
         }
         let images = state_machine.subscribe();
@@ -377,6 +392,62 @@ pub(crate) async fn propose_locally(
             Some(reason) => Err(ProposeError::Refused(reason)),
             None => Ok(response.log_id.index),
         },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            Err(ProposeError::NotLeader {
+                leader: forward.leader_id,
+                address: forward.leader_node.map(|n| n.addr),
+            })
+        }
+        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+    }
+}
+
+/// Asks the voters, one after another, until one that leads (or knows the leader) adds this
+/// node as a learner at `address`; then returns. A node already in the membership (restarted)
+/// is done at once.
+async fn join_as_learner(
+    raft: Raft<TypeConfig>,
+    node_id: NodeId,
+    address: String,
+    voters: Vec<String>,
+) {
+    let mut attempt = 0usize;
+    loop {
+        let known = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_some_and(|n| n.addr == address);
+        if known {
+            return;
+        }
+        let voter = &voters[attempt % voters.len().max(1)];
+        attempt += 1;
+        match crate::network::forward_add_learner(voter, node_id, &address, FORWARD_TIMEOUT).await
+        {
+            Ok(()) => {
+                tracing::info!(node_id, %address, "joined the controller quorum as an observer (learner)");
+                return;
+            }
+            Err(e) => tracing::debug!(node_id, voter = %voter, error = %e, "cannot join the quorum yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Adds `node_id` at `address` as a learner if this node leads; otherwise says who does.
+pub(crate) async fn add_learner_locally(
+    raft: &Raft<TypeConfig>,
+    node_id: NodeId,
+    address: String,
+) -> Result<(), ProposeError> {
+    match raft
+        .add_learner(node_id, BasicNode::new(address), false)
+        .await
+    {
+        Ok(_) => Ok(()),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
             Err(ProposeError::NotLeader {
                 leader: forward.leader_id,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use shale_metadata::MetadataImage;
 use tokio::sync::watch;
 
-use crate::controller::{propose_locally, ProposeError};
+use crate::controller::{add_learner_locally, propose_locally, ProposeError};
 use crate::liveness::Liveness;
 use crate::types::{NodeId, Proposal, TypeConfig};
 
@@ -51,6 +51,9 @@ enum Request {
     /// The leader's Raft metrics (DescribeQuorum asked of a follower: only the leader knows
     /// how far each voter has replicated).
     LeaderMetrics,
+    /// A broker-only node asks to be added as a learner (observer) at its controller address;
+    /// a follower forwards it to the leader.
+    AddLearner { node_id: NodeId, address: String },
     /// A broker's heartbeat, forwarded to the leader (see [`crate::liveness`]).
     Heartbeat {
         broker_id: i32,
@@ -224,6 +227,23 @@ pub async fn forward_leader_metrics(
     exchange(address, &Request::LeaderMetrics, timeout).await
 }
 
+/// How long a follower waits for the leader when it passes a request on.
+const FORWARD_HOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the controller at `address` to add `node_id` at `learner` as a learner.
+pub async fn forward_add_learner(
+    address: &str,
+    node_id: NodeId,
+    learner: &str,
+    timeout: Duration,
+) -> Result<(), ProposeError> {
+    let request = Request::AddLearner {
+        node_id,
+        address: learner.to_string(),
+    };
+    exchange(address, &request, timeout).await
+}
+
 /// Sends a broker's heartbeat to the controller at `address`.
 pub async fn forward_heartbeat(
     address: &str,
@@ -330,6 +350,16 @@ async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::
                 serde_json::to_vec(&propose_locally(raft, proposal).await)
             }
             Request::LeaderMetrics => serde_json::to_vec(&leader_metrics_locally(raft)),
+            Request::AddLearner { node_id, address } => {
+                let added = match add_learner_locally(raft, node_id, address.clone()).await {
+                    Err(ProposeError::NotLeader {
+                        address: Some(leader),
+                        ..
+                    }) => forward_add_learner(&leader, node_id, &address, FORWARD_HOP_TIMEOUT).await,
+                    other => other,
+                };
+                serde_json::to_vec(&added)
+            }
         }
         .map_err(std::io::Error::other)?;
         write_frame(&mut stream, &reply).await?;

@@ -91,7 +91,8 @@ fn wait_on<T: Send + 'static>(
 
 impl MetadataLog {
     /// Starts the controller of `node_id` on `data_dir/__cluster_metadata-0`, as a voter of
-    /// `quorum` (a quorum of one without voters). A brand-new log is bootstrapped with
+    /// `quorum` (a quorum of one without voters), or as an observer (a Raft learner: it gets
+    /// the log but never votes) if `node_id` is not among the voters. A brand-new log is bootstrapped with
     /// `adopt()`, the view to start from (an older single-node metadata file, or an empty
     /// cluster); then this waits until the image has a cluster id (the quorum has a leader
     /// and this node has caught up with it).
@@ -105,12 +106,6 @@ impl MetadataLog {
     ) -> Result<Self, String> {
         let dir = data_dir.join(METADATA_DIR);
         let alone = quorum.voters.is_empty() || quorum.voters.keys().eq([&node_id]);
-        if !quorum.voters.is_empty() && !quorum.voters.contains_key(&node_id) {
-            return Err(format!(
-                "node {node_id} is not among controller_quorum_voters ({}); broker-only nodes are not supported yet",
-                quorum.voters.keys().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
-            ));
-        }
         let pristine = Controller::is_pristine(&dir)
             .map_err(|e| format!("the metadata log in {} cannot be read: {e}", dir.display()))?;
         let bootstrap = if pristine {
@@ -266,9 +261,9 @@ impl MetadataLog {
         let id = m.id as BrokerId;
         let leading = m.current_leader == Some(m.id);
         let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
-        let voters = m
-            .membership_config
-            .membership()
+        let membership = m.membership_config.membership();
+        let voter_ids: Vec<u64> = membership.voter_ids().collect();
+        let (voters, observers): (Vec<_>, Vec<_>) = membership
             .nodes()
             .map(|(node, addr)| {
                 let log_end_offset = if *node == m.id {
@@ -279,13 +274,16 @@ impl MetadataLog {
                         .and_then(|r| r.get(node).copied())
                         .map_or(-1, |matched| end(matched.map(|l| l.index)))
                 };
-                QuorumVoter {
+                let replica = QuorumVoter {
                     id: *node as BrokerId,
                     address: addr.addr.clone(),
                     log_end_offset,
-                }
+                };
+                (voter_ids.contains(node), replica)
             })
-            .collect();
+            .partition(|(voter, _)| *voter);
+        let voters = voters.into_iter().map(|(_, v)| v).collect();
+        let observers = observers.into_iter().map(|(_, o)| o).collect();
         QuorumState {
             node_id: id,
             leader: m.current_leader.map(|l| l as BrokerId),
@@ -293,6 +291,7 @@ impl MetadataLog {
             term: m.current_term,
             high_watermark: end(m.last_applied.map(|l| l.index)),
             voters,
+            observers,
         }
     }
 
@@ -362,6 +361,8 @@ pub struct QuorumState {
     /// The offset after the last applied entry.
     pub high_watermark: i64,
     pub voters: Vec<QuorumVoter>,
+    /// Nodes that get the log but do not vote (broker-only nodes: Raft learners).
+    pub observers: Vec<QuorumVoter>,
 }
 
 /// A voter of the quorum: its controller address and its log end offset (-1 if unknown).

@@ -58,6 +58,19 @@ pub fn handle(
                             })
                             .collect(),
                     )
+                    .with_observers(
+                        quorum
+                            .observers
+                            .iter()
+                            .map(|o| {
+                                ReplicaState::default()
+                                    .with_replica_id(BrokerId(o.id))
+                                    .with_log_end_offset(o.log_end_offset)
+                                    .with_last_fetch_timestamp(-1)
+                                    .with_last_caught_up_timestamp(-1)
+                            })
+                            .collect(),
+                    )
             };
             partitions.push(data);
         }
