@@ -624,6 +624,20 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
         .discover_partitions()
         .await
         .map_err(|e| format!("cannot list the object store for a restore: {e}"))?;
+    let me = broker.config.node_id.get();
+    let alone = broker
+        .config
+        .quorum_voters()
+        .is_ok_and(|v| v.is_empty() || v.keys().eq([&me]));
+    if !alone {
+        // Each partition's local log must start after its remote end on whichever broker it
+        // is placed; only this broker's logs can be set here. Restore into a cluster of one,
+        // then add brokers.
+        if !found.is_empty() {
+            tracing::warn!(partitions = found.len(), "the object store holds topics, but restoring them into a multi-node cluster is not supported yet: start one node (no controller_quorum_voters) against the bucket first");
+        }
+        return Ok(0);
+    }
     let mut topics: BTreeMap<(String, uuid::Uuid), i32> = BTreeMap::new();
     for tp in &found {
         let n = topics.entry((tp.topic.clone(), tp.topic_id)).or_insert(0);
