@@ -425,13 +425,14 @@ async fn join_as_learner(
         }
         let voter = &voters[attempt % voters.len().max(1)];
         attempt += 1;
-        match crate::network::forward_add_learner(voter, node_id, &address, FORWARD_TIMEOUT).await
-        {
+        match crate::network::forward_add_learner(voter, node_id, &address, FORWARD_TIMEOUT).await {
             Ok(()) => {
                 tracing::info!(node_id, %address, "joined the controller quorum as an observer (learner)");
                 return;
             }
-            Err(e) => tracing::debug!(node_id, voter = %voter, error = %e, "cannot join the quorum yet"),
+            Err(e) => {
+                tracing::debug!(node_id, voter = %voter, error = %e, "cannot join the quorum yet")
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

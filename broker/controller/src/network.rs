@@ -53,7 +53,10 @@ enum Request {
     LeaderMetrics,
     /// A broker-only node asks to be added as a learner (observer) at its controller address;
     /// a follower forwards it to the leader.
-    AddLearner { node_id: NodeId, address: String },
+    AddLearner {
+        node_id: NodeId,
+        address: String,
+    },
     /// A broker's heartbeat, forwarded to the leader (see [`crate::liveness`]).
     Heartbeat {
         broker_id: i32,
@@ -355,7 +358,9 @@ async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::
                     Err(ProposeError::NotLeader {
                         address: Some(leader),
                         ..
-                    }) => forward_add_learner(&leader, node_id, &address, FORWARD_HOP_TIMEOUT).await,
+                    }) => {
+                        forward_add_learner(&leader, node_id, &address, FORWARD_HOP_TIMEOUT).await
+                    }
                     other => other,
                 };
                 serde_json::to_vec(&added)
