@@ -391,3 +391,91 @@ def test_a_fourth_node_joins_a_running_cluster(broker_factory):
     fourth.restart()
     cluster.wait_registered({1, 2, 3, 4}, timeout=60)
     assert partition_leaders(fourth.bootstrap, topic) == leaders
+
+
+def offline_partitions(node, topic: str) -> set[int]:
+    admin = cf_admin(node.bootstrap)
+    t = admin.list_topics(topic, timeout=10).topics[topic]
+    return {p for p, pm in t.partitions.items() if pm.leader < 0}
+
+
+def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes(broker_factory):
+    """SIGSTOP the Raft leader (a stalled process, not a dead one): the others elect a new
+    controller and fence the paused broker; CreateTopics works meanwhile. On SIGCONT the old
+    leader steps down (one leader, agreed by all), catches up, is unfenced, and every record
+    acknowledged before the pause is still there."""
+    import signal
+    cluster = Cluster(broker_factory, 3, broker_session_timeout_ms=3000,
+                      broker_heartbeat_interval_ms=500)
+    topic = unique("paused")
+    cf_create_topic(cluster.nodes[1].bootstrap, topic, 6)
+    recs = make_records(topic, 600, seed=31, ts_base=now_ms() - 60_000, partitions=6)
+    delivered = cf_produce(cluster.bootstrap, topic, recs)
+    old = cluster.leader()
+    paused = cluster.nodes[old]
+    survivors = {i: n for i, n in cluster.nodes.items() if i != old}
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        survivor = next(iter(survivors.values()))
+        deadline = t0 + 30
+        while True:
+            try:
+                leaders = {i: cluster.quorum(n)["leader_id"] for i, n in survivors.items()}
+            except AssertionError:  # no leader reachable yet: DescribeQuorum fails
+                leaders = {}
+            if len(set(leaders.values())) == 1 and next(iter(leaders.values())) != old:
+                break
+            assert time.monotonic() < deadline, leaders
+            time.sleep(0.1)
+        print(f"FIGURE paused leader: node {old} SIGSTOPped, new leader {leaders} after "
+              f"{time.monotonic() - t0:.2f} s")
+        during = unique("during-pause")
+        cf_create_topic(survivor.bootstrap, during, 3)
+        deadline = time.monotonic() + 30
+        while old in cluster.brokers_seen_by(survivor):
+            assert time.monotonic() < deadline, "the paused broker was not fenced"
+            time.sleep(0.2)
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    new = cluster.leader(timeout=30)
+    assert new != old
+    cluster.wait_registered(set(cluster.nodes), timeout=30)
+    wait_visible(paused, during, 3)
+    after = unique("after-pause")
+    cf_create_topic(paused.bootstrap, after, 3)  # forwarded by the old leader to the new one
+    for node in cluster.nodes.values():
+        wait_visible(node, after, 3)
+    listed = [sorted(t["name"] for t in admin_json(n.bootstrap, "topics", "list")["topics"])
+              for n in cluster.nodes.values()]
+    assert all(names == listed[0] for names in listed), listed
+    consumed = cf_consume_all(cluster.nodes[new].bootstrap, topic, list(range(6)),
+                              end_offsets_of(delivered))
+    assert_verified(delivered, consumed, list(range(6)))
+
+
+def test_sigterm_is_a_controlled_shutdown(broker_factory):
+    """A broker stopped with SIGTERM has the controller fence it before it closes: the other
+    brokers report its partitions offline at once, not after the 9 s session timeout; started
+    again it leads them again."""
+    cluster = Cluster(broker_factory, 3)
+    topic = unique("controlled")
+    cf_create_topic(cluster.nodes[1].bootstrap, topic, 6)
+    leaders = partition_leaders(cluster.nodes[1].bootstrap, topic)
+    on_3 = {p for p, leader in leaders.items() if leader == 3}
+    t0 = time.monotonic()
+    assert cluster.nodes[3].stop() == 0
+    stopped = time.monotonic() - t0
+    while offline_partitions(cluster.nodes[1], topic) != on_3:
+        assert time.monotonic() - t0 < 5, offline_partitions(cluster.nodes[1], topic)
+        time.sleep(0.05)
+    offline_after = time.monotonic() - t0
+    print(f"FIGURE controlled shutdown: stopped in {stopped:.2f} s, its partitions offline "
+          f"on the others {offline_after:.2f} s after SIGTERM (session timeout 9 s)")
+    assert "controlled shutdown: this broker is fenced" in cluster.nodes[3].log_text()
+    cluster.nodes[3].start()
+    cluster.wait_registered({1, 2, 3})
+    deadline = time.monotonic() + 10
+    while partition_leaders(cluster.nodes[2].bootstrap, topic) != leaders:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

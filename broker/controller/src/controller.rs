@@ -291,7 +291,7 @@ impl Controller {
             Err(ProposeError::NotLeader {
                 address: Some(address),
                 ..
-            }) => crate::network::forward_leader_metrics(&address, FORWARD_TIMEOUT).await,
+            }) => crate::network::forward_leader_metrics(&address, METRICS_FORWARD_TIMEOUT).await,
             other => other,
         }
     }
@@ -337,21 +337,24 @@ impl Heartbeater {
     /// A broker's heartbeat (`broker_epoch` from its registration), recorded by the leader,
     /// forwarded there from any other node. Refused for an epoch that is not the registered one.
     pub async fn heartbeat(&self, broker_id: i32, broker_epoch: i64) -> Result<(), ProposeError> {
-        retry_through_elections(move || async move {
-            let image = self.images.borrow().clone();
-            match self
-                .liveness
-                .heartbeat(&self.raft, &image, broker_id, broker_epoch)
-                .await
-            {
-                Err(ProposeError::NotLeader {
-                    address: Some(address),
-                    ..
-                }) => forward_heartbeat(&address, broker_id, broker_epoch, FORWARD_TIMEOUT).await,
-                other => other,
+        // One attempt, briefly: the broker heartbeats again within its interval anyway, and a
+        // heartbeat stuck on a paused or dead leader would keep it from the new one until the
+        // new leader's session for it ran out (every broker fenced after a failover).
+        let image = self.images.borrow().clone();
+        match self
+            .liveness
+            .heartbeat(&self.raft, &image, broker_id, broker_epoch)
+            .await
+        {
+            Err(ProposeError::NotLeader {
+                address: Some(address),
+                ..
+            }) => {
+                forward_heartbeat(&address, broker_id, broker_epoch, HEARTBEAT_FORWARD_TIMEOUT)
+                    .await
             }
-        })
-        .await
+            other => other,
+        }
     }
 }
 
@@ -380,7 +383,12 @@ where
 /// Proposals forwarded to the leader at most this often before giving up (an election may be
 /// under way).
 const FORWARD_ATTEMPTS: u32 = 5;
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a proposal waits for the leader it was forwarded to (a paused leader accepts the
+/// connection and never answers; after this the proposal looks for the leader again).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded heartbeat or DescribeQuorum waits for the leader.
+const HEARTBEAT_FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
+const METRICS_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Writes `proposal` if this node leads; never forwards (the forwarding RPC's server side).
 pub(crate) async fn propose_locally(

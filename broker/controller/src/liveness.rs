@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Heartbeat times live only in the leader's memory: a new leader gives every broker a full
-//! session from the moment it took over, and a leader whose own ticks stalled (the process was
+//! session from the moment it took over, a broker just registered or unfenced gets one from
+//! then, and a leader whose own ticks stalled (the process was
 //! paused) counts every broker as heard at the end of the stall, so that it does not fence the
 //! brokers for its own silence.
 
@@ -39,6 +40,11 @@ struct Inner {
     heard: HashMap<BrokerId, (i64, Instant)>,
     /// When this node last became leader, or when its ticks resumed after a stall.
     since: Option<Instant>,
+    /// Each broker's (epoch, fenced) as the fencing loop last saw it, and since when: a broker
+    /// that was just registered or unfenced gets a full session from then, whatever was heard
+    /// of an earlier incarnation (a restarted broker is not fenced for its predecessor's
+    /// silence).
+    state: HashMap<BrokerId, (i64, bool, Instant)>,
 }
 
 impl Liveness {
@@ -122,12 +128,24 @@ impl Liveness {
             }
             let image = images.borrow().clone();
             let silent: Vec<(BrokerId, i64)> = {
-                let inner = self.lock();
+                let mut inner = self.lock();
                 let since = inner.since.unwrap_or(now);
+                for b in image.brokers.values() {
+                    let id = b.registration.broker_id;
+                    let seen = (b.epoch, b.fenced);
+                    match inner.state.get(&id) {
+                        Some((epoch, fenced, _)) if (*epoch, *fenced) == seen => {}
+                        _ => {
+                            inner.state.insert(id, (b.epoch, b.fenced, now));
+                        }
+                    }
+                }
                 image
                     .unfenced_brokers()
                     .filter_map(|b| {
                         let id = b.registration.broker_id;
+                        let changed = inner.state.get(&id).map_or(since, |(_, _, at)| *at);
+                        let since = since.max(changed);
                         let heard = inner
                             .heard
                             .get(&id)

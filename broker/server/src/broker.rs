@@ -508,6 +508,12 @@ impl Broker {
         })
     }
 
+    /// Controlled shutdown (SIGTERM): see `MetadataLog::controlled_shutdown`.
+    pub fn controlled_shutdown(&self) {
+        self.metadata_log
+            .controlled_shutdown(Duration::from_secs(5));
+    }
+
     /// The controller quorum as this node sees it.
     pub fn quorum(&self) -> crate::metadata_log::QuorumState {
         self.metadata_log.quorum()

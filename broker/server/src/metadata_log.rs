@@ -52,6 +52,8 @@ pub struct MetadataLog {
     runtime: Option<tokio::runtime::Runtime>,
     controller: Option<Arc<Controller>>,
     heartbeat_interval: Duration,
+    /// This broker's registration (id, epoch) and its heartbeat task, once registered.
+    registered: std::sync::Mutex<Option<(BrokerId, i64, tokio::task::JoinHandle<()>)>>,
 }
 
 /// Where the quorum is: this node's controller listener and the voters
@@ -212,6 +214,7 @@ impl MetadataLog {
                 runtime: Some(runtime),
                 controller: Some(Arc::new(controller)),
                 heartbeat_interval: liveness.heartbeat_interval,
+                registered: std::sync::Mutex::new(None),
             }),
             Err(e) => {
                 runtime.shutdown_background();
@@ -319,7 +322,7 @@ impl MetadataLog {
         let heartbeater = self.controller().heartbeater();
         let interval = self.heartbeat_interval;
         let runtime = self.runtime.as_ref().expect("set until dropped");
-        runtime.spawn(async move {
+        let beats = runtime.spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 match heartbeater.heartbeat(broker_id, epoch).await {
@@ -331,7 +334,39 @@ impl MetadataLog {
                 }
             }
         });
+        *self.registered.lock().expect("registration lock") = Some((broker_id, epoch, beats));
         Ok(())
+    }
+
+    /// Kafka's controlled shutdown, for SIGTERM: stops this broker's heartbeats and has the
+    /// controller fence it now, so that clients are told its partitions are offline at once
+    /// instead of after `broker.session.timeout.ms` (with replication this is where leadership
+    /// moves to other replicas first). Bounded by `timeout`; a quorum that cannot be reached
+    /// leaves the fencing to the session timeout.
+    pub fn controlled_shutdown(&self, timeout: Duration) {
+        let Some((broker_id, broker_epoch, beats)) =
+            self.registered.lock().expect("registration lock").take()
+        else {
+            return;
+        };
+        beats.abort();
+        let controller = self.controller().clone();
+        let runtime = self.runtime.as_ref().expect("set until dropped");
+        let fenced = wait_on(runtime, async move {
+            tokio::time::timeout(
+                timeout,
+                controller.propose(vec![MetadataRecord::FenceBroker {
+                    broker_id,
+                    broker_epoch,
+                }]),
+            )
+            .await
+        });
+        match fenced {
+            Ok(Ok(_)) => tracing::info!(broker_id, "controlled shutdown: this broker is fenced"),
+            Ok(Err(e)) => tracing::warn!(broker_id, error = %e, "controlled shutdown: cannot fence this broker; the session timeout will"),
+            Err(_) => tracing::warn!(broker_id, ?timeout, "controlled shutdown: the quorum did not answer; the session timeout will fence this broker"),
+        }
     }
 }
 

@@ -131,11 +131,22 @@ pub async fn serve(
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    // Fenced before the connections drain: clients refreshing their metadata meanwhile are
+    // told this broker's partitions are offline rather than sent back here.
+    {
+        let b = broker.clone();
+        if crate::blocking::try_run(move || b.controlled_shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("the controlled shutdown panicked");
+        }
+    }
     tracing::info!(
         open_connections = connections.len(),
         "shutting down: draining connections"
     );
-    drop(listener);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
     })
