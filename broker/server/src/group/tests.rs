@@ -1102,3 +1102,75 @@ async fn a_replaced_static_leader_skips_the_assignment_only_from_v9() {
         .unwrap();
     assert_eq!(&s.assignment[..], b"L");
 }
+
+/// In a cluster the coordinator holds only the groups of the `__consumer_offsets` partitions
+/// its broker leads: a group of a partition led elsewhere gets NOT_COORDINATOR; a partition
+/// lost drops its groups; gained again, its groups come back from the log.
+#[tokio::test]
+async fn the_coordinator_serves_only_the_partitions_it_hosts() {
+    use shale_log::{Log, LogConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let partitions: BTreeMap<i32, Arc<Partition>> = (0..2)
+        .map(|p| {
+            let log = Log::open(
+                dir.path().join(format!("{OFFSETS_TOPIC}-{p}")),
+                LogConfig::default(),
+                0,
+            )
+            .unwrap();
+            let partition = Partition::new(
+                tp(OFFSETS_TOPIC, p),
+                uuid::Uuid::nil(),
+                LeaderEpoch::new(0),
+                log,
+            );
+            (p, partition)
+        })
+        .collect();
+    // Two groups, one in each partition.
+    let group_in = |p: i32| {
+        (0..)
+            .map(|i| format!("g{i}"))
+            .find(|g| store::partition_for(g, 2) == p)
+            .unwrap()
+    };
+    let (here, there) = (group_in(0), group_in(1));
+    let c = GroupCoordinator::new(config());
+    let only_0: BTreeMap<i32, Arc<Partition>> = partitions
+        .iter()
+        .filter(|(p, _)| **p == 0)
+        .map(|(p, x)| (*p, x.clone()))
+        .collect();
+    c.sync_offsets_partitions(Some(2), only_0.clone()).unwrap();
+    assert!(c.coordinates(&here) && !c.coordinates(&there));
+    c.commit_offsets(&here, commit("", -1, 9, &[(tp("t", 0), 7)]))
+        .unwrap();
+    assert_eq!(
+        c.commit_offsets(&there, commit("", -1, 9, &[(tp("t", 0), 8)])),
+        Err(E::NotCoordinator)
+    );
+    // Partition 1 gained: its (empty) groups load and it is served.
+    c.sync_offsets_partitions(Some(2), partitions.clone())
+        .unwrap();
+    c.commit_offsets(&there, commit("", -1, 9, &[(tp("t", 0), 8)]))
+        .unwrap();
+    // Partition 0 lost: its group is gone from memory and refused.
+    let only_1: BTreeMap<i32, Arc<Partition>> = partitions
+        .iter()
+        .filter(|(p, _)| **p == 1)
+        .map(|(p, x)| (*p, x.clone()))
+        .collect();
+    c.sync_offsets_partitions(Some(2), only_1).unwrap();
+    assert!(!c.coordinates(&here));
+    assert!(c.describe_group(&here).is_none());
+    assert_eq!(c.heartbeat(&here, "m", None, 1), Err(E::NotCoordinator));
+    // Gained back: replayed from its log.
+    c.sync_offsets_partitions(Some(2), partitions.clone())
+        .unwrap();
+    let offsets = c.fetch_offsets(&here, None);
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0].1.as_ref().unwrap().offset, 7);
+    // The topic deleted: nothing is coordinated from a log any more.
+    c.sync_offsets_partitions(None, BTreeMap::new()).unwrap();
+    assert!(c.describe_group(&there).is_none());
+}
