@@ -19,10 +19,12 @@ import time
 import pytest
 
 from clients import (
-    assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, end_offsets_of,
+    assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, cf_producer,
+    end_offsets_of,
     make_records, now_ms, run_java, unique,
 )
 from conftest import free_port
+from link_proxy import LinkProxy
 from test_admin_cli import admin_json
 import kafka_wire as kw
 
@@ -43,20 +45,47 @@ def group_partition(group: str, partitions: int = OFFSETS_PARTITIONS) -> int:
 
 
 class Cluster:
-    """N shale processes with ids 1..N, all voters, on free loopback ports."""
+    """N shale processes with ids 1..N, all voters, on free loopback ports.
 
-    def __init__(self, factory, n: int, **settings):
+    With `links=True` every node reaches every other through a proxy of its own
+    (`self.links[(i, j)]`: node i's link to node j), named in node i's controller.quorum.voters,
+    so that a test can cut the network between two nodes in one direction or both.
+    """
+
+    def __init__(self, factory, n: int, links: bool = False, **settings):
         ports = {i: free_port() for i in range(1, n + 1)}
         voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
         self.factory, self.voters, self.settings = factory, voters, settings
+        self.links: dict[tuple[int, int], LinkProxy] = {}
+        per_node = {i: voters for i in ports}
+        if links:
+            self.links = {(i, j): LinkProxy(("127.0.0.1", ports[j]))
+                          for i in ports for j in ports if i != j}
+            per_node = {i: ",".join(f"{j}@127.0.0.1:{ports[j]}" if i == j
+                                    else f"{j}@{self.links[(i, j)].address}" for j in ports)
+                        for i in ports}
         self.nodes = {
             i: factory(start=False, node_id=i, controller_listen=f"127.0.0.1:{ports[i]}",
-                       controller_quorum_voters=voters, **settings)
+                       controller_quorum_voters=per_node[i], **settings)
             for i in ports
         }
         for node in self.nodes.values():
             node.start()
         self.wait_registered(set(self.nodes))
+
+    def isolate(self, node_id: int) -> None:
+        """Cuts every link to and from `node_id` (its clients still reach it)."""
+        for (i, j), link in self.links.items():
+            if node_id in (i, j):
+                link.cut()
+
+    def heal(self) -> None:
+        for link in self.links.values():
+            link.heal()
+
+    def close_links(self) -> None:
+        for link in self.links.values():
+            link.close()
 
     def add_broker(self, node_id: int):
         """Starts a broker-only node (not a voter): it joins the quorum as an observer."""
@@ -479,3 +508,161 @@ def test_sigterm_is_a_controlled_shutdown(broker_factory):
     while partition_leaders(cluster.nodes[2].bootstrap, topic) != leaders:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+class BackgroundProducer:
+    """Produces records with unique values round-robin over `partitions` from a thread (an
+    idempotent librdkafka producer, acks=all) until stopped; keeps what was acknowledged where
+    and what failed, for the history check."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, rate: float = 200):
+        import threading
+        self.topic, self.partitions, self.interval = topic, partitions, 1 / rate
+        self.sent: dict[bytes, int] = {}  # value -> partition it was sent to
+        self.acked: dict[bytes, tuple[int, int]] = {}  # value -> (partition, offset)
+        self.failed: dict[bytes, str] = {}
+        self.ack_times: list[float] = []
+        self._producer = cf_producer(bootstrap, enable_idempotence=True, linger_ms=5,
+                                     message_timeout_ms=120_000)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _delivered(self, err, msg) -> None:
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+            self.ack_times.append(time.monotonic())
+        else:
+            self.failed[msg.value()] = str(err)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            value = f"{self.topic}/{i}".encode()
+            partition = i % self.partitions
+            try:
+                self._producer.produce(self.topic, value=value, key=b"k%d" % i,
+                                       partition=partition, on_delivery=self._delivered)
+                self.sent[value] = partition
+                i += 1
+            except BufferError:
+                pass
+            self._producer.poll(self.interval)
+
+    def acked_between(self, start: float, end: float) -> int:
+        return sum(1 for t in list(self.ack_times) if start <= t < end)
+
+    def stop(self, timeout: float = 150) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        left = self._producer.flush(timeout)
+        assert left == 0, f"{left} records still queued {timeout}s after the producer stopped"
+
+
+def history_problems(producer: BackgroundProducer, consumed: dict[int, list]) -> list[str]:
+    """Every acknowledged record read back exactly once, at the partition and offset it was
+    acknowledged at; nothing read back twice; nothing read back that was never sent (a record
+    whose delivery failed may or may not be there: its outcome is unknown)."""
+    problems, where = [], {}
+    for p, records in consumed.items():
+        for c in records:
+            if c.value in where:
+                problems.append(f"{c.value!r} read twice: at {where[c.value]} and {(p, c.offset)}")
+            where[c.value] = (p, c.offset)
+            if producer.sent.get(c.value) != p:
+                problems.append(f"{c.value!r} at {(p, c.offset)} was never sent to partition {p}")
+    for value, at in producer.acked.items():
+        if value not in where:
+            problems.append(f"acknowledged {value!r} at {at} is lost")
+        elif where[value] != at:
+            problems.append(f"acknowledged {value!r} at {at} was read at {where[value]}")
+    return problems
+
+
+def test_a_leader_cut_off_from_the_quorum_is_replaced_and_loses_nothing(broker_factory):
+    """Cut every link between the Raft leader and the two other nodes (its clients still reach
+    it) while a producer writes to all partitions. The majority elects a new controller, fences
+    the cut-off broker and takes admin requests; the cut-off node, which still believes it
+    leads, cannot commit anything: a CreateTopics sent to it fails with REQUEST_TIMED_OUT and
+    never takes effect. After the heal it steps down, catches up and is unfenced, all nodes
+    agree on one leader and one set of topics, and a history check finds every acknowledged
+    record exactly once."""
+    from confluent_kafka import KafkaError, KafkaException
+    cluster = Cluster(broker_factory, 3, links=True, broker_session_timeout_ms=3000,
+                      broker_heartbeat_interval_ms=500)
+    try:
+        topic = unique("cut")
+        cf_create_topic(cluster.nodes[1].bootstrap, topic, 6)
+        for node in cluster.nodes.values():
+            wait_visible(node, topic, 6)
+        producer = BackgroundProducer(cluster.bootstrap, topic, 6)
+        time.sleep(1.5)
+        old = cluster.leader()
+        cut_off = cluster.nodes[old]
+        majority = {i: n for i, n in cluster.nodes.items() if i != old}
+        survivor = next(iter(majority.values()))
+        cluster.isolate(old)
+        t0 = time.monotonic()
+        try:
+            deadline = t0 + 30
+            while True:
+                try:
+                    leaders = {i: cluster.quorum(n)["leader_id"] for i, n in majority.items()}
+                except AssertionError:  # no leader reachable yet
+                    leaders = {}
+                if len(set(leaders.values())) == 1 and old not in leaders.values():
+                    break
+                assert time.monotonic() < deadline, leaders
+                time.sleep(0.1)
+            elected = time.monotonic() - t0
+            while old in cluster.brokers_seen_by(survivor):
+                assert time.monotonic() - t0 < 30, "the cut-off broker was not fenced"
+                time.sleep(0.2)
+            fenced = time.monotonic() - t0
+            during = unique("during-cut")
+            cf_create_topic(survivor.bootstrap, during, 3)
+            doomed = unique("doomed")
+            asked = time.monotonic()
+            with pytest.raises(KafkaException) as refused:
+                cf_create_topic(cut_off.bootstrap, doomed, 3)
+            answered = time.monotonic() - asked
+            assert refused.value.args[0].code() == KafkaError.REQUEST_TIMED_OUT, refused.value
+            cut_for = time.monotonic() - t0
+        finally:
+            cluster.heal()
+        healed = time.monotonic()
+        new = cluster.leader(timeout=30)
+        assert new != old
+        cluster.wait_registered(set(cluster.nodes), timeout=30)
+        rejoined = time.monotonic() - healed
+        for node in cluster.nodes.values():
+            wait_visible(node, during, 3)
+        deadline = time.monotonic() + 30
+        while True:
+            quorum = cluster.quorum(cut_off)
+            if quorum["leader_id"] == new and all(v.get("lag") == 0 for v in quorum["voters"]):
+                break
+            assert time.monotonic() < deadline, quorum
+            time.sleep(0.2)
+        listed = {i: sorted(t["name"] for t in admin_json(n.bootstrap, "topics", "list")["topics"])
+                  for i, n in cluster.nodes.items()}
+        assert all(names == listed[old] for names in listed.values()), listed
+        assert during in listed[old] and doomed not in listed[old], listed[old]
+        time.sleep(1)
+        producer.stop()
+        during_cut = producer.acked_between(t0, healed)
+        ends: dict[int, int] = {}
+        for p, off in producer.acked.values():
+            ends[p] = max(ends.get(p, 0), off + 1)
+        consumed = cf_consume_all(survivor.bootstrap, topic, list(range(6)), ends, timeout=120)
+        problems = history_problems(producer, consumed)
+        print(f"FIGURE cut links: node {old} cut off from the quorum; node {new} leads after "
+              f"{elected:.2f} s, the cut-off broker fenced after {fenced:.2f} s; CreateTopics "
+              f"on the cut-off node answered REQUEST_TIMED_OUT after {answered:.1f} s; cut for "
+              f"{cut_for:.1f} s; all registered {rejoined:.2f} s after the heal; "
+              f"{len(producer.acked)} acknowledged ({during_cut} during the cut), "
+              f"{len(producer.failed)} failed, {sum(len(v) for v in consumed.values())} read back")
+        assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:30])
+        assert during_cut > 0, "nothing was acknowledged while the links were cut"
+    finally:
+        cluster.close_links()

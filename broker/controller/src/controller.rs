@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::liveness::Liveness;
 use crate::log_store::{LogStore, NoSpaceHook};
-use crate::network::{forward, forward_heartbeat, serve, Network, ServerNode};
+use crate::network::{forward, forward_heartbeat, serve, Network, Routes, ServerNode};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Proposal, TypeConfig};
 
@@ -95,6 +95,9 @@ pub enum ProposeError {
     Refused(String),
     #[error("the controller quorum is unavailable: {0}")]
     Unavailable(String),
+    /// The outcome is unknown: the proposal may commit later.
+    #[error("the controller quorum did not answer in time: {0}")]
+    TimedOut(String),
 }
 
 /// A running controller node.
@@ -105,6 +108,7 @@ pub struct Controller {
     log: LogStore,
     images: watch::Receiver<Arc<MetadataImage>>,
     liveness: Liveness,
+    routes: Routes,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -136,10 +140,13 @@ impl Controller {
             .map_err(|e| storage(e.to_string()))?;
         let state_machine = StateMachine::open(&config.dir).map_err(storage)?;
         let pristine = log.is_pristine() && state_machine.subscribe().borrow().cluster_id.is_none();
+        let routes = Routes::new(config.voters.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            Network,
+            Network {
+                routes: routes.clone(),
+            },
             log.clone(),
             state_machine.clone(),
         )
@@ -150,6 +157,7 @@ impl Controller {
             raft: raft.clone(),
             liveness: liveness.clone(),
             images: state_machine.subscribe(),
+            routes: routes.clone(),
         };
         let listener_address = listener
             .local_addr()
@@ -207,6 +215,7 @@ impl Controller {
             log,
             images,
             liveness,
+            routes,
             tasks,
         })
     }
@@ -218,17 +227,23 @@ impl Controller {
         let proposal = Proposal {
             records: records.into_iter().map(VersionedRecord::new).collect(),
         };
-        let (raft, proposal) = (&self.raft, &proposal);
-        retry_through_elections(move || async move {
-            match propose_locally(raft, proposal.clone()).await {
-                Err(ProposeError::NotLeader {
-                    address: Some(address),
-                    ..
-                }) => forward(&address, proposal.clone(), FORWARD_TIMEOUT).await,
-                other => other,
-            }
-        })
-        .await
+        let (raft, proposal, routes) = (&self.raft, &proposal, &self.routes);
+        let committed = retry_through_elections(move || async move {
+            let local = propose_locally(raft, proposal.clone()).await;
+            routes
+                .via_leader(local, |leader| async move {
+                    forward(&leader, proposal.clone(), FORWARD_TIMEOUT).await
+                })
+                .await
+        });
+        // A leader cut off from the other voters still takes proposals and never commits them
+        // (openraft waits for a majority); nothing else bounds the wait.
+        match tokio::time::timeout(PROPOSE_TIMEOUT, committed).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ProposeError::TimedOut(format!(
+                "not committed within {PROPOSE_TIMEOUT:?} (can this node reach a majority of the voters?); it may still be"
+            ))),
+        }
     }
 
     /// A broker's heartbeat; see [`Heartbeater::heartbeat`].
@@ -242,6 +257,7 @@ impl Controller {
             raft: self.raft.clone(),
             liveness: self.liveness.clone(),
             images: self.images.clone(),
+            routes: self.routes.clone(),
         }
     }
 
@@ -287,13 +303,12 @@ impl Controller {
     /// The leader's metrics (which know every voter's replication progress), from this node
     /// if it leads, else asked of the leader.
     pub async fn leader_metrics(&self) -> Result<RaftMetrics<NodeId, BasicNode>, ProposeError> {
-        match crate::network::leader_metrics_locally(&self.raft) {
-            Err(ProposeError::NotLeader {
-                address: Some(address),
-                ..
-            }) => crate::network::forward_leader_metrics(&address, METRICS_FORWARD_TIMEOUT).await,
-            other => other,
-        }
+        let local = crate::network::leader_metrics_locally(&self.raft);
+        self.routes
+            .via_leader(local, |leader| async move {
+                crate::network::forward_leader_metrics(&leader, METRICS_FORWARD_TIMEOUT).await
+            })
+            .await
     }
 
     /// Entries in the local log, and snapshots this process built (for status and tests).
@@ -331,6 +346,7 @@ pub struct Heartbeater {
     raft: Raft<TypeConfig>,
     liveness: Liveness,
     images: watch::Receiver<Arc<MetadataImage>>,
+    routes: Routes,
 }
 
 impl Heartbeater {
@@ -341,20 +357,15 @@ impl Heartbeater {
         // heartbeat stuck on a paused or dead leader would keep it from the new one until the
         // new leader's session for it ran out (every broker fenced after a failover).
         let image = self.images.borrow().clone();
-        match self
+        let local = self
             .liveness
             .heartbeat(&self.raft, &image, broker_id, broker_epoch)
+            .await;
+        self.routes
+            .via_leader(local, |leader| async move {
+                forward_heartbeat(&leader, broker_id, broker_epoch, HEARTBEAT_FORWARD_TIMEOUT).await
+            })
             .await
-        {
-            Err(ProposeError::NotLeader {
-                address: Some(address),
-                ..
-            }) => {
-                forward_heartbeat(&address, broker_id, broker_epoch, HEARTBEAT_FORWARD_TIMEOUT)
-                    .await
-            }
-            other => other,
-        }
     }
 }
 
@@ -383,6 +394,9 @@ where
 /// Proposals forwarded to the leader at most this often before giving up (an election may be
 /// under way).
 const FORWARD_ATTEMPTS: u32 = 5;
+/// How long a proposal may take in all, elections and forwarding included (below the 30 s
+/// request timeout of Kafka's clients, so that they get our answer, REQUEST_TIMED_OUT).
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a proposal waits for the leader it was forwarded to (a paused leader accepts the
 /// connection and never answers; after this the proposal looks for the leader again).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,10 +7,17 @@
 //!  response: the handler's Result, as JSON
 //! ```
 //!
+//! A voter is dialled at the address this node's own `controller.quorum.voters` gives it
+//! ([`Routes`]), as in KRaft, not at the one the Raft membership recorded when the quorum was
+//! formed: each node may reach a peer by its own route (a NAT, a proxy, another interface), and
+//! the membership keeps only observers' addresses. Forwarding to the leader follows the same
+//! routes.
+//!
 //! A client keeps one connection per peer and opens it lazily; any failure, or a call dropped
 //! before its reply was read, drops it, and the next call reconnects (openraft retries and backs off after `Unreachable`). On the server a
 //! malformed or oversized frame closes that one connection.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::error::{
@@ -85,9 +92,58 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(body)
 }
 
+/// Where this node dials each voter: `controller.quorum.voters` as configured here.
+#[derive(Debug, Clone, Default)]
+pub struct Routes(Arc<BTreeMap<NodeId, String>>);
+
+impl Routes {
+    pub fn new(voters: BTreeMap<NodeId, String>) -> Self {
+        Self(Arc::new(voters))
+    }
+
+    /// The address of `node`: this node's route to it if it is a voter, else `recorded` (the
+    /// address in the membership, for an observer).
+    pub fn address(&self, node: NodeId, recorded: &str) -> String {
+        self.0
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| recorded.to_string())
+    }
+
+    /// Passes a request that this node could not answer because it does not lead on to the
+    /// leader its answer named, by this node's route to it; any other answer is returned.
+    pub(crate) async fn via_leader<T, Fut>(
+        &self,
+        local: Result<T, ProposeError>,
+        forward: impl FnOnce(String) -> Fut,
+    ) -> Result<T, ProposeError>
+    where
+        Fut: std::future::Future<Output = Result<T, ProposeError>>,
+    {
+        match local {
+            Err(ProposeError::NotLeader { leader, address }) => {
+                let route = match (leader, address) {
+                    (Some(id), recorded) => self.0.get(&id).cloned().or(recorded),
+                    (None, recorded) => recorded,
+                };
+                match route {
+                    Some(address) => forward(address).await,
+                    None => Err(ProposeError::NotLeader {
+                        leader,
+                        address: None,
+                    }),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// Makes a client per peer.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub routes: Routes,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -95,7 +151,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             target,
-            addr: node.addr.clone(),
+            addr: self.routes.address(target, &node.addr),
             stream: None,
         }
     }
@@ -294,6 +350,7 @@ pub(crate) struct ServerNode {
     pub(crate) raft: Raft<TypeConfig>,
     pub(crate) liveness: Liveness,
     pub(crate) images: watch::Receiver<Arc<MetadataImage>>,
+    pub(crate) routes: Routes,
 }
 
 /// Answers peers' RPCs on `listener` until the task is dropped.
@@ -354,15 +411,13 @@ async fn serve_connection(mut stream: TcpStream, node: &ServerNode) -> std::io::
             }
             Request::LeaderMetrics => serde_json::to_vec(&leader_metrics_locally(raft)),
             Request::AddLearner { node_id, address } => {
-                let added = match add_learner_locally(raft, node_id, address.clone()).await {
-                    Err(ProposeError::NotLeader {
-                        address: Some(leader),
-                        ..
-                    }) => {
+                let local = add_learner_locally(raft, node_id, address.clone()).await;
+                let added = node
+                    .routes
+                    .via_leader(local, |leader| async move {
                         forward_add_learner(&leader, node_id, &address, FORWARD_HOP_TIMEOUT).await
-                    }
-                    other => other,
-                };
+                    })
+                    .await;
                 serde_json::to_vec(&added)
             }
         }
@@ -396,6 +451,43 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A forwarded request goes to the leader by this node's own route when the leader is a
+    /// voter, by the recorded address when it is an observer, nowhere when none is known.
+    #[tokio::test]
+    async fn the_leader_is_reached_by_this_nodes_route() {
+        let routes = Routes::new(BTreeMap::from([(2, "own-route:2".to_string())]));
+        let not_leader = |leader: Option<NodeId>, recorded: Option<&str>| {
+            Err::<String, _>(ProposeError::NotLeader {
+                leader,
+                address: recorded.map(str::to_string),
+            })
+        };
+        let reached = |address: String| async move { Ok(address) };
+        let via = |local| routes.via_leader(local, reached);
+        assert_eq!(
+            via(not_leader(Some(2), Some("recorded:2"))).await.unwrap(),
+            "own-route:2"
+        );
+        assert_eq!(via(not_leader(Some(2), None)).await.unwrap(), "own-route:2");
+        assert_eq!(
+            via(not_leader(Some(4), Some("recorded:4"))).await.unwrap(),
+            "recorded:4"
+        );
+        assert!(matches!(
+            via(not_leader(None, None)).await,
+            Err(ProposeError::NotLeader {
+                leader: None,
+                address: None
+            })
+        ));
+        assert_eq!(
+            via(Ok("answered here".to_string())).await.unwrap(),
+            "answered here"
+        );
+        assert_eq!(routes.address(2, "recorded:2"), "own-route:2");
+        assert_eq!(routes.address(4, "recorded:4"), "recorded:4");
     }
 
     /// Openraft drops an RPC future when its own timeout fires; the reply that arrives later

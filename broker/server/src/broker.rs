@@ -605,8 +605,11 @@ impl Broker {
                             shale_controller::ProposeError::Refused(_) => {
                                 ResponseError::InvalidRequest
                             }
-                            shale_controller::ProposeError::NotLeader { .. } => {
-                                ResponseError::NotController
+                            // No leader found through the retries: the client retries
+                            // (KIP-590: it never sees NOT_CONTROLLER).
+                            shale_controller::ProposeError::NotLeader { .. }
+                            | shale_controller::ProposeError::TimedOut(_) => {
+                                ResponseError::RequestTimedOut
                             }
                             shale_controller::ProposeError::Unavailable(_) => {
                                 ResponseError::KafkaStorageError
