@@ -118,6 +118,7 @@ fn topic(name: &str, partitions: i32, leader: i32) -> Vec<MetadataRecord> {
             replicas: vec![leader],
             isr: vec![leader],
             leader,
+            start_offset: None,
         }));
     }
     records

@@ -72,6 +72,9 @@ pub struct PartitionImage {
     pub leader: BrokerId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// See [`PartitionRecord::start_offset`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset: Option<i64>,
 }
 
 /// A topic, its partitions (numbered from 0 without gaps) and its config overrides.
@@ -266,6 +269,7 @@ impl MetadataImage {
                 leader: record.leader,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                start_offset: record.start_offset,
             },
         );
         Ok(())

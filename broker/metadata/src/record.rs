@@ -128,6 +128,11 @@ pub struct PartitionRecord {
     pub isr: Vec<BrokerId>,
     /// [`crate::NO_LEADER`] for none.
     pub leader: BrokerId,
+    /// The offset a broker starts the partition's log at when it first opens it empty: set for
+    /// a topic restored from remote storage (just after what the bucket holds), so that its
+    /// leader, on whichever broker, appends after the restored records. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_offset: Option<i64>,
 }
 
 /// A new leader, or none.

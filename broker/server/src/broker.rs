@@ -17,6 +17,7 @@ use crate::metadata::{validate_topic_name, ClusterMetadata, MetadataError, Topic
 use crate::partition::{Partition, TopicPartition};
 use crate::topic_config;
 use shale_log::Log;
+use shale_metadata::MetadataRecord;
 
 /// Errors opening the broker's state at startup.
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +318,15 @@ impl Broker {
                 continue;
             };
             debug_assert_eq!(topic.id, *topic_id);
-            match open_partition(&self.config, &config, topic, tp.clone()) {
+            let start = image
+                .topics
+                .get(topic_id)
+                .and_then(|t| t.partitions.get(&tp.partition))
+                .and_then(|p| p.start_offset)
+                .map(Offset::new);
+            let opening = open_partition(&self.config, &config, topic, tp.clone())
+                .and_then(|partition| start_restored(partition, start));
+            match opening {
                 Ok(partition) => opened.push((tp.clone(), partition)),
                 Err(e) => {
                     tracing::error!(%tp, error = %e, "cannot open a partition placed on this broker");
@@ -424,21 +433,25 @@ impl Broker {
             partitions: next_offsets.len() as i32,
             configs,
         };
-        self.add_topic(&topic)?;
-        for (p, &next) in next_offsets.iter().enumerate() {
-            if let Some(partition) = self.partition(name, p as i32) {
-                if next > Offset::ZERO {
-                    partition
-                        .log()
-                        .truncate_fully_and_start_at(next)
-                        .map_err(|e| {
-                            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                        })?;
-                    partition.reset_high_watermark();
+        // Each partition's record says where its log starts, so that the broker it is placed
+        // on (this one or another) starts it there when it opens it (`sync_with_metadata`).
+        self.update_metadata_amended(
+            |meta| {
+                check_new_topic_name(meta, &topic.name)?;
+                meta.topics.insert(topic.name.clone(), topic.clone());
+                Ok(())
+            },
+            |record| {
+                if let MetadataRecord::Partition(p) = record {
+                    let next = usize::try_from(p.partition)
+                        .ok()
+                        .and_then(|i| next_offsets.get(i));
+                    if let (true, Some(next)) = (p.topic_id == id, next) {
+                        p.start_offset = (*next > Offset::ZERO).then(|| next.get());
+                    }
                 }
-            }
-        }
-        Ok(())
+            },
+        )
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -568,7 +581,17 @@ impl Broker {
     /// image, a few times, so that the caller gets the answer the current state gives.
     fn update_metadata<T>(
         &self,
+        change: impl FnMut(&mut ClusterMetadata) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.update_metadata_amended(change, |_| {})
+    }
+
+    /// [`Self::update_metadata`], with `amend` applied to each record before it is proposed
+    /// (what the view does not express, such as a restored partition's start offset).
+    fn update_metadata_amended<T>(
+        &self,
         mut change: impl FnMut(&mut ClusterMetadata) -> Result<T, ApiError>,
+        amend: impl Fn(&mut MetadataRecord),
     ) -> Result<T, ApiError> {
         let _writer = self.meta_write.lock().expect("metadata writer lock");
         let mut attempt = 0;
@@ -587,7 +610,8 @@ impl Broker {
             })?;
             let place =
                 crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
-            let records = crate::metadata_log::records_for_change(&current, &next, place);
+            let mut records = crate::metadata_log::records_for_change(&current, &next, place);
+            records.iter_mut().for_each(&amend);
             if !records.is_empty() {
                 match self.metadata_log.propose(records) {
                     Ok(_) => {}
@@ -1045,6 +1069,37 @@ fn open_partition(
         }
     })?;
     Ok(Partition::new(tp, topic.id, LeaderEpoch::new(0), log))
+}
+
+/// Starts the log of a partition restored from remote storage at `start` (just after what the
+/// bucket holds) if it has never been written here, so that appends follow the restored
+/// records instead of taking their offsets again. A log that holds anything is left alone:
+/// it was started (and written) by an earlier open.
+fn start_restored(
+    partition: Arc<Partition>,
+    start: Option<Offset>,
+) -> Result<Arc<Partition>, StartupError> {
+    let Some(start) = start else {
+        return Ok(partition);
+    };
+    let started = {
+        let mut log = partition.log();
+        let fresh = log.log_end_offset() == Offset::ZERO && log.log_start_offset() == Offset::ZERO;
+        fresh
+            .then(|| log.truncate_fully_and_start_at(start))
+            .transpose()
+            .map_err(|source| StartupError::Log {
+                tp: partition.tp.clone(),
+                source,
+            })?
+            .is_some()
+    };
+    if !started {
+        return Ok(partition);
+    }
+    partition.reset_high_watermark();
+    tracing::info!(tp = %partition.tp, %start, "a restored partition starts after the records in remote storage");
+    Ok(partition)
 }
 
 impl crate::group::OffsetsTopicHost for Broker {

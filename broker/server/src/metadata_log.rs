@@ -472,6 +472,7 @@ pub fn records_for_change(
                     isr: replicas.clone(),
                     replicas,
                     leader,
+                    start_offset: None,
                 }));
             }
         }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::ResponseError;
 use shale_cache::CacheConfig;
 use shale_formats::ids::Offset;
 use shale_tiering::retention::RetentionPolicy;
@@ -610,9 +611,18 @@ async fn build_upload(
     .await
 }
 
-/// Restores topics from the bucket into an empty data directory: every partition found in the
-/// store becomes a topic partition (same topic id) whose local log starts right after the
-/// remote end, so consumers read the history from the remote tier.
+/// How long a restore waits for the other voters of a fresh cluster to register.
+const RESTORE_WAIT_FOR_VOTERS: Duration = Duration::from_secs(15);
+
+/// Restores topics from the bucket into a cluster that has none (a fresh cluster, or one whose
+/// data dirs were lost): every topic found in the store is created again with its id, configs
+/// and partition count, each partition's log starting right after its remote end on whichever
+/// broker it is placed (the start offset rides in the partition's metadata record), so
+/// consumers read the history from the remote tier and producers append after it.
+///
+/// Every node of a fresh cluster tries; a topic another node restored first is skipped. A
+/// node first waits, briefly, for the other voters to register, so that the restored
+/// partitions are spread over all of them rather than over the first broker up.
 pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
     let Some(rlm) = broker.remote().cloned() else {
         return Ok(0);
@@ -624,19 +634,30 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
         .discover_partitions()
         .await
         .map_err(|e| format!("cannot list the object store for a restore: {e}"))?;
-    let me = broker.config.node_id.get();
-    let alone = broker
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let voters: Vec<i32> = broker
         .config
         .quorum_voters()
-        .is_ok_and(|v| v.is_empty() || v.keys().eq([&me]));
-    if !alone {
-        // Each partition's local log must start after its remote end on whichever broker it
-        // is placed; only this broker's logs can be set here. Restore into a cluster of one,
-        // then add brokers.
-        if !found.is_empty() {
-            tracing::warn!(partitions = found.len(), "the object store holds topics, but restoring them into a multi-node cluster is not supported yet: start one node (no controller_quorum_voters) against the bucket first");
+        .map(|v| v.keys().copied().collect())
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + RESTORE_WAIT_FOR_VOTERS;
+    loop {
+        let live: Vec<i32> = broker.cluster_brokers().iter().map(|b| b.id).collect();
+        let missing: Vec<i32> = voters
+            .iter()
+            .copied()
+            .filter(|v| !live.contains(v))
+            .collect();
+        if missing.is_empty() {
+            break;
         }
-        return Ok(0);
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(?missing, "restoring from remote storage before every voter has registered: their share of the partitions goes to the brokers up now");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut topics: BTreeMap<(String, uuid::Uuid), i32> = BTreeMap::new();
     for tp in &found {
@@ -664,6 +685,9 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
             .as_ref()
             .map_or(found_partitions, |t| t.partitions.max(found_partitions));
         let configs = stored.map(|t| t.configs).unwrap_or_default();
+        if broker.metadata().topics.contains_key(&name) {
+            continue; // restored through another node meanwhile
+        }
         let mut ends = Vec::new();
         for p in 0..partitions {
             let tp = TopicIdPartition::new(name.clone(), id, p);
@@ -673,9 +697,24 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
                 .map_err(|e| format!("cannot read the manifest of {name}-{p}: {e}"))?;
             ends.push(remote.copied_end_offset().map_or(Offset::ZERO, |e| e + 1));
         }
-        broker
-            .restore_topic(&name, id, &ends, configs)
-            .map_err(|e| format!("cannot restore topic {name}: {}", e.message))?;
+        match broker.restore_topic(&name, id, &ends, configs) {
+            Ok(()) => {}
+            Err(e) if e.error == ResponseError::TopicAlreadyExists => continue,
+            Err(e) => {
+                // Another node's restore of the same topic may have won a race this node saw
+                // only as a refused proposal: then the topic is there, with this id.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if broker
+                    .metadata()
+                    .topics
+                    .get(&name)
+                    .is_some_and(|t| t.id == id)
+                {
+                    continue;
+                }
+                return Err(format!("cannot restore topic {name}: {}", e.message));
+            }
+        }
         tracing::info!(topic = %name, partitions, "topic restored from remote storage");
         restored += 1;
     }

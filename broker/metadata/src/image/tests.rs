@@ -83,6 +83,7 @@ fn partition_changes_are_fenced_by_partition_epoch_and_bump_leader_epochs() {
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2, 3],
                 leader: 1,
+                start_offset: None,
             }),
         ],
     );
@@ -118,6 +119,7 @@ fn partition_changes_are_fenced_by_partition_epoch_and_bump_leader_epochs() {
         replicas: vec![1],
         isr: vec![1],
         leader: 1,
+        start_offset: None,
     });
     assert!(image.apply(&gap).is_err());
 }
@@ -202,9 +204,10 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
             topic_id.clone(),
             0..2i32,
             replicas.clone(),
-            any::<prop::sample::Index>()
+            any::<prop::sample::Index>(),
+            prop::option::weighted(0.3, 1..1_000_000i64)
         )
-            .prop_map(|(topic_id, partition, replicas, leader)| {
+            .prop_map(|(topic_id, partition, replicas, leader, start_offset)| {
                 let leader = if replicas.is_empty() {
                     NO_LEADER
                 } else {
@@ -216,6 +219,7 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
                     isr: replicas.clone(),
                     replicas,
                     leader,
+                    start_offset,
                 })
             }),
         6 => (
