@@ -319,6 +319,9 @@ def test_controller_failover_and_rejoin(broker_factory):
     assert elected < 10, elected
     # The survivors place the new topic on themselves only (the dead broker gets fenced).
     cluster.wait_registered(set(cluster.live()), timeout=30)
+    described = admin_json(survivor.bootstrap, "cluster", "describe")["brokers"]
+    assert {b["id"]: b["fenced"] for b in described} == {1: old == 1, 2: old == 2, 3: old == 3}, (
+        f"cluster describe should list the killed broker {old} as fenced: {described}")
     leaders = partition_leaders(survivor.bootstrap, before)
     md = cf_admin(survivor.bootstrap).list_topics(before, timeout=10).topics[before]
     for p, pm in md.partitions.items():
@@ -327,6 +330,8 @@ def test_controller_failover_and_rejoin(broker_factory):
 
     killed.start()
     cluster.wait_registered(set(cluster.nodes), timeout=60)
+    described = admin_json(killed.bootstrap, "cluster", "describe")["brokers"]
+    assert not any(b["fenced"] for b in described), described
     wait_visible(killed, after, 6)
     deadline = time.monotonic() + 30
     while True:

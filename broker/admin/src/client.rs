@@ -29,7 +29,7 @@ const TESTED: &[(ApiKey, &str, i16, i16)] = &[
         0,
         1,
     ),
-    (ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    (ApiKey::DescribeCluster, "DescribeCluster", 0, 2),
     (ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
     (ApiKey::FindCoordinator, "FindCoordinator", 0, 4),
     (ApiKey::ListGroups, "ListGroups", 0, 5),

@@ -34,6 +34,8 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Registered but fenced (missed heartbeats, shut down): listed by DescribeCluster v2 only.
+    pub fenced: bool,
 }
 
 impl BrokerInfo {
@@ -172,6 +174,7 @@ impl Session {
                     host: b.host.to_string(),
                     port: b.port,
                     rack: b.rack.as_ref().map(|r| r.to_string()),
+                    fenced: false,
                 })
                 .collect(),
             topics: Vec::new(),

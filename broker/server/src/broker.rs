@@ -56,6 +56,8 @@ pub struct ClusterBroker {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Missed its heartbeats or shut down: registered, but led partitions read offline.
+    pub fenced: bool,
 }
 
 /// Where a partition is, as the metadata log has it.
@@ -460,9 +462,17 @@ impl Broker {
 
     /// The registered, unfenced brokers (from the metadata log) with their client listener.
     pub fn cluster_brokers(&self) -> Vec<ClusterBroker> {
+        let mut brokers = self.registered_brokers();
+        brokers.retain(|b| !b.fenced);
+        brokers
+    }
+
+    /// Every registered broker, fenced or not (DescribeCluster v2 with fenced brokers).
+    pub fn registered_brokers(&self) -> Vec<ClusterBroker> {
         self.metadata_log
             .image()
-            .unfenced_brokers()
+            .brokers
+            .values()
             .filter_map(|b| {
                 let endpoint = b.registration.endpoints.first()?;
                 Some(ClusterBroker {
@@ -470,6 +480,7 @@ impl Broker {
                     host: endpoint.host.clone(),
                     port: endpoint.port,
                     rack: b.registration.rack.clone(),
+                    fenced: b.fenced,
                 })
             })
             .collect()

@@ -53,6 +53,7 @@ impl Report for ClusterDescription {
             ("HOST", Align::Left),
             ("PORT", Align::Right),
             ("RACK", Align::Left),
+            ("STATE", Align::Left),
         ]);
         for b in &self.brokers {
             t.row(vec![
@@ -60,6 +61,7 @@ impl Report for ClusterDescription {
                 b.host.clone(),
                 b.port.to_string(),
                 opt(b.rack.as_ref()),
+                if b.fenced { "fenced" } else { "active" }.to_string(),
             ]);
         }
         out.push('\n');
@@ -136,10 +138,10 @@ pub async fn describe(s: &mut Session) -> Result<ClusterDescription, AdminError>
             quorum: quorum(s).await?,
         });
     }
-    let r = s
-        .bootstrap()
-        .send(&DescribeClusterRequest::default())
-        .await?;
+    // v2 lists the fenced brokers too, marked (KIP-1073).
+    let version = s.bootstrap().version::<DescribeClusterRequest>()?;
+    let request = DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2);
+    let r = s.bootstrap().send_at(&request, version).await?;
     AdminError::check(r.error_code, r.error_message.as_deref(), || {
         "describe the cluster".into()
     })?;
@@ -151,6 +153,7 @@ pub async fn describe(s: &mut Session) -> Result<ClusterDescription, AdminError>
             host: b.host.to_string(),
             port: b.port,
             rack: b.rack.as_ref().map(|r| r.to_string()),
+            fenced: b.is_fenced,
         })
         .collect();
     brokers.sort_by_key(|b| b.id);
