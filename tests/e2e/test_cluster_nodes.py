@@ -21,7 +21,7 @@ import time
 import pytest
 
 from clients import (
-    assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, cf_producer,
+    Rec, assert_verified, cf_admin, cf_consume_all, cf_create_topic, cf_produce, cf_producer,
     cf_wait_topic, end_offsets_of,
     make_records, now_ms, run_java, unique,
 )
@@ -264,7 +264,11 @@ def test_three_nodes_share_partitions_and_route_every_client(broker_factory, jav
     assert raw_produce_error(n2, probe, p_on_1) == 6  # NOT_LEADER_OR_FOLLOWER
     assert raw_produce_error(n1, probe, p_on_1) == 0
 
+    # make_records names only some partitions; the partitioner may leave a partition without
+    # a record (a few keys, sticky null keys): five records more for each, named.
     recs = make_records(topic, 3000, seed=11, ts_base=now_ms() - 60_000, partitions=12)
+    recs += [Rec(f"p{p}-{i}".encode(), b"one for every partition", (), p, now_ms())
+             for p in range(12) for i in range(5)]
     delivered = cf_produce(n3.bootstrap, topic, recs)
     ends = end_offsets_of(delivered)
     assert {p for p in ends if ends[p] > 0} == set(range(12)), ends
