@@ -87,9 +87,9 @@ class LinkProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, pair: dict) -> None:
         """Copies src to dst while the link is open; while it is cut, reads nothing, so the
         bytes wait where TCP keeps them. The second pump of a connection to end closes it."""
-        poller = select.poll()
-        poller.register(src, select.POLLIN)
         try:
+            poller = select.poll()
+            poller.register(src, select.POLLIN)
             while not self._closed:
                 if not self._open.is_set():
                     self._open.wait(0.05)
@@ -100,7 +100,7 @@ class LinkProxy:
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed under us by close(): the link is gone
             pass
         finally:
             for s in (src, dst):
