@@ -126,14 +126,16 @@ class Cluster:
     def quorum(self, node) -> dict:
         return admin_json(node.bootstrap, "cluster", "describe")["quorum"]
 
-    def leader(self, timeout: float = 30) -> int:
-        """The Raft leader all live nodes agree on."""
+    def leader(self, timeout: float = 30, among: dict | None = None) -> int:
+        """The Raft leader that all of `among` (default: the live nodes) agree on, itself one of
+        them: with `among` the nodes left after a pause or a cut, the one they elected."""
         deadline = time.monotonic() + timeout
         while True:
+            nodes = self.live() if among is None else among
             try:
-                leaders = {i: self.quorum(n)["leader_id"] for i, n in self.live().items()}
+                leaders = {i: self.quorum(n)["leader_id"] for i, n in nodes.items()}
                 values = set(leaders.values())
-                if len(values) == 1 and next(iter(values)) in self.live():
+                if len(values) == 1 and next(iter(values)) in nodes:
                     return next(iter(values))
             except AssertionError as e:
                 leaders = str(e)[:200]
@@ -458,17 +460,8 @@ def test_a_paused_leader_is_replaced_and_steps_down_when_it_resumes(broker_facto
     try:
         t0 = time.monotonic()
         survivor = next(iter(survivors.values()))
-        deadline = t0 + 30
-        while True:
-            try:
-                leaders = {i: cluster.quorum(n)["leader_id"] for i, n in survivors.items()}
-            except AssertionError:  # no leader reachable yet: DescribeQuorum fails
-                leaders = {}
-            if len(set(leaders.values())) == 1 and next(iter(leaders.values())) != old:
-                break
-            assert time.monotonic() < deadline, leaders
-            time.sleep(0.1)
-        print(f"FIGURE paused leader: node {old} SIGSTOPped, new leader {leaders} after "
+        elected = cluster.leader(timeout=30, among=survivors)
+        print(f"FIGURE paused leader: node {old} SIGSTOPped, new leader {elected} after "
               f"{time.monotonic() - t0:.2f} s")
         during = unique("during-pause")
         cf_create_topic(survivor.bootstrap, during, 3)
@@ -615,16 +608,7 @@ def test_a_leader_cut_off_from_the_quorum_is_replaced_and_loses_nothing(broker_f
         cluster.isolate(old)
         t0 = time.monotonic()
         try:
-            deadline = t0 + 30
-            while True:
-                try:
-                    leaders = {i: cluster.quorum(n)["leader_id"] for i, n in majority.items()}
-                except AssertionError:  # no leader reachable yet
-                    leaders = {}
-                if len(set(leaders.values())) == 1 and old not in leaders.values():
-                    break
-                assert time.monotonic() < deadline, leaders
-                time.sleep(0.1)
+            cluster.leader(timeout=30, among=majority)
             elected = time.monotonic() - t0
             while old in cluster.brokers_seen_by(survivor):
                 assert time.monotonic() - t0 < 30, "the cut-off broker was not fenced"

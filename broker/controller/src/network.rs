@@ -122,10 +122,7 @@ impl Routes {
     {
         match local {
             Err(ProposeError::NotLeader { leader, address }) => {
-                let route = match (leader, address) {
-                    (Some(id), recorded) => self.0.get(&id).cloned().or(recorded),
-                    (None, recorded) => recorded,
-                };
+                let route = leader.and_then(|id| self.0.get(&id).cloned()).or(address);
                 match route {
                     Some(address) => forward(address).await,
                     None => Err(ProposeError::NotLeader {

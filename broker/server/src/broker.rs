@@ -444,13 +444,14 @@ impl Broker {
                 Ok(())
             },
             |record| {
-                if let MetadataRecord::Partition(p) = record {
-                    let next = usize::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| next_offsets.get(i));
-                    if let (true, Some(next)) = (p.topic_id == id, next) {
-                        p.start_offset = (*next > Offset::ZERO).then(|| next.get());
-                    }
+                let MetadataRecord::Partition(p) = record else {
+                    return;
+                };
+                let next = usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| next_offsets.get(i));
+                if let Some(next) = next.filter(|_| p.topic_id == id) {
+                    p.start_offset = (*next > Offset::ZERO).then(|| next.get());
                 }
             },
         )
@@ -608,7 +609,8 @@ impl Broker {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = Arc::new(crate::metadata_log::view_of(&self.metadata_log.image()));
+            let image = self.metadata_log.image();
+            let current = Arc::new(crate::metadata_log::view_of(&image));
             let mut next = (*current).clone();
             let out = change(&mut next)?;
             // Configs were validated before `change` stored them; resolving cannot fail then,
@@ -619,17 +621,14 @@ impl Broker {
                     format!("topic `{topic}`: {reason}"),
                 )
             })?;
-            let place =
-                crate::metadata_log::placer(&self.metadata_log.image(), self.config.node_id.get());
+            let place = crate::metadata_log::placer(&image, self.config.node_id.get());
             let mut records = crate::metadata_log::records_for_change(&current, &next, place);
             records.iter_mut().for_each(&amend);
             if !records.is_empty() {
                 match self.metadata_log.propose(records) {
                     Ok(_) => {}
                     Err(shale_controller::ProposeError::Refused(reason))
-                        if attempt < 5
-                            && crate::metadata_log::view_of(&self.metadata_log.image())
-                                != *current =>
+                        if attempt < 5 && self.image_moves_past(&current) =>
                     {
                         tracing::debug!(%reason, attempt, "a metadata change raced another; computing it again");
                         continue;
@@ -658,6 +657,23 @@ impl Broker {
                 tracing::warn!(error = %e, "the change was recorded but this broker could not apply it completely");
             }
             return Ok(out);
+        }
+    }
+
+    /// Whether this broker's view moves past `seen` within a second. A proposal the leader
+    /// refused because its state was newer (a topic created meanwhile through another node)
+    /// was refused after the leader applied that state; this node applies it a heartbeat or so
+    /// later, and only then can the change be computed again from it.
+    fn image_moves_past(&self, seen: &ClusterMetadata) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            if crate::metadata_log::view_of(&self.metadata_log.image()) != *seen {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -1093,21 +1109,21 @@ fn start_restored(
     let Some(start) = start else {
         return Ok(partition);
     };
-    let started = {
-        let mut log = partition.log();
-        let fresh = log.log_end_offset() == Offset::ZERO && log.log_start_offset() == Offset::ZERO;
-        fresh
-            .then(|| log.truncate_fully_and_start_at(start))
-            .transpose()
-            .map_err(|source| StartupError::Log {
-                tp: partition.tp.clone(),
-                source,
-            })?
-            .is_some()
+    let fresh = {
+        let log = partition.log();
+        log.log_end_offset() == Offset::ZERO && log.log_start_offset() == Offset::ZERO
     };
-    if !started {
+    if !fresh {
         return Ok(partition);
     }
+    // Not yet published to other threads: nothing appends between the check and this.
+    partition
+        .log()
+        .truncate_fully_and_start_at(start)
+        .map_err(|source| StartupError::Log {
+            tp: partition.tp.clone(),
+            source,
+        })?;
     partition.reset_high_watermark();
     tracing::info!(tp = %partition.tp, %start, "a restored partition starts after the records in remote storage");
     Ok(partition)

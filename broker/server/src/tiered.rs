@@ -666,6 +666,9 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
     }
     let mut restored = 0;
     for ((name, id), found_partitions) in topics {
+        if broker.metadata().topics.contains_key(&name) {
+            continue; // restored through another node meanwhile
+        }
         // The topic's own object (written by the tiering loop) has its configs, and its
         // partition count, which counts partitions that never uploaded anything too.
         let stored = rlm
@@ -685,9 +688,6 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
             .as_ref()
             .map_or(found_partitions, |t| t.partitions.max(found_partitions));
         let configs = stored.map(|t| t.configs).unwrap_or_default();
-        if broker.metadata().topics.contains_key(&name) {
-            continue; // restored through another node meanwhile
-        }
         let mut ends = Vec::new();
         for p in 0..partitions {
             let tp = TopicIdPartition::new(name.clone(), id, p);
@@ -699,21 +699,9 @@ pub async fn restore(broker: &Arc<Broker>) -> Result<usize, String> {
         }
         match broker.restore_topic(&name, id, &ends, configs) {
             Ok(()) => {}
+            // Another node's restore of it won (its refused proposal was computed again).
             Err(e) if e.error == ResponseError::TopicAlreadyExists => continue,
-            Err(e) => {
-                // Another node's restore of the same topic may have won a race this node saw
-                // only as a refused proposal: then the topic is there, with this id.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if broker
-                    .metadata()
-                    .topics
-                    .get(&name)
-                    .is_some_and(|t| t.id == id)
-                {
-                    continue;
-                }
-                return Err(format!("cannot restore topic {name}: {}", e.message));
-            }
+            Err(e) => return Err(format!("cannot restore topic {name}: {}", e.message)),
         }
         tracing::info!(topic = %name, partitions, "topic restored from remote storage");
         restored += 1;
