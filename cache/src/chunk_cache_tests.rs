@@ -583,14 +583,27 @@ async fn errors_propagate_and_are_not_cached() {
     let err = cache.read_all(&missing).await.expect_err("missing");
     assert!(matches!(err, CacheError::NotFound { .. }), "{err:?}");
 
-    faults.stall_next(RequestKind::Get, 1, Duration::from_millis(50));
+    // The failing GET is held until all eight readers wait on it: a reader that started after
+    // it failed would issue a GET of its own (seen once on a loaded CI machine with a 50 ms stall).
+    faults.hold(RequestKind::Get);
     faults.fail_next(RequestKind::Get, 1);
+    let misses_before = cache.stats().misses;
     let readers: Vec<_> = (0..8)
         .map(|_| {
             let (cache, path) = (cache.clone(), path.clone());
             tokio::spawn(async move { cache.read_range(&path, 100..200, size, None).await })
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while cache.stats().misses < misses_before + 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readers never all waited: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    faults.release(RequestKind::Get);
     for reader in readers {
         let err = reader.await.expect("join").expect_err("injected failure");
         match &err {

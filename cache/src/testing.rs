@@ -108,6 +108,8 @@ struct FaultState {
 #[derive(Debug)]
 struct FaultCore {
     state: Mutex<FaultState>,
+    /// Kinds whose requests wait at the gate until released ([`FaultyStore::hold`]).
+    held: tokio::sync::watch::Sender<[bool; 6]>,
     injected_failures: AtomicU64,
     injected_stalls: AtomicU64,
 }
@@ -182,6 +184,9 @@ impl FaultCore {
         counts_as_mutation: bool,
     ) -> Result<Admit> {
         let decision = self.decide(kind, counts_as_mutation);
+        let mut held = self.held.subscribe();
+        // Err only if the sender is gone, which cannot happen while `self` lives.
+        let _ = held.wait_for(|held| !held[kind as usize]).await;
         if let Some(stall) = decision.stall {
             self.injected_stalls.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(stall).await;
@@ -257,6 +262,7 @@ impl FaultyStore {
             inner,
             core: Arc::new(FaultCore {
                 state: Mutex::new(state),
+                held: tokio::sync::watch::Sender::new([false; 6]),
                 injected_failures: AtomicU64::new(0),
                 injected_stalls: AtomicU64::new(0),
             }),
@@ -278,6 +284,21 @@ impl FaultyStore {
     /// The next `n` requests of `kind` stall for `stall` before going through (or failing).
     pub fn stall_next(&self, kind: RequestKind, n: u32, stall: Duration) {
         lock(&self.core.state).stall_next[kind as usize] = (n, stall);
+    }
+
+    /// Requests of `kind` wait (their fault already decided) until [`Self::release`]: a test
+    /// can have several callers queue behind one request without racing a timer.
+    pub fn hold(&self, kind: RequestKind) {
+        self.core
+            .held
+            .send_modify(|held| held[kind as usize] = true);
+    }
+
+    /// Lets held requests of `kind`, and later ones, through.
+    pub fn release(&self, kind: RequestKind) {
+        self.core
+            .held
+            .send_modify(|held| held[kind as usize] = false);
     }
 
     /// While down, every request fails.
@@ -605,6 +626,30 @@ mod tests {
         store.get(&a).await.expect("stalled get");
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert_eq!(store.injected_stalls(), 1);
+    }
+
+    /// A held kind waits until released; other kinds pass meanwhile.
+    #[tokio::test]
+    async fn held_requests_wait_for_release() {
+        let store = FaultyStore::new(Arc::new(InMemory::new()), FaultPlan::default());
+        let a = Path::from("a");
+        store
+            .put(&a, PutPayload::from_static(b"x"))
+            .await
+            .expect("put");
+        store.hold(RequestKind::Get);
+        let held = tokio::spawn({
+            let (store, a) = (store.clone(), a.clone());
+            async move { store.get(&a).await.map(|_| ()) }
+        });
+        store
+            .put(&Path::from("b"), PutPayload::from_static(b"y"))
+            .await
+            .expect("a PUT is not held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!held.is_finished(), "the GET waits while held");
+        store.release(RequestKind::Get);
+        held.await.expect("join").expect("released get");
     }
 
     /// Multipart parts are gated as PUTs.
