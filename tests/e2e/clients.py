@@ -214,11 +214,13 @@ def cf_admin(bootstrap: str):
     return AdminClient({"bootstrap.servers": bootstrap, "logger": _RDKAFKA_LOG})
 
 
-def cf_create_topic(bootstrap: str, topic: str, partitions: int, config: dict | None = None) -> None:
+def cf_create_topic(bootstrap: str, topic: str, partitions: int, config: dict | None = None,
+                    replication_factor: int = 1) -> None:
     from confluent_kafka.admin import NewTopic
     admin = cf_admin(bootstrap)  # must outlive the futures
     fs = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
+                  config=config or {})],
         operation_timeout=30, request_timeout=30)
     fs[topic].result(30)
     cf_wait_topic(bootstrap, topic, partitions)

@@ -954,6 +954,14 @@ impl Log {
     }
 
     /// Kafka's `maybeAssignEpochStartOffset` for appends: a batch from a newer epoch starts it.
+    /// Records that `epoch` starts at the log end, if it is newer than the latest epoch: a new
+    /// leader does this when it takes over, so that a follower asking where its own (older)
+    /// epoch ends learns it ends here, even before anything is appended in the new one.
+    pub fn assign_epoch_at_end(&mut self, epoch: LeaderEpoch) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        self.maybe_assign_epoch(epoch, end)
+    }
+
     fn maybe_assign_epoch(
         &mut self,
         epoch: LeaderEpoch,

@@ -9,6 +9,19 @@
 //!
 //! Fence, unfence and unregister name the broker epoch they were decided for, so a decision
 //! about an incarnation that has since re-registered is refused, not applied to the new one.
+//!
+//! Leader election rides those records (KRaft's controller writes the same outcome as
+//! PartitionChangeRecords; here every node derives it while applying, deterministically):
+//!
+//! ```text
+//!  broker B fenced, unregistered, or re-registered as a new incarnation:
+//!    every partition:  B leaves the ISR unless it is the last member
+//!    led by B:         leader = first replica in the new ISR that is unfenced, else none
+//!                      (no unclean election: an ISR of [B] stays, leaderless, until B is back)
+//!  broker B unfenced:
+//!    leaderless partition with B in its ISR:  leader = B
+//!  every leader change bumps the leader epoch; every change the partition epoch
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -51,6 +64,15 @@ pub enum ApplyError {
         partition: i32,
         proposed: i32,
         current: i32,
+    },
+    #[error(
+        "partition {partition} of topic {topic_id} cannot add broker {broker_id} to its ISR: it \
+         is not an unfenced broker (KIP-841)"
+    )]
+    IneligibleReplica {
+        topic_id: Uuid,
+        partition: i32,
+        broker_id: BrokerId,
     },
     #[error("producer ids up to {current} are handed out already; {proposed} does not move on")]
     ProducerIdsBackwards { current: i64, proposed: i64 },
@@ -121,6 +143,10 @@ impl MetadataImage {
                     .get(&registration.broker_id)
                     .is_some_and(|b| b.registration.incarnation_id == registration.incarnation_id);
                 if !same_incarnation {
+                    // The old incarnation is gone: whatever it led is elected elsewhere.
+                    if self.brokers.contains_key(&registration.broker_id) {
+                        self.elect_without(registration.broker_id);
+                    }
                     let epoch = self.next_broker_epoch;
                     self.next_broker_epoch += 1;
                     self.brokers.insert(
@@ -140,6 +166,7 @@ impl MetadataImage {
             } => {
                 self.broker_at(*broker_id, *broker_epoch)?;
                 self.brokers.remove(broker_id);
+                self.elect_without(*broker_id);
                 Ok(())
             }
             MetadataRecord::FenceBroker {
@@ -147,6 +174,7 @@ impl MetadataImage {
                 broker_epoch,
             } => {
                 self.broker_at(*broker_id, *broker_epoch)?.fenced = true;
+                self.elect_without(*broker_id);
                 Ok(())
             }
             MetadataRecord::UnfenceBroker {
@@ -154,6 +182,7 @@ impl MetadataImage {
                 broker_epoch,
             } => {
                 self.broker_at(*broker_id, *broker_epoch)?.fenced = false;
+                self.elect_returning(*broker_id);
                 Ok(())
             }
             MetadataRecord::Topic { name, topic_id } => {
@@ -277,6 +306,10 @@ impl MetadataImage {
 
     fn change_partition(&mut self, change: &PartitionChange) -> Result<(), ApplyError> {
         let invalid = invalid_partition(change.topic_id, change.partition);
+        let unfenced: Vec<BrokerId> = self
+            .unfenced_brokers()
+            .map(|b| b.registration.broker_id)
+            .collect();
         let topic = self.topic_mut(change.topic_id)?;
         let partition = topic
             .partitions
@@ -294,6 +327,16 @@ impl MetadataImage {
         let isr = change.isr.as_ref().unwrap_or(&partition.isr);
         let leader = change.leader.map_or(partition.leader, |l| l.leader);
         check_assignment(replicas, isr, leader).map_err(invalid)?;
+        if let Some(&added) = isr
+            .iter()
+            .find(|b| !partition.isr.contains(b) && !unfenced.contains(b))
+        {
+            return Err(ApplyError::IneligibleReplica {
+                topic_id: change.topic_id,
+                partition: change.partition,
+                broker_id: added,
+            });
+        }
         let (replicas, isr) = (replicas.clone(), isr.clone());
         if leader != partition.leader {
             partition.leader_epoch += 1;
@@ -303,6 +346,55 @@ impl MetadataImage {
         partition.leader = leader;
         partition.partition_epoch += 1;
         Ok(())
+    }
+
+    /// `gone` may lead nothing and leaves every ISR it is not the last member of; partitions
+    /// it led get the first unfenced replica of their new ISR as leader, or none.
+    fn elect_without(&mut self, gone: BrokerId) {
+        let unfenced: Vec<BrokerId> = self
+            .unfenced_brokers()
+            .map(|b| b.registration.broker_id)
+            .filter(|b| *b != gone)
+            .collect();
+        for partition in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.values_mut())
+        {
+            let mut changed = false;
+            if partition.isr.len() > 1 && partition.isr.contains(&gone) {
+                partition.isr.retain(|b| *b != gone);
+                changed = true;
+            }
+            if partition.leader == gone {
+                partition.leader = partition
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| partition.isr.contains(r) && unfenced.contains(r))
+                    .unwrap_or(NO_LEADER);
+                partition.leader_epoch += 1;
+                changed = true;
+            }
+            if changed {
+                partition.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// `back` leads every leaderless partition whose ISR holds it (it was the last in sync).
+    fn elect_returning(&mut self, back: BrokerId) {
+        for partition in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.values_mut())
+        {
+            if partition.leader == NO_LEADER && partition.isr.contains(&back) {
+                partition.leader = back;
+                partition.leader_epoch += 1;
+                partition.partition_epoch += 1;
+            }
+        }
     }
 
     /// The topic named `name`.

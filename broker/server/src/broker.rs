@@ -123,6 +123,8 @@ pub struct Broker {
     pub disk: crate::disk_space::DiskSpace,
     /// The metadata log: every change of `meta` is proposed to it and read back from its image.
     metadata_log: crate::metadata_log::MetadataLog,
+    /// Followers' fetchers, one per leader this broker follows partitions of.
+    fetchers: crate::replica_fetcher::ReplicaFetchers,
 }
 
 fn partition_dir(data_dir: &Path, tp: &TopicPartition) -> PathBuf {
@@ -197,6 +199,14 @@ impl Broker {
         );
         let group_commit =
             crate::group_commit::GroupCommit::start().map_err(StartupError::SyncThread)?;
+        let fetchers =
+            crate::replica_fetcher::ReplicaFetchers::new(crate::replica_fetcher::FetchSettings {
+                replica_id: config.node_id.get(),
+                max_bytes: config.replica_fetch_response_max_bytes,
+                partition_max_bytes: config.replica_fetch_max_bytes,
+                max_wait_ms: config.replica_fetch_wait_max_ms,
+                backoff: Duration::from_millis(config.replica_fetch_backoff_ms.max(0) as u64),
+            });
         let broker = Arc::new(Self {
             config,
             advertised,
@@ -214,6 +224,7 @@ impl Broker {
             group_commit,
             disk,
             metadata_log,
+            fetchers,
         });
         // Opens (recovering) the partitions placed here and loads the groups they coordinate;
         // any failure stops startup, as a log that cannot be opened always did.
@@ -343,11 +354,14 @@ impl Broker {
         if configs_changed {
             self.apply_configs();
         }
+        self.follow_leaders(&image);
+        // The coordinator serves the groups of the offsets partitions this broker leads.
         let offsets_topic = view.topics.get(crate::group::OFFSETS_TOPIC);
         let hosted: BTreeMap<i32, Arc<Partition>> = offsets_topic
             .map(|t| {
                 (0..t.partitions)
                     .filter_map(|p| self.partition(&t.name, p).map(|part| (p, part)))
+                    .filter(|(_, part)| part.leader_epoch().is_some())
                     .collect()
             })
             .unwrap_or_default();
@@ -359,6 +373,92 @@ impl Broker {
             first_error.get_or_insert(StartupError::Log { tp, source });
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Gives every hosted partition the role the image says (leader or follower, in which
+    /// epoch, with which ISR) and points the fetchers at the leaders of those it follows.
+    fn follow_leaders(&self, image: &shale_metadata::MetadataImage) {
+        let mut targets = Vec::new();
+        for partition in self.all_partitions() {
+            let Some(p) = image
+                .topics
+                .get(&partition.topic_id)
+                .and_then(|t| t.partitions.get(&partition.tp.partition))
+            else {
+                continue;
+            };
+            partition.apply_leadership(&crate::partition::Leadership {
+                leader: p.leader,
+                leader_epoch: LeaderEpoch::new(p.leader_epoch),
+                partition_epoch: p.partition_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            });
+            if p.leader == self.config.node_id.get() || p.leader < 0 {
+                continue;
+            }
+            let Some(endpoint) = image
+                .brokers
+                .get(&p.leader)
+                .and_then(|b| b.registration.endpoints.first())
+            else {
+                continue;
+            };
+            targets.push(crate::replica_fetcher::FollowTarget {
+                partition: Arc::clone(&partition),
+                leader: p.leader,
+                address: format!("{}:{}", endpoint.host, endpoint.port),
+                leader_epoch: LeaderEpoch::new(p.leader_epoch),
+            });
+        }
+        self.fetchers.update(targets);
+    }
+
+    /// Proposes the ISR change `partition`'s leader wants now, if any (AlterPartition,
+    /// KIP-497: fenced by the partition epoch it was computed from), and waits for it. Blocking.
+    pub fn change_isr(&self, partition: &Partition) {
+        let lag = Duration::from_millis(self.config.replica_lag_time_max_ms.max(1) as u64);
+        let Some((partition_epoch, isr)) = partition.isr_change_wanted(lag) else {
+            return;
+        };
+        if !partition.set_pending_isr(partition_epoch, Some(isr.clone())) {
+            return;
+        }
+        let before = partition.isr().unwrap_or_default();
+        let change = MetadataRecord::PartitionChange(shale_metadata::PartitionChange {
+            topic_id: partition.topic_id,
+            partition: partition.tp.partition,
+            partition_epoch,
+            leader: None,
+            isr: Some(isr.clone()),
+            replicas: None,
+        });
+        match self.metadata_log.propose(vec![change]) {
+            Ok(_) => {
+                tracing::info!(tp = %partition.tp, from = ?before, to = ?isr, "ISR changed");
+                if let Err(e) = self.sync_with_metadata() {
+                    tracing::warn!(error = %e, "cannot sync after an ISR change");
+                }
+            }
+            Err(e) => {
+                partition.set_pending_isr(partition_epoch, None);
+                tracing::info!(tp = %partition.tp, to = ?isr, error = %e, "ISR change not made");
+            }
+        }
+    }
+
+    /// Shrinks the ISRs of the partitions this broker leads whose followers fell behind, every
+    /// half `replica.lag.time.max.ms`, until shutdown.
+    pub async fn isr_loop(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = (self.config.replica_lag_time_max_ms / 2).max(1);
+        self.every(every, shutdown, "the ISR check", |broker| {
+            for partition in broker.all_partitions() {
+                if partition.leader_epoch().is_some() {
+                    broker.change_isr(&partition);
+                }
+            }
+        })
+        .await;
     }
 
     /// Syncs with every image the metadata log applies from now on (changes proposed through
@@ -434,6 +534,7 @@ impl Broker {
             id,
             partitions: next_offsets.len() as i32,
             configs,
+            replication_factor: self.default_replication_factor(),
         };
         // Each partition's record says where its log starts, so that the broker it is placed
         // on (this one or another) starts it there when it opens it (`sync_with_metadata`).
@@ -455,6 +556,14 @@ impl Broker {
                 }
             },
         )
+    }
+
+    /// `default.replication.factor`, or where it is -1 (the default), min(3, unfenced brokers).
+    pub fn default_replication_factor(&self) -> i16 {
+        match self.config.default_replication_factor {
+            -1 => self.cluster_brokers().len().clamp(1, 3) as i16,
+            rf => rf,
+        }
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -514,7 +623,10 @@ impl Broker {
         topic: &str,
         partition: i32,
     ) -> Result<Arc<Partition>, ApiError> {
-        if let Some(p) = self.partition(topic, partition) {
+        if let Some(p) = self
+            .partition(topic, partition)
+            .filter(|p| p.leader_epoch().is_some())
+        {
             return Ok(p);
         }
         Err(match self.placement(topic, partition) {
@@ -700,14 +812,17 @@ impl Broker {
             ));
         }
         let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
+            self.default_replication_factor()
         } else {
             replication_factor
         };
-        if rf != 1 {
+        let brokers = self.cluster_brokers().len().max(1);
+        if rf < 1 || rf as usize > brokers {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("replication factor {rf} is larger than the 1 available broker"),
+                format!(
+                    "replication factor {rf} must be between 1 and the {brokers} available brokers"
+                ),
             ));
         }
         topic_config::validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -718,6 +833,7 @@ impl Broker {
             id: Uuid::new_v4(),
             partitions: num_partitions,
             configs,
+            replication_factor: rf,
         };
         if validate_only {
             check_new_topic_name(&self.metadata(), name)?;
@@ -1044,6 +1160,7 @@ impl Broker {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn close(&self) {
+        self.fetchers.shutdown();
         let stats = &self.group_commit.stats;
         tracing::info!(
             produces = stats.requests.load(std::sync::atomic::Ordering::Relaxed),
@@ -1095,7 +1212,7 @@ fn open_partition(
             source,
         }
     })?;
-    Ok(Partition::new(tp, topic.id, LeaderEpoch::new(0), log))
+    Ok(Partition::replica(tp, topic.id, config.node_id.get(), log))
 }
 
 /// Starts the log of a partition restored from remote storage at `start` (just after what the

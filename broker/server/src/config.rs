@@ -115,8 +115,18 @@ broker_settings! {
     broker_rack: String = String::new(), env = "SHALE_BROKER_RACK", kafka = "broker.rack";
     /// Partitions of an auto-created topic, and the default for CreateTopics with -1.
     num_partitions: i32 = 1, env = "SHALE_NUM_PARTITIONS", kafka = "num.partitions";
-    /// Replication factor used when CreateTopics asks for -1. Only 1 is possible on one node.
-    default_replication_factor: i16 = 1, env = "SHALE_DEFAULT_REPLICATION_FACTOR", kafka = "default.replication.factor";
+    /// Replication factor of a topic created without one (auto-created, or CreateTopics with -1); -1 = min(3, live brokers).
+    default_replication_factor: i16 = -1, env = "SHALE_DEFAULT_REPLICATION_FACTOR", kafka = "default.replication.factor";
+    /// A follower that has not caught up with its leader for this long leaves the ISR (ms).
+    replica_lag_time_max_ms: i64 = 30_000, env = "SHALE_REPLICA_LAG_TIME_MAX_MS", kafka = "replica.lag.time.max.ms";
+    /// Bytes a follower asks for per partition in one fetch from its leader.
+    replica_fetch_max_bytes: i32 = 1_048_576, env = "SHALE_REPLICA_FETCH_MAX_BYTES", kafka = "replica.fetch.max.bytes";
+    /// Bytes a follower asks for in one fetch from its leader, all partitions together.
+    replica_fetch_response_max_bytes: i32 = 10_485_760, env = "SHALE_REPLICA_FETCH_RESPONSE_MAX_BYTES", kafka = "replica.fetch.response.max.bytes";
+    /// How long a follower's fetch waits at the leader for new records (ms).
+    replica_fetch_wait_max_ms: i32 = 500, env = "SHALE_REPLICA_FETCH_WAIT_MAX_MS", kafka = "replica.fetch.wait.max.ms";
+    /// How long a follower waits after a failed fetch before the next (ms).
+    replica_fetch_backoff_ms: i32 = 1_000, env = "SHALE_REPLICA_FETCH_BACKOFF_MS", kafka = "replica.fetch.backoff.ms";
     /// Create a topic when a client asks Metadata or Produce for one that does not exist.
     auto_create_topics_enable: bool = true, env = "SHALE_AUTO_CREATE_TOPICS_ENABLE", kafka = "auto.create.topics.enable";
     /// Largest record batch accepted (bytes), the default for the topic's `max.message.bytes`.
@@ -293,15 +303,28 @@ impl BrokerConfig {
             );
         }
         at_least("num_partitions", self.num_partitions, 1)?;
+        at_least("replica_lag_time_max_ms", self.replica_lag_time_max_ms, 1)?;
+        at_least("replica_fetch_max_bytes", self.replica_fetch_max_bytes, 1)?;
+        at_least(
+            "replica_fetch_response_max_bytes",
+            self.replica_fetch_response_max_bytes,
+            1,
+        )?;
+        at_least(
+            "replica_fetch_wait_max_ms",
+            self.replica_fetch_wait_max_ms,
+            0,
+        )?;
+        at_least("replica_fetch_backoff_ms", self.replica_fetch_backoff_ms, 0)?;
         at_least("archive_row_group_bytes", self.archive_row_group_bytes, 1)?;
         if !(1..=22).contains(&self.archive_zstd_level) {
             return bad("archive_zstd_level", "must be 1 to 22");
         }
         at_least("archive_concurrency", self.archive_concurrency, 1)?;
-        if self.default_replication_factor != 1 {
+        if self.default_replication_factor == 0 || self.default_replication_factor < -1 {
             return bad(
                 "default_replication_factor",
-                "must be 1: partitions are not replicated yet",
+                "must be at least 1, or -1 for min(3, live brokers)",
             );
         }
         at_least(

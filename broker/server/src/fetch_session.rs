@@ -23,6 +23,8 @@ pub struct SessionPartition {
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
     pub current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher has (v12+, followers: KIP-320); -1 unknown.
+    pub last_fetched_epoch: i32,
     pub last_high_watermark: i64,
     pub last_log_start_offset: i64,
 }

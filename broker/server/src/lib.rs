@@ -24,6 +24,7 @@
 //!   `__consumer_offsets`.
 //! - [`partition`]: one hosted topic-partition and its whole log (Kafka's `UnifiedLog`): the
 //!   local log, the remote handle, every offset of both tiers, long-poll wakeups.
+//! - [`replica_fetcher`]: followers' fetchers, one per leader: copy, truncate by leader epoch.
 //! - [`tiered`]: the broker side of tiered storage: store setup, the copy/retention job, the
 //!   Parquet archive job, restore from a bucket.
 //! - [`server`]: the listener and connection limit; graceful shutdown.
@@ -59,6 +60,7 @@ pub mod handlers;
 pub mod metadata;
 pub mod metadata_log;
 pub mod partition;
+pub mod replica_fetcher;
 pub mod server;
 pub mod tiered;
 pub mod topic_config;

@@ -41,6 +41,13 @@ pub struct TopicMetadata {
     pub partitions: i32,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// Replicas of each new partition (the first partition's count, for an existing topic).
+    #[serde(default = "one_replica")]
+    pub replication_factor: i16,
+}
+
+fn one_replica() -> i16 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +185,7 @@ mod tests {
                 id: Uuid::new_v4(),
                 partitions: 3,
                 configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+                replication_factor: 1,
             },
         );
         m.persist(dir.path()).unwrap();

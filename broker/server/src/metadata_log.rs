@@ -526,8 +526,9 @@ fn config_records(
 }
 
 /// Where new partitions go: spread over the image's unfenced brokers, balanced by the leaders
-/// and replicas each has (rack-aware, see `shale_metadata::placement`), one replica each until
-/// replication exists; on `fallback` if no broker is registered yet.
+/// and replicas each has (rack-aware, see `shale_metadata::placement`), the topic's replication
+/// factor each; on `fallback` alone if no broker is registered yet (the caller checked the
+/// factor against the brokers before it proposed).
 pub fn placer(
     image: &MetadataImage,
     fallback: BrokerId,
@@ -550,9 +551,12 @@ pub fn placer(
             }
         })
         .collect();
-    move |_, _, count| {
+    move |topic, _, count| {
         let count = count.max(0) as usize;
-        place_replicas(&mut loads, count, 1).unwrap_or_else(|_| vec![vec![fallback]; count])
+        let factor = usize::try_from(topic.replication_factor)
+            .unwrap_or(1)
+            .max(1);
+        place_replicas(&mut loads, count, factor).unwrap_or_else(|_| vec![vec![fallback]; count])
     }
 }
 
@@ -569,6 +573,7 @@ pub fn view_of(image: &MetadataImage) -> ClusterMetadata {
                     id: t.id,
                     partitions: t.partitions.len() as i32,
                     configs: t.configs.clone(),
+                    replication_factor: t.partitions.get(&0).map_or(1, |p| p.replicas.len() as i16),
                 };
                 (t.name.clone(), topic)
             })
@@ -629,6 +634,7 @@ mod tests {
                             id,
                             partitions,
                             configs,
+                            replication_factor: 1,
                         };
                         (name, topic)
                     })
@@ -695,6 +701,7 @@ mod tests {
                 id: Uuid::from_u128(9),
                 partitions: 12,
                 configs: BTreeMap::new(),
+                replication_factor: 1,
             },
         );
         let records = records_for_change(&ClusterMetadata::empty(), &view, placer(&image, 0));
@@ -725,6 +732,7 @@ mod tests {
                 id: Uuid::from_u128(42),
                 partitions: 3,
                 configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+                replication_factor: 1,
             },
         );
         let mut image = MetadataImage::default();

@@ -90,6 +90,7 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(broker.clone().maintenance_loop(shutdown.clone()));
     let disk_space = tokio::spawn(broker.clone().disk_space_loop(shutdown.clone()));
+    let isr = tokio::spawn(broker.clone().isr_loop(shutdown.clone()));
     let tiering = tokio::spawn(crate::tiered::tiering_loop(
         broker.clone(),
         shutdown.clone(),
@@ -157,6 +158,7 @@ pub async fn serve(
     }
     maintenance.abort();
     disk_space.abort();
+    isr.abort();
     tiering.abort();
     archive.abort();
     coordinator.abort();

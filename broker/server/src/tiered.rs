@@ -179,7 +179,9 @@ pub async fn tiering_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             if *shutdown.borrow() {
                 return;
             }
+            // Only the leader writes the partition's remote log (Kafka's RLM leader task).
             if !broker.is_tiered(&partition.tp.topic)
+                || partition.leader_epoch().is_none()
                 || partition
                     .remote_fenced
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -274,7 +276,9 @@ pub async fn archive_loop(broker: Arc<Broker>, mut shutdown: tokio::sync::watch:
             if *shutdown.borrow() {
                 break;
             }
+            // Only the leader writes the partition's remote log (Kafka's RLM leader task).
             if !broker.is_tiered(&partition.tp.topic)
+                || partition.leader_epoch().is_none()
                 || partition
                     .remote_fenced
                     .load(std::sync::atomic::Ordering::Relaxed)

@@ -355,3 +355,91 @@ fn random_sequences_exercise_real_changes() {
         "{partitions} partitions, {leader_changes} leader changes"
     );
 }
+
+/// A fenced leader is replaced by the next unfenced replica of its ISR and leaves every ISR it
+/// is not the last member of; the last member keeps its partition leaderless until it is back
+/// (no unclean election); a fenced broker cannot be added to an ISR.
+#[test]
+fn fencing_elects_from_the_isr_and_unfencing_restores_the_last_leader() {
+    let mut image = MetadataImage::default();
+    for id in 1..=3 {
+        apply_all(&mut image, &[register(id, id as u128)]);
+        let epoch = image.brokers[&id].epoch;
+        apply_all(
+            &mut image,
+            &[MetadataRecord::UnfenceBroker {
+                broker_id: id,
+                broker_epoch: epoch,
+            }],
+        );
+    }
+    let id = Uuid::from_u128(8);
+    let partition = |partition, replicas: Vec<BrokerId>| {
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id: id,
+            partition,
+            isr: replicas.clone(),
+            leader: replicas[0],
+            replicas,
+            start_offset: None,
+        })
+    };
+    apply_all(
+        &mut image,
+        &[
+            MetadataRecord::Topic {
+                name: "t".to_string(),
+                topic_id: id,
+            },
+            partition(0, vec![1, 2, 3]),
+            partition(1, vec![2, 1, 3]),
+            partition(2, vec![1]),
+        ],
+    );
+    let fence = |image: &MetadataImage, broker_id| MetadataRecord::FenceBroker {
+        broker_id,
+        broker_epoch: image.brokers[&broker_id].epoch,
+    };
+    let record = fence(&image, 1);
+    apply_all(&mut image, &[record]);
+    let parts = &image.topic("t").unwrap().partitions;
+    let p0 = &parts[&0];
+    assert_eq!((p0.leader, &p0.isr, p0.leader_epoch), (2, &vec![2, 3], 1));
+    let p1 = &parts[&1];
+    assert_eq!((p1.leader, &p1.isr, p1.leader_epoch), (2, &vec![2, 3], 0));
+    assert_eq!(
+        p1.partition_epoch, 1,
+        "the ISR change alone moves the partition epoch"
+    );
+    let p2 = &parts[&2];
+    assert_eq!(
+        (p2.leader, &p2.isr, p2.leader_epoch),
+        (NO_LEADER, &vec![1], 1)
+    );
+    // Broker 1 cannot rejoin an ISR while it is fenced.
+    let rejoin = MetadataRecord::PartitionChange(PartitionChange {
+        topic_id: id,
+        partition: 0,
+        partition_epoch: p0.partition_epoch,
+        leader: None,
+        isr: Some(vec![2, 3, 1]),
+        replicas: None,
+    });
+    assert!(matches!(
+        image.apply(&rejoin),
+        Err(ApplyError::IneligibleReplica { broker_id: 1, .. })
+    ));
+    let unfence = MetadataRecord::UnfenceBroker {
+        broker_id: 1,
+        broker_epoch: image.brokers[&1].epoch,
+    };
+    apply_all(&mut image, &[unfence, rejoin]);
+    let parts = &image.topic("t").unwrap().partitions;
+    assert_eq!(parts[&0].isr, vec![2, 3, 1]);
+    assert_eq!((parts[&2].leader, parts[&2].leader_epoch), (1, 2));
+    // A restart (a new incarnation) of a leader is a fencing too; the replica order decides.
+    apply_all(&mut image, &[register(2, 99)]);
+    let p0 = &image.topic("t").unwrap().partitions[&0];
+    assert_eq!((p0.leader, &p0.isr), (1, &vec![3, 1]));
+    assert!(image.check_invariants().is_ok());
+}

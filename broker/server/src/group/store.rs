@@ -33,7 +33,7 @@ use shale_formats::batch::{self, RecordBatchHeader};
 use shale_formats::record::{self, BatchBuilder, BatchOptions};
 use shale_formats::varint;
 
-use crate::partition::{Partition, TopicPartition};
+use crate::partition::{AppendError, Partition, TopicPartition};
 use shale_log::LogError;
 
 /// The internal topic holding committed offsets and group metadata.
@@ -632,7 +632,10 @@ impl GroupLog for OffsetsTopic {
             Err(e) => {
                 tracing::warn!(tp = %partition.tp, group = group_id, error = %e, "cannot append to the offsets topic");
                 Err(match e {
-                    LogError::RecordTooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
+                    AppendError::Log(LogError::RecordTooLarge { .. }) => {
+                        ResponseError::InvalidCommitOffsetSize
+                    }
+                    AppendError::NotLeader { .. } => ResponseError::NotCoordinator,
                     _ => ResponseError::CoordinatorNotAvailable,
                 })
             }

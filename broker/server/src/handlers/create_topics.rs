@@ -52,7 +52,7 @@ pub fn handle(
                     let mut result = result
                         .with_topic_id(topic.id)
                         .with_num_partitions(partitions)
-                        .with_replication_factor(1);
+                        .with_replication_factor(topic.replication_factor);
                     if ctx.api_version >= 5 {
                         let configs = topic_config::describe(
                             broker.topic_defaults(&broker.metadata()),

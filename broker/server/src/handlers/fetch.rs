@@ -2,6 +2,15 @@
 //! within the partition and response byte limits (always at least one batch for the first
 //! partition with data, KIP-74), long-polling until `min_bytes` arrive or `max_wait_ms` passes.
 //! Incremental fetch sessions (KIP-227) live in [`crate::fetch_session`].
+//!
+//! A fetch from a replica (`replica_id`, or v15+ `replica_state`, ≥ 0) is a follower copying
+//! this leader: it reads up to the log end rather than the high watermark, long-polls on the
+//! log end, and its fetch offset tells the leader what the follower has (the high watermark
+//! and the ISR move on it). With v12+ its `last_fetched_epoch` is checked against this log's
+//! epochs, and a follower that diverged is told where (`diverging_epoch`, KIP-320) instead of
+//! getting records. An offset below the local log start answers OFFSET_OUT_OF_RANGE with the
+//! local log start as `log_start_offset`: where the follower restarts (the remote tier has the
+//! rest).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +46,12 @@ pub async fn handle(
     req: FetchRequest,
 ) -> FetchResponse {
     let v = ctx.api_version;
+    let replica = if v >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let replica = (replica >= 0).then_some(replica);
     let meta = broker.metadata();
     let sessions = &broker.fetch_sessions;
     let full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
@@ -80,6 +95,7 @@ pub async fn handle(
                         p.fetch_offset = r.fetch_offset;
                         p.partition_max_bytes = r.partition_max_bytes;
                         p.current_leader_epoch = r.current_leader_epoch;
+                        p.last_fetched_epoch = r.last_fetched_epoch;
                     }
                     None => s.partitions.push(r),
                 }
@@ -87,9 +103,14 @@ pub async fn handle(
             s.partitions.clone()
         }
     };
+    // Only the leader serves fetches (consumers' and followers').
     let hosted: Vec<Option<Arc<Partition>>> = wanted
         .iter()
-        .map(|p| broker.partition(&p.topic, p.partition))
+        .map(|p| {
+            broker
+                .partition(&p.topic, p.partition)
+                .filter(|p| p.leader_epoch().is_some())
+        })
         .collect();
 
     let deadline =
@@ -106,10 +127,20 @@ pub async fn handle(
         let mut watchers: Vec<watch::Receiver<Offset>> = hosted
             .iter()
             .flatten()
-            .map(|p| p.watch_high_watermark())
+            .map(|p| match replica {
+                Some(_) => p.watch_log_end(),
+                None => p.watch_high_watermark(),
+            })
             .collect();
-        let (results, total, errored) =
-            read_all(broker, &wanted, &hosted, response_max, read_committed).await;
+        let (results, total, errored) = read_all(
+            broker,
+            &wanted,
+            &hosted,
+            response_max,
+            read_committed,
+            replica,
+        )
+        .await;
         if total >= min_bytes
             || errored
             || watchers.is_empty()
@@ -229,6 +260,11 @@ fn requested_partitions(
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 last_high_watermark: -1,
                 last_log_start_offset: -1,
             });
@@ -267,16 +303,118 @@ async fn read_all(
     hosted: &[Option<Arc<Partition>>],
     response_max: usize,
     read_committed: bool,
+    replica: Option<i32>,
 ) -> (Vec<PartitionData>, usize, bool) {
     // The local pass reads segment files: on the blocking pool, in one call for all partitions.
     let (results, total, errored, remote_reads) = {
         let (broker, wanted, hosted) = (Arc::clone(broker), wanted.to_vec(), hosted.to_vec());
-        crate::blocking::run(move || {
-            read_local(&broker, &wanted, &hosted, response_max, read_committed)
+        crate::blocking::run(move || match replica {
+            Some(replica) => {
+                let (results, total, errored) =
+                    read_for_replica(&broker, replica, &wanted, &hosted, response_max);
+                (results, total, errored, Vec::new())
+            }
+            None => read_local(&broker, &wanted, &hosted, response_max, read_committed),
         })
         .await
     };
     read_remote_all(broker, results, total, errored, remote_reads, response_max).await
+}
+
+/// What a follower's fetch reads: from the local log up to its end, after recording the
+/// follower's fetch offset and checking it for divergence. Partitions this broker does not lead
+/// were answered NOT_LEADER_OR_FOLLOWER as for any client.
+fn read_for_replica(
+    broker: &Arc<Broker>,
+    replica: i32,
+    wanted: &[SessionPartition],
+    hosted: &[Option<Arc<Partition>>],
+    response_max: usize,
+) -> (Vec<PartitionData>, usize, bool) {
+    let lag = Duration::from_millis(broker.config.replica_lag_time_max_ms.max(1) as u64);
+    let mut total = 0usize;
+    let mut errored = false;
+    let results = wanted
+        .iter()
+        .zip(hosted)
+        .map(|(p, partition)| {
+            let data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()));
+            let Some(partition) = partition else {
+                errored = true;
+                let code = match broker.placement(&p.topic, p.partition) {
+                    Some(_) => ResponseError::NotLeaderOrFollower,
+                    None => ResponseError::UnknownTopicOrPartition,
+                };
+                return data.with_error_code(code.code());
+            };
+            let epoch = partition.known_epoch();
+            if let Some(e) = epoch_error(p.current_leader_epoch, epoch.get()) {
+                errored = true;
+                return data.with_error_code(e.code());
+            }
+            let (local_start, divergence) = {
+                let log = partition.log();
+                let divergence = (p.last_fetched_epoch >= 0).then(|| {
+                    log.end_offset_for_epoch(shale_formats::ids::LeaderEpoch::new(
+                        p.last_fetched_epoch,
+                    ))
+                });
+                (log.log_start_offset(), divergence)
+            };
+            if let Some((end_epoch, end_offset)) = divergence {
+                if end_epoch.get() < p.last_fetched_epoch || end_offset.get() < p.fetch_offset {
+                    let hw = partition.high_watermark();
+                    return data
+                        .with_high_watermark(hw.get())
+                        .with_last_stable_offset(hw.get())
+                        .with_log_start_offset(local_start.get())
+                        .with_diverging_epoch(
+                            kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                                .with_epoch(end_epoch.get())
+                                .with_end_offset(end_offset.get()),
+                        );
+                }
+            }
+            let fetch_offset = Offset::new(p.fetch_offset);
+            if let Some(fetched) = partition.record_follower_fetch(replica, fetch_offset, lag) {
+                if fetched.isr_change_wanted {
+                    let (broker, partition) = (Arc::clone(broker), Arc::clone(partition));
+                    // Off this fetch's path: the proposal waits for the quorum.
+                    std::thread::Builder::new()
+                        .name("shale-isr-change".to_string())
+                        .spawn(move || broker.change_isr(&partition))
+                        .ok();
+                }
+            }
+            let hw = partition.high_watermark();
+            let data = data
+                .with_high_watermark(hw.get())
+                .with_last_stable_offset(hw.get())
+                .with_log_start_offset(local_start.get());
+            let budget = response_max.saturating_sub(total);
+            let partition_max = (p.partition_max_bytes.max(0) as usize).min(budget);
+            if partition_max == 0 && total > 0 {
+                return data;
+            }
+            match partition.read_to_end(fetch_offset, partition_max, total == 0) {
+                Ok(read) => {
+                    total += read.records.len();
+                    data.with_records(Some(read.records))
+                }
+                Err(e) => {
+                    errored = true;
+                    data.with_error_code(super::log_error(&partition.tp, e).code())
+                }
+            }
+        })
+        .collect();
+    (results, total, errored)
 }
 
 /// The local pass of [`read_all`]; offsets that live in the remote tier are returned for it.
@@ -323,7 +461,7 @@ fn read_local(
                     None => data.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 };
             };
-            if let Some(e) = epoch_error(p.current_leader_epoch, partition.leader_epoch.get()) {
+            if let Some(e) = epoch_error(p.current_leader_epoch, partition.known_epoch().get()) {
                 errored = true;
                 return data.with_error_code(e.code());
             }

@@ -95,7 +95,7 @@ async fn lookup(
     ts: i64,
 ) -> Result<(i64, i64, i32), ResponseError> {
     let partition = broker.leader_partition(topic, index).map_err(|e| e.error)?;
-    if let Some(e) = epoch_error(current_epoch, partition.leader_epoch.get()) {
+    if let Some(e) = epoch_error(current_epoch, partition.known_epoch().get()) {
         return Err(e);
     }
     let remote = broker.remote_partition(&partition).await;
@@ -132,10 +132,10 @@ fn local_lookup(
     let log = partition.log();
     let epoch_at = |offset| {
         log.epoch_for_offset(offset)
-            .unwrap_or(partition.leader_epoch)
+            .unwrap_or(partition.known_epoch())
     };
     Ok(match ts {
-        LATEST => (hw.get(), -1, partition.leader_epoch.get()),
+        LATEST => (hw.get(), -1, partition.known_epoch().get()),
         EARLIEST | EARLIEST_LOCAL => {
             let start = log.log_start_offset();
             (start.get(), -1, epoch_at(start).get())

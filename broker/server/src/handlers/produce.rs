@@ -1,11 +1,14 @@
 //! Produce v3–11: validate each partition's batches (sizes, magic, CRC-32C, producer fields,
-//! timestamps) without touching the records, then append them; acks 0, 1 and all (which on a
-//! single broker equals 1 for replication, since the leader is the whole ISR).
+//! timestamps) without touching the records, then append them as leader; acks 0, 1 and all.
 //!
-//! With acks=all and the topic's `write.caching=false` (the default) the answer waits until the
-//! appended batches are fsynced: the partitions go to the group committer
-//! ([`crate::group_commit`]) after the appends, so one fdatasync covers every produce that
-//! appended to a partition meanwhile. acks=0 and acks=1 never wait for an fsync.
+//! acks=all: refused with NOT_ENOUGH_REPLICAS before anything is appended if the ISR is smaller
+//! than `min.insync.replicas`; after the append the answer waits until the high watermark
+//! passes the batches (the whole ISR has them), at most the request's `timeout_ms`
+//! (REQUEST_TIMED_OUT), and is NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the
+//! minimum meanwhile, NOT_LEADER_OR_FOLLOWER if this broker stopped leading. With the topic's
+//! `write.caching=false` (the default) it also waits until the leader's copy is fsynced: the
+//! partitions go to the group committer ([`crate::group_commit`]), so one fdatasync covers
+//! every produce that appended to a partition meanwhile. acks=0 and acks=1 wait for neither.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,12 +21,12 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use shale_formats::batch::{self, BatchError, ValidateOptions};
 use shale_formats::compression::Compression;
-use shale_formats::ids::Offset;
+use shale_formats::ids::{LeaderEpoch, Offset};
 use shale_formats::record;
 
 use super::{sb, RequestContext};
 use crate::broker::{now_ms, ApiError, Broker};
-use crate::partition::Partition;
+use crate::partition::{AppendError, Partition, ReplicationError};
 use crate::topic_config::TopicConfig;
 use shale_log::{AppendOutcome, TimestampType};
 
@@ -42,6 +45,7 @@ pub enum Produced {
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Produced {
     let acks = req.acks;
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.api_version;
     // Validation, a possible auto-creation and the appends (pwrite, fsync on a roll) run on the
     // blocking pool, in one call for the whole request: one hand-off per request, not per
@@ -52,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
     };
     let mut responses = appended.responses;
     let node_endpoints = appended.node_endpoints;
-    if appended.to_sync.is_empty() {
+    if appended.to_sync.is_empty() && appended.to_replicate.is_empty() {
         if acks == 0 {
             return Produced::Now(None);
         }
@@ -68,12 +72,52 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
             .map(|(place, partition)| (partition.tp.clone(), *place))
             .collect();
         let partitions = appended.to_sync.into_iter().map(|(_, p)| p).collect();
-        let failures = broker.group_commit.sync(partitions).await;
+        // The fsync and the followers' fetches run at the same time; the answer waits for both.
+        let replicated = futures::future::join_all(appended.to_replicate.into_iter().map(
+            |((t, p), wait)| async move {
+                let outcome = wait
+                    .partition
+                    .wait_replicated(wait.end, wait.epoch, wait.min_isr, timeout)
+                    .await;
+                ((t, p), outcome)
+            },
+        ));
+        let (failures, replicated) =
+            futures::join!(broker.group_commit.sync(partitions), replicated);
+        for ((t, p), outcome) in replicated {
+            let Err(e) = outcome else { continue };
+            let (code, message) = match e {
+                ReplicationError::NotLeader => (
+                    ResponseError::NotLeaderOrFollower,
+                    "this broker stopped leading the partition before its ISR had the batch"
+                        .to_string(),
+                ),
+                ReplicationError::TimedOut => (
+                    ResponseError::RequestTimedOut,
+                    format!("the ISR did not have the batch within the request's timeout ({timeout:?})"),
+                ),
+                ReplicationError::NotEnoughReplicasAfterAppend { isr, min_isr } => (
+                    ResponseError::NotEnoughReplicasAfterAppend,
+                    format!("the batch was written, but the ISR shrank to {isr}, below min.insync.replicas ({min_isr})"),
+                ),
+            };
+            let response = &mut responses[t].partition_responses[p];
+            *response = PartitionProduceResponse::default()
+                .with_index(response.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_error_code(code.code())
+                .with_error_message(Some(sb(message)));
+        }
         for (tp, reason) in failures {
             let Some(&(_, (t, p))) = places.iter().find(|(at, _)| *at == tp) else {
                 continue;
             };
             let response = &mut responses[t].partition_responses[p];
+            if response.error_code != 0 {
+                continue;
+            }
             *response = PartitionProduceResponse::default()
                 .with_index(response.index)
                 .with_base_offset(-1)
@@ -95,6 +139,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
 struct Appended {
     responses: Vec<TopicProduceResponse>,
     to_sync: Vec<((usize, usize), Arc<Partition>)>,
+    /// acks=all appends that wait for the ISR (every one; with an ISR of the leader alone the
+    /// wait ends at once).
+    to_replicate: Vec<((usize, usize), ReplicationWait)>,
     /// KIP-951: the endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers (v10+).
     node_endpoints: Vec<NodeEndpoint>,
 }
@@ -107,6 +154,7 @@ fn append_all(
 ) -> Appended {
     let mut responses = Vec::with_capacity(topic_data.len());
     let mut to_sync = Vec::new();
+    let mut to_replicate = Vec::new();
     let mut node_endpoints: Vec<NodeEndpoint> = Vec::new();
     for topic in topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -122,12 +170,24 @@ fn append_all(
                     format!("acks must be -1, 0 or 1, got {acks}"),
                 ))
             } else {
-                produce_partition(broker, topic.name.as_str(), pd.index, pd.records)
+                produce_partition(broker, topic.name.as_str(), pd.index, pd.records, acks)
             };
             partitions.push(match result {
                 Ok(r) => {
+                    let at = (responses.len(), partitions.len());
+                    if acks == -1 {
+                        to_replicate.push((
+                            at,
+                            ReplicationWait {
+                                partition: Arc::clone(&r.partition),
+                                end: r.end,
+                                epoch: r.epoch,
+                                min_isr: r.min_isr,
+                            },
+                        ));
+                    }
                     if acks == -1 && !r.write_caching {
-                        to_sync.push(((responses.len(), partitions.len()), r.partition));
+                        to_sync.push((at, r.partition));
                     }
                     base.with_base_offset(r.base_offset.get())
                         .with_log_append_time_ms(r.log_append_time)
@@ -163,6 +223,7 @@ fn append_all(
     Appended {
         responses,
         to_sync,
+        to_replicate,
         node_endpoints,
     }
 }
@@ -188,7 +249,20 @@ fn leader_hint(
     Some((leader, endpoint))
 }
 
+/// What an acks=all append waits for.
+struct ReplicationWait {
+    partition: Arc<Partition>,
+    /// The offset after the appended batches.
+    end: Offset,
+    epoch: LeaderEpoch,
+    min_isr: usize,
+}
+
 struct PartitionProduced {
+    /// The offset after the batches (for a duplicate, after the original ones).
+    end: Offset,
+    epoch: LeaderEpoch,
+    min_isr: usize,
     base_offset: Offset,
     log_append_time: i64,
     log_start_offset: Offset,
@@ -202,6 +276,7 @@ fn produce_partition(
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
+    acks: i16,
 ) -> Result<PartitionProduced, ApiError> {
     // Checked first, before an auto-creation: below storage_min_free_bytes nothing new is
     // written, so that deletions and retention keep their room (see crate::disk_space).
@@ -212,8 +287,8 @@ fn produce_partition(
         ));
     }
     let partition = match broker.partition(topic, index) {
-        Some(p) => p,
-        None => {
+        Some(p) if p.leader_epoch().is_some() => p,
+        _ => {
             let exists = broker.metadata().topics.contains_key(topic);
             if !exists && broker.config.auto_create_topics_enable {
                 match broker.create_topic(topic, -1, -1, BTreeMap::new(), false) {
@@ -260,11 +335,17 @@ fn produce_partition(
     // Offsets are assigned by rewriting the header in place, so the request's shared buffer is
     // copied once into a buffer this partition owns.
     let mut owned = BytesMut::from(&records[..]);
-    let outcome = partition
-        .append(&mut owned, now)
-        .map_err(|e| super::log_error(&partition.tp, e))?;
+    let min_isr = usize::try_from(config.min_insync_replicas)
+        .unwrap_or(1)
+        .max(1);
+    let (outcome, epoch) = partition
+        .append_checked(&mut owned, now, (acks == -1).then_some(min_isr))
+        .map_err(|e| append_error(broker, &partition, e))?;
     Ok(match outcome {
         AppendOutcome::Appended(info) => PartitionProduced {
+            end: info.last_offset + 1,
+            epoch,
+            min_isr,
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
             log_start_offset: partition.log_start_offset_with(info.log_start_offset),
@@ -274,9 +355,13 @@ fn produce_partition(
         // A duplicate's first append may not be synced yet: it waits like a new one.
         AppendOutcome::Duplicate {
             base_offset,
+            last_offset,
             log_append_time,
             ..
         } => PartitionProduced {
+            end: last_offset + 1,
+            epoch,
+            min_isr,
             base_offset,
             log_append_time,
             log_start_offset: partition.log_start_offset(),
@@ -284,6 +369,23 @@ fn produce_partition(
             write_caching: config.write_caching,
         },
     })
+}
+
+fn append_error(broker: &Broker, partition: &Partition, e: AppendError) -> ApiError {
+    match e {
+        AppendError::Log(e) => super::log_error(&partition.tp, e),
+        AppendError::NotLeader { leader } => ApiError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "broker {} does not lead {}; its leader is {leader}",
+                broker.config.node_id.get(),
+                partition.tp
+            ),
+        ),
+        e @ AppendError::NotEnoughReplicas { .. } => {
+            ApiError::new(ResponseError::NotEnoughReplicas, e.to_string())
+        }
+    }
 }
 
 fn validate_options(config: &TopicConfig, now: i64) -> ValidateOptions {
