@@ -602,6 +602,22 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Waits until what was appended for `group_id` is in the ISR of its offsets partition
+    /// (Kafka appends commits with acks=all): a commit is answered only once a failover cannot
+    /// lose it. At most `timeout`; the error is Kafka's for a commit that did not replicate.
+    pub async fn replicated(&self, group_id: &str, timeout: Duration) -> Res<()> {
+        let Some((partition, end, epoch)) = self.shared.log().replication_point(group_id) else {
+            return Ok(());
+        };
+        match partition.wait_replicated(end, epoch, 1, timeout).await {
+            Ok(()) => Ok(()),
+            Err(crate::partition::ReplicationError::NotLeader) => {
+                Err(ResponseError::NotCoordinator)
+            }
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
     /// Committed offsets of a group: of `partitions`, or all of them when `None`.
     pub fn fetch_offsets(
         &self,

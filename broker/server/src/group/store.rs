@@ -531,6 +531,19 @@ pub trait GroupLog: Send + Sync {
     /// log; the error is the one to give the client.
     fn append(&self, group_id: &str, records: &[CoordinatorRecord]) -> Result<(), ResponseError>;
 
+    /// What the records appended for `group_id` so far wait for to be replicated: its
+    /// partition, the log end there and the leader epoch. `None` where nothing replicates.
+    fn replication_point(
+        &self,
+        _group_id: &str,
+    ) -> Option<(
+        Arc<Partition>,
+        shale_formats::ids::Offset,
+        shale_formats::ids::LeaderEpoch,
+    )> {
+        None
+    }
+
     /// Whether this broker coordinates `group_id` (it leads the group's partition).
     fn coordinates(&self, _group_id: &str) -> bool {
         true
@@ -604,6 +617,20 @@ impl OffsetsTopic {
 }
 
 impl GroupLog for OffsetsTopic {
+    fn replication_point(
+        &self,
+        group_id: &str,
+    ) -> Option<(
+        Arc<Partition>,
+        shale_formats::ids::Offset,
+        shale_formats::ids::LeaderEpoch,
+    )> {
+        let partition = self.partition_for(group_id)?;
+        let epoch = partition.leader_epoch()?;
+        let end = partition.log().log_end_offset();
+        Some((Arc::clone(partition), end, epoch))
+    }
+
     fn append(&self, group_id: &str, records: &[CoordinatorRecord]) -> Result<(), ResponseError> {
         if records.is_empty() {
             return Ok(());

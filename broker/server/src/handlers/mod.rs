@@ -335,10 +335,12 @@ async fn dispatch(
             Rs::LeaveGroup(on_blocking_pool(broker, ctx, r, leave_group::handle).await)
         }
         Rq::OffsetCommit(r) => {
-            let (broker, ctx) = (Arc::clone(broker), ctx.clone());
-            Rs::OffsetCommit(
-                crate::blocking::run(move || offset_commit::handle(&broker, &ctx, r)).await,
-            )
+            let group_id = r.group_id.to_string();
+            let response = {
+                let (broker, ctx) = (Arc::clone(broker), ctx.clone());
+                crate::blocking::run(move || offset_commit::handle(&broker, &ctx, r)).await
+            };
+            Rs::OffsetCommit(offset_commit::replicated(broker, &group_id, response).await)
         }
         Rq::OffsetFetch(r) => Rs::OffsetFetch(offset_fetch::handle(broker, ctx, r)),
         Rq::DescribeGroups(r) => Rs::DescribeGroups(describe_groups::handle(broker, ctx, r)),

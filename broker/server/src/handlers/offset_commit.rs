@@ -20,6 +20,43 @@ use crate::partition::TopicPartition;
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 9;
 
+/// How long a commit waits for the ISR of its offsets partition (Kafka's
+/// `offsets.commit.timeout.ms`).
+pub const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until the commit answered by `response` is replicated (see
+/// `GroupCoordinator::replicated`); a commit that did not replicate in time gets the error.
+pub async fn replicated(
+    broker: &Broker,
+    group_id: &str,
+    mut response: OffsetCommitResponse,
+) -> OffsetCommitResponse {
+    let stored = response
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code == 0);
+    if !stored {
+        return response;
+    }
+    if let Err(e) = broker
+        .groups
+        .replicated(group_id, COMMIT_REPLICATION_TIMEOUT)
+        .await
+    {
+        for p in response
+            .topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            if p.error_code == 0 {
+                p.error_code = e.code();
+            }
+        }
+    }
+    response
+}
+
 pub fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
