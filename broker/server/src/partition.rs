@@ -264,11 +264,13 @@ impl Partition {
         let now = Instant::now();
         let changed = match &mut *role {
             Role::Leader(state) if l.leader == self.local && state.epoch == l.leader_epoch => {
-                state.isr = l.isr.clone();
-                state.partition_epoch = l.partition_epoch;
-                if state.pending_isr.as_ref() == Some(&l.isr) {
+                // A pending change was based on the old partition epoch: committed (this is
+                // it) or refused (something else changed the partition); either way it is over.
+                if state.partition_epoch != l.partition_epoch {
                     state.pending_isr = None;
                 }
+                state.isr = l.isr.clone();
+                state.partition_epoch = l.partition_epoch;
                 false
             }
             Role::Follower { leader, epoch }
@@ -753,5 +755,144 @@ impl Partition {
         self.log_end.send_replace(leo);
         self.high_watermark.send_replace(leo);
         self.check_offsets("a reset of the high watermark");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_formats::record::{BatchBuilder, BatchOptions};
+
+    fn replica(dir: &std::path::Path, local: i32) -> Arc<Partition> {
+        let log = Log::open(
+            dir.join(format!("t-0-{local}")),
+            shale_log::LogConfig::default(),
+            0,
+        )
+        .unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        Partition::replica(tp, Uuid::from_u128(1), local, log)
+    }
+
+    fn batch() -> Vec<u8> {
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        b.append(0, None, Some(bytes::Bytes::from_static(b"v")), Vec::new());
+        b.build().unwrap()
+    }
+
+    fn leadership(leader: i32, epoch: i32, partition_epoch: i32, isr: &[i32]) -> Leadership {
+        Leadership {
+            leader,
+            leader_epoch: LeaderEpoch::new(epoch),
+            partition_epoch,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+        }
+    }
+
+    /// The leader's high watermark waits for every ISR member's fetch, moves to the smallest
+    /// log end among them, and an acks=all wait ends when it passes; a follower refuses appends
+    /// from producers; a lagging follower is proposed out of the ISR and a caught-up one in.
+    #[tokio::test]
+    async fn high_watermark_follows_the_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        assert!(leader.apply_leadership(&leadership(1, 0, 0, &[1, 2, 3])));
+        let (outcome, epoch) = leader.append_checked(&mut batch(), 0, Some(2)).unwrap();
+        let AppendOutcome::Appended(info) = outcome else {
+            panic!("a new batch")
+        };
+        let end = info.last_offset + 1;
+        assert_eq!(
+            leader.high_watermark(),
+            Offset::ZERO,
+            "no follower has fetched"
+        );
+        let lag = Duration::from_secs(30);
+        leader.record_follower_fetch(2, end, lag).unwrap();
+        assert_eq!(
+            leader.high_watermark(),
+            Offset::ZERO,
+            "follower 3 is unknown"
+        );
+        let waiter = {
+            let leader = Arc::clone(&leader);
+            tokio::spawn(async move {
+                leader
+                    .wait_replicated(end, epoch, 2, Duration::from_secs(10))
+                    .await
+            })
+        };
+        let fetched = leader.record_follower_fetch(3, Offset::ZERO, lag).unwrap();
+        assert!(!fetched.high_watermark_moved);
+        leader.record_follower_fetch(3, end, lag).unwrap();
+        assert_eq!(leader.high_watermark(), end);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+
+        // Follower 3 stops fetching: with no lag allowed it is proposed out; not twice while
+        // the proposal is pending.
+        let (partition_epoch, isr) = leader.isr_change_wanted(Duration::ZERO).unwrap();
+        assert_eq!((partition_epoch, isr.clone()), (0, vec![1]));
+        assert!(leader.set_pending_isr(0, Some(isr)));
+        assert_eq!(leader.isr_change_wanted(Duration::ZERO), None);
+        // The image commits an ISR of [1, 2] instead: follower 2 caught up joins again.
+        leader.apply_leadership(&leadership(1, 0, 1, &[1, 2]));
+        assert_eq!(leader.isr(), Some(vec![1, 2]));
+        leader.record_follower_fetch(3, end, lag).unwrap();
+        assert_eq!(leader.isr_change_wanted(lag), Some((1, vec![1, 2, 3])));
+
+        // Not enough replicas: refused before the append.
+        leader.apply_leadership(&leadership(1, 0, 2, &[1]));
+        assert!(matches!(
+            leader.append_checked(&mut batch(), 0, Some(2)),
+            Err(AppendError::NotEnoughReplicas { isr: 1, min_isr: 2 })
+        ));
+
+        // Another broker leads in epoch 1: this one follows, refuses producers, and a waiter
+        // of the old epoch is told it no longer leads.
+        let waiter = {
+            let leader = Arc::clone(&leader);
+            tokio::spawn(async move {
+                leader
+                    .wait_replicated(end + 100, epoch, 1, Duration::from_secs(10))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(leader.apply_leadership(&leadership(2, 1, 3, &[1, 2])));
+        assert_eq!(waiter.await.unwrap(), Err(ReplicationError::NotLeader));
+        assert!(matches!(
+            leader.append_checked(&mut batch(), 0, None),
+            Err(AppendError::NotLeader { leader: 2 })
+        ));
+        assert_eq!(leader.known_epoch(), LeaderEpoch::new(1));
+    }
+
+    /// A follower takes its leader's high watermark, capped by its own log end, and truncating
+    /// lowers it with the log end.
+    #[test]
+    fn follower_high_watermark_is_capped_by_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = replica(dir.path(), 2);
+        source.apply_leadership(&leadership(2, 0, 0, &[2]));
+        for _ in 0..3 {
+            source.append_checked(&mut batch(), 0, None).unwrap();
+        }
+        let records = source
+            .read_to_end(Offset::ZERO, 1 << 20, true)
+            .unwrap()
+            .records;
+        let follower = replica(dir.path(), 1);
+        follower.apply_leadership(&leadership(2, 0, 0, &[2, 1]));
+        follower
+            .append_as_follower(&records, Offset::new(100), 0)
+            .unwrap();
+        assert_eq!(follower.high_watermark(), Offset::new(3));
+        follower.truncate_to(Offset::new(1)).unwrap();
+        assert_eq!(follower.high_watermark(), Offset::new(1));
+        assert_eq!(follower.log().log_end_offset(), Offset::new(1));
     }
 }
